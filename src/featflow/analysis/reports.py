@@ -1,0 +1,34 @@
+"""Reports under ``reports/``: a Markdown page and a JSON file (and PNG plots) per benchmark, written
+atomically, each naming the exact command that reproduces it."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from featflow.utils.io import write_json, write_text
+
+
+def machine_description() -> dict[str, Any]:
+    """Where a measurement ran (speed figures mean little without it)."""
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def write_report(folder: str | os.PathLike, stem: str, markdown: str, data: dict[str, Any], command: str) -> list[Path]:
+    """Write ``{stem}.md`` and ``{stem}.json``; both carry the reproducing command."""
+    folder = Path(folder)
+    md_path, json_path = folder / f"{stem}.md", folder / f"{stem}.json"
+    write_text(md_path, markdown.rstrip() + f"\n\nReproduce with:\n\n```\n{command}\n```\n")
+    write_json(json_path, {"command": command, **data})
+    return [md_path, json_path]

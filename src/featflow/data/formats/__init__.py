@@ -1,0 +1,1 @@
+"""The on-disk layouts of the real datasets this project reads and writes."""

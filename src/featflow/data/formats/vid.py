@@ -1,0 +1,169 @@
+"""ImageNet VID (ILSVRC2015) layout: per-frame annotation XML, image sets, class map.
+
+Layout under a root folder:
+- ``Data/VID/{split}/{video}/{frame:06d}.JPEG`` with ``video`` like
+  ``ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000000`` (train) or ``ILSVRC2015_val_00000000`` (val);
+- ``Annotations/VID/{split}/{video}/{frame:06d}.xml``: size, and per object ``trackid``, ``name`` (a
+  WordNet id), ``bndbox`` (xmin, ymin, xmax, ymax: inclusive pixel coordinates, so a box is
+  xmax - xmin + 1 pixels wide), ``occluded``, ``generated``;
+- ``ImageSets/VID/``: ``VID_val_frames.txt`` (``val/{video}/{frame:06d} {1-based id}``),
+  ``VID_val_videos.txt`` (``val/{video} {first id} 0 {frames}``), ``val.txt``, ``VID_train_15frames.txt``
+  (``train/{video} 1 {frame} {frames}``), ``train_{class}.txt``;
+- ``devkit/data/map_vid.txt``: ``{wnid} {1-based index} {name}`` per class.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from featflow.utils.io import write_text
+
+#: The 30 ImageNet VID classes: (WordNet id, name), in the official order.
+VID_CLASSES: tuple[tuple[str, str], ...] = (
+    ("n02691156", "airplane"), ("n02419796", "antelope"), ("n02131653", "bear"), ("n02834778", "bicycle"),
+    ("n01503061", "bird"), ("n02924116", "bus"), ("n02958343", "car"), ("n02402425", "cattle"),
+    ("n02084071", "dog"), ("n02121808", "domestic_cat"), ("n02503517", "elephant"), ("n02118333", "fox"),
+    ("n02510455", "giant_panda"), ("n02342885", "hamster"), ("n02374451", "horse"), ("n02129165", "lion"),
+    ("n01674464", "lizard"), ("n02484322", "monkey"), ("n03790512", "motorcycle"), ("n02324045", "rabbit"),
+    ("n02509815", "red_panda"), ("n02411705", "sheep"), ("n01726692", "snake"), ("n02355227", "squirrel"),
+    ("n02129604", "tiger"), ("n04468005", "train"), ("n01662784", "turtle"), ("n04530566", "watercraft"),
+    ("n02062744", "whale"), ("n02391049", "zebra"),
+)
+
+
+@dataclass(frozen=True)
+class VidObject:
+    track_id: int
+    name: str  # WordNet id
+    box: tuple[int, int, int, int]  # xmin, ymin, xmax, ymax (inclusive)
+    occluded: bool = False
+    generated: bool = False
+
+
+@dataclass(frozen=True)
+class VidAnnotation:
+    folder: str  # the video, e.g. ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000000
+    filename: str  # the frame, e.g. 000000
+    width: int
+    height: int
+    objects: tuple[VidObject, ...] = field(default_factory=tuple)
+
+
+def video_name(split: str, index: int) -> str:
+    """The folder of the ``index``-th video of a split, as ILSVRC2015 names them."""
+    if split == "train":
+        return f"ILSVRC2015_VID_train_{index // 1000:04d}/ILSVRC2015_train_{index:08d}"
+    return f"ILSVRC2015_{split}_{index:08d}"
+
+
+def frame_name(frame: int) -> str:
+    return f"{frame:06d}"
+
+
+def _text(parent: ET.Element, tag: str, value: object) -> ET.Element:
+    child = ET.SubElement(parent, tag)
+    child.text = str(value)
+    return child
+
+
+def vid_xml(ann: VidAnnotation) -> str:
+    """The annotation as the XML text of an ILSVRC2015 VID frame."""
+    root = ET.Element("annotation")
+    _text(root, "folder", ann.folder)
+    _text(root, "filename", ann.filename)
+    source = ET.SubElement(root, "source")
+    _text(source, "database", "ILSVRC_2015")
+    size = ET.SubElement(root, "size")
+    _text(size, "width", ann.width)
+    _text(size, "height", ann.height)
+    for obj in ann.objects:
+        node = ET.SubElement(root, "object")
+        _text(node, "trackid", obj.track_id)
+        _text(node, "name", obj.name)
+        box = ET.SubElement(node, "bndbox")
+        xmin, ymin, xmax, ymax = obj.box
+        for tag, value in (("xmax", xmax), ("xmin", xmin), ("ymax", ymax), ("ymin", ymin)):
+            _text(box, tag, int(value))
+        _text(node, "occluded", int(obj.occluded))
+        _text(node, "generated", int(obj.generated))
+    ET.indent(root, space="\t")
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write_vid_xml(path: str | os.PathLike, ann: VidAnnotation) -> None:
+    write_text(path, vid_xml(ann))
+
+
+def _child(node: ET.Element, tag: str, path: Path) -> ET.Element:
+    child = node.find(tag)
+    if child is None:
+        raise ValueError(f"{path}: <{node.tag}> has no <{tag}>")
+    return child
+
+
+def _int(node: ET.Element, tag: str, path: Path) -> int:
+    text = (_child(node, tag, path).text or "").strip()
+    try:
+        return int(float(text))
+    except ValueError:
+        raise ValueError(f"{path}: <{tag}> is {text!r}, not a number") from None
+
+
+def read_vid_xml(path: str | os.PathLike) -> VidAnnotation:
+    """Parse one VID annotation file; missing or malformed fields raise ``ValueError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such annotation: {path}")
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as err:
+        raise ValueError(f"{path}: not valid XML ({err})") from None
+    if root.tag != "annotation":
+        raise ValueError(f"{path}: root element is <{root.tag}>, expected <annotation>")
+    size = _child(root, "size", path)
+    objects = []
+    for node in root.findall("object"):
+        box = _child(node, "bndbox", path)
+        xmin, ymin, xmax, ymax = (_int(box, tag, path) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        if xmax < xmin or ymax < ymin:
+            raise ValueError(f"{path}: empty box ({xmin}, {ymin}, {xmax}, {ymax})")
+        objects.append(
+            VidObject(
+                track_id=_int(node, "trackid", path),
+                name=(_child(node, "name", path).text or "").strip(),
+                box=(xmin, ymin, xmax, ymax),
+                occluded=bool(_int(node, "occluded", path)) if node.find("occluded") is not None else False,
+                generated=bool(_int(node, "generated", path)) if node.find("generated") is not None else False,
+            )
+        )
+    return VidAnnotation(
+        folder=(root.findtext("folder") or "").strip(),
+        filename=(root.findtext("filename") or "").strip(),
+        width=_int(size, "width", path),
+        height=_int(size, "height", path),
+        objects=tuple(objects),
+    )
+
+
+def write_map_vid(path: str | os.PathLike, classes: tuple[tuple[str, str], ...]) -> None:
+    write_text(path, "".join(f"{wnid} {i} {name}\n" for i, (wnid, name) in enumerate(classes, 1)))
+
+
+def read_map_vid(path: str | os.PathLike) -> tuple[tuple[str, str], ...]:
+    """``devkit/data/map_vid.txt`` -> ((wnid, name), ...) in index order."""
+    path = Path(path)
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 3 or not parts[1].isdigit():
+            raise ValueError(f"{path}:{n}: expected 'WNID INDEX NAME', got {line!r}")
+        rows.append((int(parts[1]), parts[0], parts[2]))
+    rows.sort()
+    if [r[0] for r in rows] != list(range(1, len(rows) + 1)):
+        raise ValueError(f"{path}: class indices must run 1..{len(rows)}")
+    return tuple((wnid, name) for _, wnid, name in rows)

@@ -1,0 +1,218 @@
+"""What one synthetic video contains: a camera over a textured world, object tracks, degradations.
+
+Everything is sampled once per video from its seed and is an analytic function of time, so any
+frame, and the exact motion between any two frames, can be computed on its own.
+
+Geometry: affine maps are (2, 3) float64 matrices acting on pixel centres (x, y, 1).
+- ``Camera.matrix(t)``: world (background canvas pixels) -> image.
+- ``Track.matrix(t)``: object sprite pixels -> image. Objects move in image space, independent of the
+  camera, so their speed category (slow / medium / fast in motion-IoU terms) is under control.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from featflow.data.synthetic import textures
+from featflow.data.synthetic.classes import NUM_CLASSES, Sprite, blob, make_sprite, sample_object_sprite
+from featflow.data.synthetic.degrade import DegradationSchedule, Degradations, sample_schedule
+
+SPEED_CATEGORIES: tuple[str, ...] = ("slow", "medium", "fast")
+#: Object speed per frame as a fraction of its diameter, by category. A box moving this fast keeps
+#: a mean IoU with itself over +-10 frames above 0.9 (slow), 0.7-0.9 (medium) or below 0.7 (fast).
+SPEED_RANGES: dict[str, tuple[float, float]] = {"slow": (0.0, 0.005), "medium": (0.013, 0.026), "fast": (0.045, 0.12)}
+_SPIN = {"slow": 0.002, "medium": 0.008, "fast": 0.025}  # rad/frame (std)
+_SCALE_AMP = {"slow": 0.04, "medium": 0.1, "fast": 0.2}
+
+
+def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The affine map x -> a(b(x))."""
+    return np.hstack([a[:, :2] @ b[:, :2], a[:, :2] @ b[:, 2:] + a[:, 2:]])
+
+
+def invert(a: np.ndarray) -> np.ndarray:
+    linear = np.linalg.inv(a[:, :2])
+    return np.hstack([linear, -linear @ a[:, 2:]])
+
+
+def similarity(scale: float, angle: float, src_center: np.ndarray, dst_center: np.ndarray) -> np.ndarray:
+    """Rotate by ``angle`` and scale about ``src_center``, moving it to ``dst_center``."""
+    c, s = np.cos(angle) * scale, np.sin(angle) * scale
+    linear = np.array([[c, -s], [s, c]])
+    return np.hstack([linear, (dst_center - linear @ src_center)[:, None]])
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Size, length and content settings of the generated videos."""
+
+    height: int = 256
+    width: int = 512
+    num_frames: int = 30
+    degradations: Degradations = field(default_factory=Degradations)
+    speed_mix: tuple[float, float, float] = (0.4, 0.35, 0.25)  # slow, medium, fast
+    objects: tuple[int, int] = (3, 7)  # objects per video (per 60 frames for longer videos)
+
+    def __post_init__(self) -> None:
+        if self.height < 16 or self.width < 16:
+            raise ValueError(f"frames must be at least 16x16, got {self.height}x{self.width}")
+        if self.num_frames < 1:
+            raise ValueError(f"a video needs at least one frame, got {self.num_frames}")
+        if len(self.speed_mix) != 3 or min(self.speed_mix) < 0 or sum(self.speed_mix) <= 0:
+            raise ValueError(f"speed_mix must be three non-negative weights, got {self.speed_mix}")
+        if not 1 <= self.objects[0] <= self.objects[1]:
+            raise ValueError(f"objects must be a range (min >= 1, max >= min), got {self.objects}")
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A camera panning over the world with slow zoom and roll."""
+
+    center0: np.ndarray  # world point at the image centre at t = 0
+    velocity: np.ndarray  # world pixels per frame
+    zoom_amp: float
+    zoom_freq: float
+    zoom_phase: float
+    roll_amp: float
+    roll_freq: float
+    roll_phase: float
+    image_center: np.ndarray
+
+    def matrix(self, t: float) -> np.ndarray:
+        zoom = float(np.exp(self.zoom_amp * np.sin(self.zoom_freq * t + self.zoom_phase)))
+        roll = float(self.roll_amp * np.sin(self.roll_freq * t + self.roll_phase))
+        return similarity(zoom, roll, self.center0 + self.velocity * t, self.image_center)
+
+
+@dataclass(frozen=True)
+class Track:
+    """One object: class, appearance, depth order and an analytic image-space trajectory."""
+
+    track_id: int
+    label: int
+    sprite: Sprite
+    depth: float  # larger is nearer the camera
+    category: str  # the speed category it was drawn from
+    t_center: float
+    center: np.ndarray  # image position at t_center
+    speed: float  # pixels per frame
+    heading: float  # direction of motion at t_center (rad)
+    turn: float  # change of heading (rad per frame)
+    angle0: float
+    spin: float  # rad per frame
+    scale_amp: float
+    scale_freq: float
+    scale_phase: float
+
+    def position(self, t: float) -> np.ndarray:
+        dt = t - self.t_center
+        if abs(self.turn) < 1e-9:
+            step = self.speed * dt * np.array([np.cos(self.heading), np.sin(self.heading)])
+        else:
+            h1 = self.heading + self.turn * dt
+            r = self.speed / self.turn
+            step = r * np.array([np.sin(h1) - np.sin(self.heading), np.cos(self.heading) - np.cos(h1)])
+        return self.center + step
+
+    def scale(self, t: float) -> float:
+        return float(np.exp(self.scale_amp * np.sin(self.scale_freq * (t - self.t_center) + self.scale_phase)))
+
+    def matrix(self, t: float) -> np.ndarray:
+        sprite_center = np.full(2, (self.sprite.size - 1) / 2.0)
+        angle = self.angle0 + self.spin * (t - self.t_center)
+        return similarity(self.scale(t), angle, sprite_center, self.position(t))
+
+
+@dataclass(frozen=True)
+class Scene:
+    config: SynthConfig
+    background: np.ndarray  # (Hc, Wc, 3) uint8 world texture (reflected beyond its borders)
+    camera: Camera
+    tracks: tuple[Track, ...]  # in drawing order (far to near)
+    schedule: DegradationSchedule
+
+
+def make_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A textured world: large colour regions, fine detail for flow, and object-like clutter."""
+    base = textures.colorize(rng, textures.value_noise(rng, height, width, cell=height / 3, octaves=4), 0.8)
+    shade = textures.value_noise(rng, height, width, cell=height / 6, octaves=3)[..., None]  # (h, w, 1)
+    regions = np.zeros((height, width), np.uint8)  # 0 = none, k = k-th large region (later ones on top)
+    count = int(rng.integers(2, 6))
+    for k in range(1, count + 1):
+        points = np.stack([rng.uniform(-0.2, 1.2, 5) * width, rng.uniform(-0.2, 1.2, 5) * height], 1)
+        cv2.fillConvexPoly(regions, cv2.convexHull(points.astype(np.int32)), k)
+    colors = np.stack([np.stack([textures.random_color(rng), textures.random_color(rng)]) for _ in range(count + 1)])
+    weight = np.full((count + 1, 1), 0.5, np.float32)
+    weight[0] = 0.0
+    low, high, mix = colors[regions, 0], colors[regions, 1], weight[regions]  # (h, w, 3), (h, w, 3), (h, w, 1)
+    base += mix * (low + shade * (high - low) - base)
+    detail = textures.value_noise(rng, height, width, cell=rng.uniform(4.0, 8.0), octaves=2) - 0.5
+    base += np.float32(rng.uniform(40, 90)) * detail[..., None]
+    patterns = [textures.rings, textures.checker, textures.stripes, textures.dots, textures.crosshatch,
+                textures.spokes, textures.blotches, textures.chevrons]
+    for _ in range(int(rng.poisson(0.00004 * height * width) + 2)):  # clutter with object textures
+        diameter = rng.uniform(0.06, 0.25) * min(height, width)
+        sprite = make_sprite(rng, blob, patterns[int(rng.integers(len(patterns)))], diameter)
+        x0, y0 = int(rng.uniform(0, width - sprite.size)), int(rng.uniform(0, height - sprite.size))
+        alpha = sprite.rgba[..., 3:] / 255.0
+        patch = base[y0 : y0 + sprite.size, x0 : x0 + sprite.size]
+        patch += alpha * (sprite.rgba[..., :3] - patch)
+    return np.clip(base + 0.5, 0, 255).astype(np.uint8)
+
+
+def _sample_camera(rng: np.random.Generator, config: SynthConfig, world_size: tuple[int, int]) -> Camera:
+    unit = config.height / 256.0
+    direction = rng.uniform(0, 2 * np.pi)
+    speed = rng.uniform(0.0, 2.5) * unit
+    return Camera(
+        center0=np.array([world_size[1] / 2.0, world_size[0] / 2.0]),
+        velocity=speed * np.array([np.cos(direction), np.sin(direction)]),
+        zoom_amp=rng.uniform(0.0, 0.12),
+        zoom_freq=2 * np.pi / rng.uniform(50, 200),
+        zoom_phase=rng.uniform(0, 2 * np.pi),
+        roll_amp=rng.uniform(0.0, 0.05),
+        roll_freq=2 * np.pi / rng.uniform(60, 200),
+        roll_phase=rng.uniform(0, 2 * np.pi),
+        image_center=np.array([(config.width - 1) / 2.0, (config.height - 1) / 2.0]),
+    )
+
+
+def _sample_track(rng: np.random.Generator, config: SynthConfig, track_id: int) -> Track:
+    h, w = config.height, config.width
+    label = int(rng.integers(1, NUM_CLASSES))
+    diameter = float(np.exp(rng.uniform(np.log(0.12), np.log(0.42))) * h)
+    mix = np.asarray(config.speed_mix, float)
+    category = SPEED_CATEGORIES[int(rng.choice(3, p=mix / mix.sum()))]
+    lo, hi = SPEED_RANGES[category]
+    return Track(
+        track_id=track_id,
+        label=label,
+        sprite=sample_object_sprite(rng, label, diameter),
+        depth=rng.random(),
+        category=category,
+        t_center=rng.uniform(0, max(config.num_frames - 1, 1)),
+        center=np.array([rng.uniform(-0.05, 1.05) * w, rng.uniform(-0.05, 1.05) * h]),
+        speed=rng.uniform(lo, hi) * diameter,
+        heading=rng.uniform(0, 2 * np.pi),
+        turn=rng.normal(0, 0.01),
+        angle0=rng.uniform(0, 2 * np.pi),
+        spin=rng.normal(0, _SPIN[category]),
+        scale_amp=rng.uniform(0, _SCALE_AMP[category]),
+        scale_freq=2 * np.pi / rng.uniform(40, 150),
+        scale_phase=rng.uniform(0, 2 * np.pi),
+    )
+
+
+def sample_scene(config: SynthConfig, rng: np.random.Generator) -> Scene:
+    """Draw everything one video needs from ``rng``."""
+    world = (int(round(1.5 * config.height)), int(round(1.5 * config.width)))
+    background = make_background(rng, *world)
+    camera = _sample_camera(rng, config, world)
+    lo, hi = config.objects
+    count = int(round(rng.integers(lo, hi + 1) * max(1.0, config.num_frames / 60.0)))
+    tracks = sorted((_sample_track(rng, config, i) for i in range(count)), key=lambda tr: tr.depth)
+    schedule = sample_schedule(rng, config.degradations, config.num_frames, config.height, config.width)
+    return Scene(config, background, camera, tuple(tracks), schedule)

@@ -1,0 +1,104 @@
+"""N_feat: the feature network of DFF, a dilated ResNet with an extra ``feat_conv``.
+
+The network follows the MSRA ResNet-v1 used by the original DFF / FGFA code:
+- the stride-2 of a bottleneck's downsampling block sits in its first 1x1 conv (v1), not in the 3x3
+  (torchvision's "v1.5");
+- res5 keeps stride 1 and every 3x3 conv in it has dilation 2, so features come out at stride 16;
+- ``feat_conv`` (3x3, dilation 6, with bias and ReLU) maps the res5 output to ``out_channels``
+  (1024 in the papers; smaller for the small models this project trains on the CPU).
+
+The layers themselves are torchvision's, built with random weights.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision.models.resnet import Bottleneck, ResNet
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+FEATURE_NETS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+NormKind = Literal["batch", "frozen"]
+
+#: Stride of the feature map relative to the input image.
+FEATURE_STRIDE = 16
+
+
+def _move_stride_to_1x1(resnet: ResNet) -> None:
+    """Turn torchvision's ResNet-v1.5 bottlenecks into v1 ones (stride on the first 1x1 conv)."""
+    for layer in (resnet.layer2, resnet.layer3, resnet.layer4):
+        block = layer[0]
+        if isinstance(block, Bottleneck) and block.conv2.stride == (2, 2):
+            block.conv1.stride = (2, 2)
+            block.conv2.stride = (1, 1)
+
+
+def _dilate_res5(resnet: ResNet) -> None:
+    """res5 at stride 1 with dilation 2 in all its 3x3 convs (the first block's included)."""
+    first = resnet.layer4[0]
+    for conv in (first.conv1, first.conv2):
+        conv.stride = (1, 1)
+    if first.downsample is not None:
+        first.downsample[0].stride = (1, 1)
+    for block in resnet.layer4:
+        for conv in block.modules():
+            if isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3):
+                conv.dilation = (2, 2)
+                conv.padding = (2, 2)
+
+
+class FeatureNet(nn.Module):
+    """N_feat: image (N, 3, H, W) -> features (N, out_channels, ceil(H/16), ceil(W/16)).
+
+    Input: RGB in [0, 255] with the per-channel mean subtracted (see ``featflow.modeling.preprocess``).
+    ``norm="frozen"`` uses fixed BatchNorm statistics as the papers do with ImageNet weights;
+    ``norm="batch"`` trains them, which models trained from scratch here need.
+    """
+
+    def __init__(self, arch: str = "resnet101", out_channels: int = 1024, norm: NormKind = "batch") -> None:
+        super().__init__()
+        if arch not in FEATURE_NETS:
+            raise ValueError(f"unknown feature network {arch!r}; choose one of {', '.join(FEATURE_NETS)}")
+        if out_channels < 1:
+            raise ValueError(f"out_channels must be positive, got {out_channels}")
+        if norm not in ("batch", "frozen"):
+            raise ValueError(f"norm must be 'batch' or 'frozen', got {norm!r}")
+        norm_layer = nn.BatchNorm2d if norm == "batch" else FrozenBatchNorm2d
+        resnet: ResNet = getattr(torchvision.models, arch)(weights=None, norm_layer=norm_layer)
+        _move_stride_to_1x1(resnet)
+        _dilate_res5(resnet)
+        self.arch = arch
+        self.out_channels = out_channels
+        self.stride = FEATURE_STRIDE
+        self.conv1 = resnet.conv1
+        self.bn1 = resnet.bn1
+        self.relu = resnet.relu
+        self.maxpool = resnet.maxpool
+        self.res2 = resnet.layer1
+        self.res3 = resnet.layer2
+        self.res4 = resnet.layer3
+        self.res5 = resnet.layer4
+        self.feat_conv = nn.Conv2d(resnet.fc.in_features, out_channels, kernel_size=3, padding=6, dilation=6)
+        nn.init.normal_(self.feat_conv.weight, std=0.01)
+        nn.init.zeros_(self.feat_conv.bias)
+
+    def forward(self, image: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(image))))  # (N, 64, H/4, W/4)
+        x = self.res2(x)  # stride 4
+        x = self.res3(x)  # stride 8
+        x = self.res4(x)  # stride 16
+        x = self.res5(x)  # stride 16, dilated
+        return torch.relu(self.feat_conv(x))  # (N, out_channels, ceil(H/16), ceil(W/16))
+
+    def stem_and_res2(self) -> list[nn.Module]:
+        """The modules the papers keep frozen during training (conv1 and res2)."""
+        return [self.conv1, self.bn1, self.res2]
+
+
+def feature_map_size(height: int, width: int) -> tuple[int, int]:
+    """Spatial size of N_feat's output for an input of ``height`` x ``width``."""
+    return -(-height // FEATURE_STRIDE), -(-width // FEATURE_STRIDE)

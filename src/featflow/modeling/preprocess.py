@@ -1,0 +1,36 @@
+"""Input conventions of the original DFF / FGFA code, in one place.
+
+Images enter the models as float RGB tensors (N, 3, H, W) with values in [0, 255].
+- N_feat sees the image with the per-channel mean subtracted (no division by a std).
+- F sees the same mean-subtracted image divided by 255.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+#: Per-channel RGB means of the original code.
+PIXEL_MEANS: tuple[float, float, float] = (123.15, 115.90, 103.06)
+
+
+def _means_like(images: Tensor) -> Tensor:
+    return torch.tensor(PIXEL_MEANS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+
+
+def feature_input(images: Tensor) -> Tensor:
+    """(N, 3, H, W) RGB in [0, 255] -> the input of N_feat."""
+    return images - _means_like(images)
+
+
+def flow_input(images: Tensor) -> Tensor:
+    """(N, 3, H, W) RGB in [0, 255] -> the input of the flow network F."""
+    return (images - _means_like(images)) / 255.0
+
+
+def image_to_tensor(image: np.ndarray) -> Tensor:
+    """(H, W, 3) uint8 RGB array -> (1, 3, H, W) float32 tensor in [0, 255]."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0).float()

@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from featflow.modeling.feature_net import FEATURE_NETS, FeatureNet, feature_map_size
+from featflow.modeling.flow_net import FLOW_NETS, build_flow_net
+from featflow.modeling.preprocess import PIXEL_MEANS, feature_input, flow_input
+
+
+@pytest.mark.parametrize("arch", FEATURE_NETS)
+def test_feature_net_stride_16_on_odd_sizes(arch):
+    with torch.device("meta"):  # shapes only: fast even for ResNet-101
+        net = FeatureNet(arch, out_channels=48)
+        out = net(torch.empty(1, 3, 97, 131))
+    assert tuple(out.shape) == (1, 48, *feature_map_size(97, 131)) == (1, 48, 7, 9)
+
+
+def test_feature_net_res5_is_dilated_v1():
+    net = FeatureNet("resnet50")
+    first = net.res5[0]
+    assert first.conv1.stride == (1, 1) and first.conv2.stride == (1, 1)
+    assert all(b.conv2.dilation == (2, 2) for b in net.res5)
+    assert net.res3[0].conv1.stride == (2, 2) and net.res3[0].conv2.stride == (1, 1)  # v1: stride on the 1x1
+    assert net.feat_conv.dilation == (6, 6) and net.feat_conv.out_channels == 1024
+
+
+def test_feature_net_runs_and_is_trainable():
+    net = FeatureNet("resnet18", out_channels=16)
+    out = net(torch.randn(2, 3, 40, 56))
+    assert out.shape == (2, 16, 3, 4) and (out >= 0).all()
+    out.mean().backward()
+    assert net.conv1.weight.grad is not None
+
+
+def test_unknown_networks_are_named_in_errors():
+    with pytest.raises(ValueError, match="resnet18"):
+        FeatureNet("resnet152")
+    with pytest.raises(ValueError, match="flownet_inception"):
+        build_flow_net("pwcnet")
+
+
+@pytest.mark.parametrize("name", FLOW_NETS)
+@pytest.mark.parametrize("size", [(97, 131), (64, 64), (33, 47)])
+def test_flow_net_output_lines_up_with_features(name, size):
+    net = build_flow_net(name, scale_channels=24)
+    frames = torch.randn(1, 3, *size)
+    out = net(frames, frames, pyramid=True)
+    h16, w16 = feature_map_size(*size)
+    assert out.flow.shape == (1, 2, h16, w16)
+    assert out.scale.shape == (1, 24, h16, w16)
+    assert out.pyramid[8].shape == (1, 2, -(-size[0] // 8), -(-size[1] // 8))
+    assert set(out.pyramid) == {8, 16, 32, 64, 128}
+
+
+@pytest.mark.parametrize("name", FLOW_NETS)
+def test_scale_field_starts_at_exactly_one(name):
+    net = build_flow_net(name, scale_channels=8)
+    out = net(torch.randn(2, 3, 48, 64), torch.randn(2, 3, 48, 64))
+    assert torch.equal(out.scale, torch.ones_like(out.scale))
+    # the bias of 1 is a constant, not a parameter: training cannot move it
+    assert all(p.shape != (8,) for p in net.scale_conv.parameters())
+
+
+def test_flow_net_rejects_mismatched_frames():
+    net = build_flow_net("flownet_inception", scale_channels=4)
+    with pytest.raises(ValueError, match="differ in shape"):
+        net(torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 48))
+
+
+def test_input_conventions():
+    images = torch.tensor(PIXEL_MEANS).view(1, 3, 1, 1).expand(1, 3, 2, 2) + 255.0
+    torch.testing.assert_close(feature_input(images), torch.full((1, 3, 2, 2), 255.0))
+    torch.testing.assert_close(flow_input(images), torch.ones(1, 3, 2, 2))

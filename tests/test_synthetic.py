@@ -1,0 +1,173 @@
+import cv2
+import numpy as np
+import pytest
+
+from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig, SyntheticVideo
+from featflow.data.synthetic.degrade import line_kernel, sensor_noise
+from featflow.evaluation.motion_iou import motion_category, motion_iou
+
+
+def _backward_warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    h, w = flow.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    return cv2.remap(image, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR).astype(np.float32)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+@pytest.mark.parametrize("source,target", [(0, 1), (4, 13), (13, 4), (2, 23)])
+def test_ground_truth_flow_warps_one_frame_onto_the_other(clean_config, index, source, target):
+    video = SyntheticVideo(clean_config, seed=11, index=index)
+    flow, valid = video.flow(source, target)
+    a = video.frame(source).astype(np.float32)
+    b = video.frame(target)
+    err = np.abs(_backward_warp(b, flow) - a).mean(-1)
+    err_zero = np.abs(b.astype(np.float32) - a).mean(-1)
+    assert valid.mean() > 0.5
+    assert err[valid].mean() < 2.0  # grey levels: interpolation error only
+    assert np.median(err[valid]) < 1.0
+    # frames far apart differ a lot; the flow explains nearly all of it
+    assert err[valid].mean() < (0.35 if abs(target - source) > 3 else 0.8) * err_zero[valid].mean()
+
+
+def test_flow_of_a_frame_to_itself_is_zero_and_valid(clean_config):
+    video = SyntheticVideo(clean_config, seed=1)
+    flow, valid = video.flow(5, 5)
+    assert np.abs(flow).max() < 1e-3 and valid.all()
+
+
+def test_forward_and_backward_flow_are_inverse_on_valid_pixels(clean_config):
+    video = SyntheticVideo(clean_config, seed=2)
+    forward, valid = video.flow(3, 9)
+    backward, _ = video.flow(9, 3)
+    h, w = valid.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    tx = np.clip(np.rint(xs + forward[..., 0]).astype(int), 0, w - 1)
+    ty = np.clip(np.rint(ys + forward[..., 1]).astype(int), 0, h - 1)
+    round_trip = forward + backward[ty, tx]
+    # nearest-pixel lookup: the return trip lands within the rounding of one pixel
+    assert np.median(np.linalg.norm(round_trip[valid], axis=-1)) < 0.75
+
+
+def test_occluded_and_leaving_pixels_are_invalid(clean_config):
+    video = SyntheticVideo(clean_config, seed=11, index=1)
+    flow, valid = video.flow(2, 23)
+    h, w = valid.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    outside = (xs + flow[..., 0] < -0.5) | (xs + flow[..., 0] > w - 0.5) | (ys + flow[..., 1] < -0.5) | (
+        ys + flow[..., 1] > h - 0.5)
+    assert not valid[outside].any()
+    assert (~valid).sum() > outside.sum()  # some pixels are hidden by objects, not only out of view
+
+
+def test_boxes_are_tight_around_instance_masks(small_config):
+    video = SyntheticVideo(small_config, seed=4, index=3)
+    seen = 0
+    for t in range(0, 30, 3):
+        ann = video.annotation(t)
+        assert set(np.unique(ann.instance)) - {0} == {int(i) + 1 for i in ann.track_ids}
+        for track, box, label in zip(ann.track_ids, ann.boxes, ann.labels):
+            ys, xs = np.nonzero(ann.instance == track + 1)
+            assert tuple(box) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+            assert (ann.semantic[ys, xs] == label).all()
+            seen += 1
+        assert (ann.semantic[ann.instance == 0] == 0).all()
+        assert ((0 < ann.visible) & (ann.visible <= 1)).all()
+    assert seen > 10
+
+
+def test_visible_fraction_drops_at_the_frame_edge(clean_config):
+    fractions = []
+    for index in range(6):
+        video = SyntheticVideo(clean_config, seed=5, index=index)
+        for t in range(0, clean_config.num_frames, 4):
+            ann = video.annotation(t)
+            h, w = ann.instance.shape
+            touching = (ann.boxes[:, 0] == 0) | (ann.boxes[:, 1] == 0) | (ann.boxes[:, 2] == w) | (ann.boxes[:, 3] == h)
+            inside = ~touching
+            fractions.append((ann.visible[touching], ann.visible[inside]))
+    edge = np.concatenate([f[0] for f in fractions])
+    middle = np.concatenate([f[1] for f in fractions])
+    assert len(edge) and len(middle)
+    assert edge.mean() < middle.mean()
+    assert np.median(middle) > 0.9
+
+
+def test_same_seed_same_pixels_other_seed_other_pixels(small_config):
+    a = SyntheticVideo(small_config, seed=7, index=2, split="val")
+    b = SyntheticVideo(small_config, seed=7, index=2, split="val")
+    assert np.array_equal(a.frame(5), b.frame(5))
+    assert np.array_equal(a.frame(17), SyntheticVideo(small_config, seed=7, index=2, split="val").frame(17))
+    assert not np.array_equal(a.frame(5), SyntheticVideo(small_config, seed=8, index=2, split="val").frame(5))
+    assert not np.array_equal(a.frame(5), SyntheticVideo(small_config, seed=7, index=2, split="train").frame(5))
+    # random access: rendering out of order gives the same frame
+    c = SyntheticVideo(small_config, seed=7, index=2, split="val", cache_size=1)
+    for t in (9, 3, 5):
+        c.render(t)
+    assert np.array_equal(c.frame(5), a.frame(5))
+
+
+def test_classes_and_speeds_cover_the_benchmark():
+    config = SynthConfig(height=64, width=128, num_frames=30, degradations=Degradations.off())
+    labels, categories = set(), []
+    for index in range(12):
+        video = SyntheticVideo(config, seed=3, index=index)
+        frames, tracks, boxes = [], [], []
+        for t in range(30):
+            ann = video.annotation(t)
+            labels.update(int(x) for x in ann.labels)
+            frames += [t] * len(ann.boxes)
+            tracks += list(ann.track_ids)
+            boxes += list(ann.boxes)
+        categories += list(motion_category(motion_iou(np.array(frames), np.array(tracks), np.array(boxes))))
+    assert labels == set(range(1, len(CLASS_NAMES)))  # all 8 object classes appear
+    share = {c: categories.count(c) / len(categories) for c in ("slow", "medium", "fast")}
+    assert all(v > 0.15 for v in share.values()), share
+
+
+def test_degradations_change_pixels_not_labels():
+    clean = SyntheticVideo(SynthConfig(64, 128, 20, Degradations.off()), seed=9)
+    noisy = SyntheticVideo(SynthConfig(64, 128, 20, Degradations(2.0, 2.0, 2.0, 2.0, 2.0)), seed=9)
+    diffs = []
+    for t in range(20):
+        assert np.array_equal(clean.annotation(t).instance, noisy.annotation(t).instance)
+        diffs.append(np.abs(clean.frame(t).astype(int) - noisy.frame(t)).mean())
+    assert min(diffs) > 1.0
+
+
+@pytest.mark.parametrize("name", ["motion_blur", "defocus", "noise", "flicker", "occluders"])
+def test_each_degradation_has_its_own_effect(name):
+    strengths = {n: 0.0 for n in ("motion_blur", "defocus", "noise", "flicker", "occluders")}
+    strengths[name] = 3.0
+    changed = 0
+    for index in range(8):
+        clean = SyntheticVideo(SynthConfig(64, 128, 30, Degradations.off()), seed=21, index=index)
+        degraded = SyntheticVideo(SynthConfig(64, 128, 30, Degradations(**strengths)), seed=21, index=index)
+        changed += sum(not np.array_equal(clean.frame(t), degraded.frame(t)) for t in range(30))
+    assert changed > 0
+
+
+def test_degradation_parsing():
+    assert Degradations.parse("off") == Degradations.off()
+    assert Degradations.parse("default") == Degradations()
+    assert Degradations.parse("noise=2,flicker=0") == Degradations(noise=2.0, flicker=0.0)
+    with pytest.raises(ValueError, match="NAME=STRENGTH"):
+        Degradations.parse("blur=2")
+    with pytest.raises(ValueError, match="strength"):
+        Degradations(noise=-1)
+
+
+def test_blur_kernel_and_noise_statistics(rng):
+    kernel = line_kernel(6.0, 0.0)
+    assert kernel.sum() == pytest.approx(1.0) and kernel.shape[0] >= 7
+    assert line_kernel(0.4, 0.3) is None
+    noise = sensor_noise(rng, (200, 200, 3), 5.0)
+    assert abs(noise.mean()) < 0.1 and noise.std() == pytest.approx(5.0, rel=0.03)
+
+
+def test_bad_settings_are_rejected():
+    with pytest.raises(ValueError, match="at least 16x16"):
+        SynthConfig(height=8)
+    with pytest.raises(ValueError, match="split"):
+        SyntheticVideo(SynthConfig(64, 64, 2), split="dev")
+    with pytest.raises(IndexError, match="outside"):
+        SyntheticVideo(SynthConfig(64, 64, 2)).frame(2)
