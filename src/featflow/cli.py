@@ -76,6 +76,82 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_synth)
 
 
+# ---- featflow train -------------------------------------------------------------------------------
+
+
+def _cmd_train_flow(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from featflow.engine.config import load_config
+    from featflow.engine.flow_training import FlowTrainConfig, train_flow
+
+    cfg = load_config(FlowTrainConfig, args.config, kind="flow")
+    overrides = {}
+    if args.iterations is not None:
+        overrides["iterations"] = args.iterations
+    if args.time_limit is not None:
+        overrides["time_limit_minutes"] = args.time_limit
+    if overrides:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
+    result = train_flow(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
+    print(f"{cfg.model}: {result.iterations} iterations in {result.wall_seconds / 60:.1f} min, "
+          f"validation EPE {result.val_epe:.3f} px (stride-16 DFF output {result.val_epe_dff:.3f} px); "
+          f"weights in {result.output / 'model.safetensors'}")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train models")
+    train = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    flow = train.add_parser("flow", help="pre-train a flow network on pairs with known flow (the FlyingChairs step)",
+                            description="Train FlowNet / FlowNet Half / FlowNet Inception with a multi-scale "
+                                        "end-point-error loss on synthetic pairs (or a FlyingChairs folder).")
+    flow.add_argument("--config", required=True,
+                      help="a YAML file, or the name of a packaged config (flownet, flownet_half, flownet_inception)")
+    flow.add_argument("--out", type=Path, default=None, help="output folder (default: the config's output)")
+    flow.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
+    flow.add_argument("--iterations", type=int, default=None, help="override train.iterations")
+    flow.add_argument("--time-limit", type=float, default=None, help="override train.time_limit_minutes")
+    flow.add_argument("--quiet", action="store_true", help="no progress bar")
+    flow.set_defaults(func=_cmd_train_flow)
+
+
+# ---- featflow flow --------------------------------------------------------------------------------
+
+
+def _cmd_flow(args: argparse.Namespace) -> None:
+    from featflow.data.formats.flo import write_flo
+    from featflow.data.io import read_image, write_image
+    from featflow.engine.checkpoint import load_flow_net
+    from featflow.engine.flow_inference import FlowNetEstimator
+    from featflow.utils.visualize import flow_to_color
+
+    current, key = read_image(args.current), read_image(args.key)
+    if current.shape != key.shape:
+        raise UserError(f"{args.current} is {current.shape[1]}x{current.shape[0]} but {args.key} is "
+                        f"{key.shape[1]}x{key.shape[0]}: the two frames must have the same size")
+    net, meta = load_flow_net(args.weights)
+    flow = FlowNetEstimator(net, stride=args.stride)(current, key)
+    write_flo(args.out, flow)
+    if args.visualize:
+        write_image(args.visualize, flow_to_color(flow))
+    magnitude = (flow ** 2).sum(-1) ** 0.5
+    print(f"{meta['featflow.model']}: {flow.shape[1]}x{flow.shape[0]} flow, mean |flow| {magnitude.mean():.2f} px, "
+          f"max {magnitude.max():.2f} px -> {args.out}")
+
+
+def _add_flow(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("flow", help="estimate the flow from a current frame to a key frame",
+                       description="For each pixel of CURRENT, estimate its displacement to KEY (the direction DFF "
+                                   "warps with), at CURRENT's full resolution, and write it as a .flo file.")
+    p.add_argument("current", type=Path)
+    p.add_argument("key", type=Path)
+    p.add_argument("--out", required=True, type=Path, help="output .flo file")
+    p.add_argument("--weights", type=Path, default=None, help="flow-net weights (default: the shipped FlowNet Inception)")
+    p.add_argument("--stride", type=int, choices=(8, 16), default=8,
+                   help="8: FlowNet's finest prediction (default); 16: the output DFF warps features with")
+    p.add_argument("--visualize", type=Path, default=None, help="also write a colour-coded PNG of the flow")
+    p.set_defaults(func=_cmd_flow)
+
 # ---- featflow bench -------------------------------------------------------------------------------
 
 
@@ -93,6 +169,38 @@ def _cmd_bench_flops(args: argparse.Namespace) -> None:
         print(f"report: {', '.join(str(p) for p in paths)}", file=sys.stderr)
 
 
+def _named_path(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, Path(path)
+
+
+def _cmd_bench_flow(args: argparse.Namespace) -> None:
+    from featflow.analysis.flow_report import run_flow_benchmark
+
+    weights = dict(args.weights) if args.weights else None
+    paths = run_flow_benchmark(weights, pairs=args.pairs, size=args.size, seed=args.seed, report=args.report,
+                               command=_command_line(), progress=not args.quiet)
+    print(f"report: {', '.join(str(p) for p in paths)}")
+
+
+def _cmd_bench_synth(args: argparse.Namespace) -> None:
+    from featflow.analysis.synth_report import run_synth_benchmark
+
+    paths = run_synth_benchmark(args.report, videos=args.videos, size=args.size, seed=args.seed,
+                                command=_command_line(), progress=not args.quiet)
+    print(f"report: {', '.join(str(p) for p in paths)}")
+
+
+def _cmd_bench_difficulty(args: argparse.Namespace) -> None:
+    from featflow.analysis.difficulty import run_difficulty_probe
+
+    paths = run_difficulty_probe(args.report, minutes=args.minutes, size=args.size, videos=args.videos, seed=args.seed,
+                                 command=_command_line(), progress=not args.quiet)
+    print(f"report: {', '.join(str(p) for p in paths)}")
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks: cost table, flow accuracy and speed, synthetic data speed")
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -103,11 +211,44 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     flops.add_argument("--size", type=parse_size, default=(600, 1000), help="input size HxW (default 600x1000)")
     flops.add_argument("--report", type=Path, default=None, help="also write cost.md and cost.json into this folder")
     flops.set_defaults(func=_cmd_bench_flops)
+    flow = bench.add_parser("flow", help="EPE and time per pair of flow nets against zero flow and OpenCV's DIS",
+                            description="Evaluate flow networks and off-the-shelf flow (DIS ultrafast / medium, "
+                                        "Farneback) on held-out synthetic pairs, clean and degraded, at full "
+                                        "resolution; write flow.md, flow.json and flow.png.")
+    flow.add_argument("--weights", type=_named_path, action="append", default=None, metavar="NAME=PATH",
+                      help="a flow net to evaluate (repeatable; default: the shipped one)")
+    flow.add_argument("--pairs", type=int, default=100, help="held-out pairs per condition (default 100)")
+    flow.add_argument("--size", type=parse_size, default=(256, 512))
+    flow.add_argument("--seed", type=_non_negative, default=0)
+    flow.add_argument("--report", type=Path, default=Path("reports"), help="report folder (default reports/)")
+    flow.add_argument("--quiet", action="store_true")
+    flow.set_defaults(func=_cmd_bench_flow)
+    synth = bench.add_parser("synth", help="synthetic generator speed (one core) and content statistics",
+                             description="Measure frames/s of the synthetic generator on one core and count its "
+                                         "classes, motion-IoU speed categories and visibility; write synth.md, "
+                                         "synth.json and synth.png.")
+    synth.add_argument("--videos", type=int, default=20)
+    synth.add_argument("--size", type=parse_size, default=(256, 512))
+    synth.add_argument("--seed", type=_non_negative, default=0)
+    synth.add_argument("--report", type=Path, default=Path("reports"))
+    synth.add_argument("--quiet", action="store_true")
+    synth.set_defaults(func=_cmd_bench_synth)
+    hard = bench.add_parser("difficulty", help="train a per-frame segmenter for a time budget: how hard is the benchmark?",
+                            description="Train a per-frame segmentation model from scratch for --minutes on this CPU "
+                                        "and report its mIoU on held-out videos, degraded and clean, per motion-IoU "
+                                        "speed category; write difficulty.md and difficulty.json.")
+    hard.add_argument("--minutes", type=float, default=20.0)
+    hard.add_argument("--size", type=parse_size, default=(128, 256))
+    hard.add_argument("--videos", type=int, default=20)
+    hard.add_argument("--seed", type=_non_negative, default=0)
+    hard.add_argument("--report", type=Path, default=Path("reports"))
+    hard.add_argument("--quiet", action="store_true")
+    hard.set_defaults(func=_cmd_bench_difficulty)
 
 
 # ---- entry point ----------------------------------------------------------------------------------
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_bench)
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_train, _add_flow, _add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

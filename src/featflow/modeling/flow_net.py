@@ -104,9 +104,15 @@ class FlowNetBase(nn.Module):
         self.stride = FLOW_STRIDE
 
     def _build_heads(self) -> None:
+        """Create the flow and scale heads, then initialise every layer (call last in ``__init__``)."""
         channels = self.decoder.out_channels
         self.predict_flow = nn.Conv2d(channels, 2, 3, padding=1)
         self.scale_conv = nn.Conv2d(channels, self.scale_channels, 1, bias=False)
+        for module in self.modules():  # MSRA init for LeakyReLU(0.1), as FlowNet was trained from scratch
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(module.weight, a=0.1, nonlinearity="leaky_relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
         nn.init.zeros_(self.scale_conv.weight)  # the scale field starts at exactly 1
 
     def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:

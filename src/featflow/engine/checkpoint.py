@@ -1,0 +1,82 @@
+"""Model weights as safetensors files (never pickles), written atomically.
+
+A featflow weights file carries, in its safetensors metadata, what it holds (``featflow.kind``), the
+network's name and the settings needed to rebuild it, so ``load_flow_net(path)`` needs nothing else.
+Training state (optimizer, progress) is saved with ``torch.save`` and read back with
+``torch.load(weights_only=True)``, which refuses arbitrary pickled objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from featflow.modeling.flow_net import FlowNetBase, build_flow_net
+from featflow.utils.io import atomic_path
+
+#: The flow network shipped with featflow (trained on synthetic pairs by ``featflow train flow``).
+SHIPPED_FLOW_WEIGHTS = "flownet_inception_synth.safetensors"
+
+
+def save_weights(path: str | os.PathLike, model: nn.Module, metadata: dict[str, Any],
+                 dtype: torch.dtype | None = None, skip: tuple[str, ...] = ()) -> None:
+    """Write ``model``'s parameters and buffers (optionally cast to ``dtype``, leaving out names in
+    ``skip``) with string ``metadata``."""
+    state = {k: v.detach().to(dtype if dtype is not None and v.is_floating_point() else v.dtype).contiguous()
+             for k, v in model.state_dict().items() if k not in skip}
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
+
+
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """-> (tensors, metadata) of a safetensors file, with a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such weights file: {path}")
+    try:
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a safetensors weights file ({err})") from None
+    return tensors, metadata
+
+
+def shipped_flow_weights() -> Path:
+    return Path(str(resources.files("featflow") / "weights" / SHIPPED_FLOW_WEIGHTS))
+
+
+def save_flow_net(path: str | os.PathLike, net: FlowNetBase, name: str, extra: dict[str, Any] | None = None,
+                  dtype: torch.dtype | None = None) -> None:
+    """Save a flow network. The scale-field conv is left out: flow pre-training never trains it
+    (it stays zero), and the DFF model that loads the net sizes it to its own feature channels."""
+    metadata = {"featflow.kind": "flow_net", "featflow.model": name, **(extra or {})}
+    save_weights(path, net, metadata, dtype=dtype, skip=("scale_conv.weight",))
+
+
+def load_flow_net(path: str | os.PathLike | None = None, scale_channels: int = 1024) -> tuple[FlowNetBase, dict[str, str]]:
+    """Rebuild a flow network from a featflow weights file (default: the shipped one).
+
+    The scale field is created with ``scale_channels`` outputs and starts at exactly 1.
+    """
+    path = Path(path) if path is not None else shipped_flow_weights()
+    tensors, metadata = read_weights(path)
+    if metadata.get("featflow.kind") != "flow_net" or "featflow.model" not in metadata:
+        raise ValueError(f"{path} does not hold featflow flow-network weights (no featflow.kind=flow_net metadata)")
+    net = build_flow_net(metadata["featflow.model"], scale_channels)
+    tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    missing, unexpected = net.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if k != "scale_conv.weight"]
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit {metadata['featflow.model']} "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return net, metadata

@@ -1,0 +1,1 @@
+"""Video recognition methods composed from the building blocks (per-frame, DFF, FGFA, ...)."""

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from featflow.data.synthetic import NUM_CLASSES, SynthConfig
+from featflow.data.synthetic_frames import SyntheticSegmentationFrames
+from featflow.evaluation.flow_metrics import end_point_error, evaluate_flow, held_out_pairs
+from featflow.evaluation.motion_iou import motion_category, motion_iou
+from featflow.evaluation.segmentation import ConfusionMatrix
+from featflow.methods.per_frame import PerFrameSegmenter
+from featflow.modeling.shallow_flow import DISFlow, FarnebackFlow, zero_flow
+
+
+def test_confusion_matrix_iou_by_hand():
+    cm = ConfusionMatrix(3)
+    truth = np.array([[0, 0, 1, 1], [2, 2, 255, 1]])
+    pred = np.array([[0, 1, 1, 1], [2, 0, 0, 1]])
+    cm.update(pred, truth)
+    # class 0: TP 1, FP 1 (a 2 called 0), FN 1 (a 0 called 1) -> 1/3; class 1: TP 3, FP 1, FN 0 -> 3/4;
+    # class 2: TP 1, FN 1 -> 1/2; the ignored pixel counts nowhere
+    np.testing.assert_allclose(cm.iou(), [1 / 3, 3 / 4, 1 / 2])
+    assert cm.miou() == pytest.approx((1 / 3 + 3 / 4 + 1 / 2) / 3)
+    assert cm.matrix.sum() == 7
+
+
+def test_confusion_matrix_absent_classes_and_errors():
+    cm = ConfusionMatrix(4)
+    cm.update(np.array([0, 1]), np.array([0, 1]))
+    assert np.isnan(cm.iou()[2:]).all() and cm.miou() == 1.0
+    with pytest.raises(ValueError, match="labels must be"):
+        cm.update(np.array([5]), np.array([0]))
+    with pytest.raises(ValueError, match="differ in shape"):
+        cm.update(np.zeros(3), np.zeros(4))
+
+
+def test_motion_iou_of_known_motions():
+    # a 10-wide box moving 1 px per frame: IoU with the box k frames away is (10 - k) / (10 + k)
+    frames = np.arange(21)
+    boxes = np.stack([frames, np.zeros(21), frames + 10, np.full(21, 10)], 1).astype(float)
+    miou = motion_iou(frames, np.zeros(21, int), boxes)
+    expected_middle = np.mean([(10 - k) / (10 + k) for k in range(1, 11)])
+    assert miou[10] == pytest.approx(expected_middle)
+    assert miou[0] == pytest.approx(np.mean([(10 - k) / (10 + k) for k in range(1, 11)]))
+    # a still box is slow, a lonely box too; categories follow the thresholds
+    still = motion_iou(np.arange(5), np.ones(5, int), np.tile([0, 0, 10, 10], (5, 1)))
+    assert np.allclose(still, 1.0)
+    assert list(motion_category(np.array([0.95, 0.8, 0.5, 0.9, 0.7]))) == ["slow", "medium", "fast", "medium", "medium"]
+
+
+def test_per_frame_segmenter_shapes():
+    model = PerFrameSegmenter(NUM_CLASSES, "resnet18", channels=16)
+    logits = model(torch.rand(2, 3, 50, 70) * 255)
+    assert logits.shape == (2, NUM_CLASSES, 50, 70)
+
+
+def test_segmentation_frames_are_deterministic():
+    config = SynthConfig(height=32, width=48, num_frames=6)
+    a, b = SyntheticSegmentationFrames(config, 5, seed=2), SyntheticSegmentationFrames(config, 5, seed=2)
+    for i in (0, 4):
+        assert torch.equal(a[i]["image"], b[i]["image"]) and torch.equal(a[i]["label"], b[i]["label"])
+    assert a[0]["label"].dtype == torch.int64 and int(a[0]["label"].max()) < NUM_CLASSES
+
+
+def test_flow_estimators_beat_zero_flow_on_synthetic_pairs():
+    pairs = held_out_pairs(SynthConfig(height=96, width=160), 4, seed=1)
+    zero = evaluate_flow(zero_flow, pairs)
+    for estimator in (DISFlow("medium"), FarnebackFlow()):
+        score = evaluate_flow(estimator, pairs)
+        assert score.epe < zero.epe and score.seconds_per_pair > 0
+    assert end_point_error(pairs[0].flow, pairs[0].flow) == 0.0
+    with pytest.raises(ValueError, match="differ in size"):
+        DISFlow()(pairs[0].current, pairs[0].current[:10])
+    with pytest.raises(ValueError, match="preset"):
+        DISFlow("slowest")
