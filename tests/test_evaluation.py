@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from featflow.data.synthetic import NUM_CLASSES, SynthConfig
-from featflow.data.synthetic_frames import SyntheticSegmentationFrames
+from featflow.data.segmentation_pairs import SyntheticSegmentationPairs
 from featflow.evaluation.flow_metrics import end_point_error, evaluate_flow, held_out_pairs
 from featflow.evaluation.motion_iou import motion_category, motion_iou
 from featflow.evaluation.segmentation import ConfusionMatrix
-from featflow.methods.per_frame import PerFrameSegmenter
+from featflow.methods.segmentation import VideoSegmenter
 from featflow.modeling.shallow_flow import DISFlow, FarnebackFlow, zero_flow
 
 
@@ -48,17 +48,20 @@ def test_motion_iou_of_known_motions():
 
 
 def test_per_frame_segmenter_shapes():
-    model = PerFrameSegmenter(NUM_CLASSES, "resnet18", channels=16)
+    model = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16)
     logits = model(torch.rand(2, 3, 50, 70) * 255)
     assert logits.shape == (2, NUM_CLASSES, 50, 70)
 
 
-def test_segmentation_frames_are_deterministic():
+def test_segmentation_pairs_are_deterministic():
     config = SynthConfig(height=32, width=48, num_frames=6)
-    a, b = SyntheticSegmentationFrames(config, 5, seed=2), SyntheticSegmentationFrames(config, 5, seed=2)
+    a = SyntheticSegmentationPairs(config, 5, seed=2, max_offset=3)
+    b = SyntheticSegmentationPairs(config, 5, seed=2, max_offset=3)
     for i in (0, 4):
-        assert torch.equal(a[i]["image"], b[i]["image"]) and torch.equal(a[i]["label"], b[i]["label"])
+        assert all(torch.equal(a[i][k], b[i][k]) for k in ("current", "key", "label", "same"))
     assert a[0]["label"].dtype == torch.int64 and int(a[0]["label"].max()) < NUM_CLASSES
+    frames = SyntheticSegmentationPairs(config, 4, seed=2)  # max_offset 0: per-frame samples
+    assert all(bool(frames[i]["same"]) and torch.equal(frames[i]["current"], frames[i]["key"]) for i in range(4))
 
 
 def test_flow_estimators_beat_zero_flow_on_synthetic_pairs():

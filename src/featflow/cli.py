@@ -99,6 +99,17 @@ def _cmd_train_flow(args: argparse.Namespace) -> None:
           f"weights in {result.output / 'model.safetensors'}")
 
 
+def _cmd_train_seg(args: argparse.Namespace) -> None:
+    from featflow.engine.config import load_config
+    from featflow.engine.seg_training import SegTrainConfig, train_segmentation, with_overrides
+
+    cfg = with_overrides(load_config(SegTrainConfig, args.config, kind="seg"), args.iterations, args.time_limit,
+                         args.init)
+    result = train_segmentation(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
+    print(f"{result.iterations} iterations in {result.wall_seconds / 60:.1f} min, validation mIoU "
+          f"{100 * result.last['val_miou']:.1f}%; weights in {result.output / 'model.safetensors'}")
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train models")
     train = p.add_subparsers(dest="what", required=True, metavar="WHAT")
@@ -113,6 +124,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     flow.add_argument("--time-limit", type=float, default=None, help="override train.time_limit_minutes")
     flow.add_argument("--quiet", action="store_true", help="no progress bar")
     flow.set_defaults(func=_cmd_train_flow)
+    seg = train.add_parser("seg", help="train a video segmenter: per-frame, DFF, or a DFF ablation",
+                           description="Train a per-frame segmentation model, or DFF end to end (from a per-frame "
+                                       "checkpoint and pre-trained flow), with the segmentation loss only.")
+    seg.add_argument("--config", required=True,
+                     help="a YAML file, or the name of a packaged config (see featflow/configs/seg/)")
+    seg.add_argument("--out", type=Path, default=None, help="output folder (default: the config's output)")
+    seg.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
+    seg.add_argument("--init", default=None, help="override model.init (the checkpoint to start from)")
+    seg.add_argument("--iterations", type=int, default=None, help="override train.iterations")
+    seg.add_argument("--time-limit", type=float, default=None, help="override train.time_limit_minutes")
+    seg.add_argument("--quiet", action="store_true", help="no progress bar")
+    seg.set_defaults(func=_cmd_train_seg)
 
 
 # ---- featflow flow --------------------------------------------------------------------------------
@@ -151,6 +174,73 @@ def _add_flow(sub: argparse._SubParsersAction) -> None:
                    help="8: FlowNet's finest prediction (default); 16: the output DFF warps features with")
     p.add_argument("--visualize", type=Path, default=None, help="also write a colour-coded PNG of the flow")
     p.set_defaults(func=_cmd_flow)
+
+
+def _cmd_pack(args: argparse.Namespace) -> None:
+    from featflow.engine.checkpoint import pack_weights
+
+    size = pack_weights(args.weights, args.out)
+    print(f"wrote {args.out} ({size / 2**20:.1f} MiB, float16)")
+
+
+def _add_pack(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pack", help="store trained weights in float16 for shipping",
+                       description="Copy a featflow weights file with its floating-point tensors in float16 (half "
+                                   "the size; the loaders convert back to float32). This is how the package's "
+                                   "weights are made from training runs.")
+    p.add_argument("weights", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=_cmd_pack)
+
+
+# ---- featflow eval --------------------------------------------------------------------------------
+
+
+def _cmd_eval_seg(args: argparse.Namespace) -> None:
+    from featflow.data.cityscapes import CityscapesVideo
+    from featflow.engine.checkpoint import load_flow_into, load_segmenter
+    from featflow.engine.seg_inference import evaluate_segmentation
+
+    model, meta = load_segmenter(args.weights, flow_net=args.flow_net)
+    if args.flow_net and not meta.get("flow_net"):  # a per-frame model composed with pre-trained flow
+        load_flow_into(model, args.flow_weights)
+    video = CityscapesVideo(args.data, args.split)
+    result = evaluate_segmentation(model, video, args.method, args.key_interval, args.save_predictions,
+                                   progress=not args.quiet)
+    print(f"{args.method} (l={result.key_interval}): mIoU {100 * result.miou:.2f}% over {len(video)} snippets, "
+          f"{result.fps:.2f} frames/s")
+    for name, iou in zip(result.class_names, result.iou):
+        print(f"  {name:<16}{'-' if iou != iou else f'{100 * iou:.2f}'}")
+    if args.json:
+        from featflow.utils.io import write_json
+
+        write_json(args.json, {"weights": str(args.weights), "data": str(args.data), "split": args.split,
+                               **result.to_json()})
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from featflow.engine.seg_inference import METHODS
+
+    p = sub.add_parser("eval", help="evaluate models on data in a real dataset layout")
+    what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    seg = what.add_parser("seg", help="mIoU and frames/s of a segmenter on Cityscapes-layout video",
+                          description="Evaluate per-frame, DFF or SFF segmentation with the DFF protocol: the "
+                                      "labelled frame of each snippet is reached from key frames 0..l-1 frames "
+                                      "before it and mIoU is averaged over those offsets.")
+    seg.add_argument("--data", required=True, type=Path, help="a Cityscapes-layout folder (real or synthetic)")
+    seg.add_argument("--weights", required=True, type=Path, help="segmenter weights (featflow train seg)")
+    seg.add_argument("--method", choices=METHODS, default="dff")
+    seg.add_argument("--key-interval", type=int, default=5, help="key-frame interval l (default 5)")
+    seg.add_argument("--flow-net", default=None,
+                     help="give a per-frame checkpoint this flow network (DFF separate), from --flow-weights")
+    seg.add_argument("--flow-weights", type=Path, default=None, help="pre-trained flow weights (default: shipped)")
+    seg.add_argument("--split", default="val")
+    seg.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    seg.add_argument("--save-predictions", type=Path, default=None,
+                     help="write label-id PNGs named as Cityscapes result files (one folder per key offset)")
+    seg.add_argument("--quiet", action="store_true")
+    seg.set_defaults(func=_cmd_eval_seg)
+
 
 # ---- featflow bench -------------------------------------------------------------------------------
 
@@ -248,7 +338,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 # ---- entry point ----------------------------------------------------------------------------------
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_train, _add_flow, _add_bench)
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_train, _add_flow, _add_eval, _add_bench, _add_pack)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -97,7 +97,7 @@ class CostTable:
 
 def cost_table(height: int = 600, width: int = 1000) -> CostTable:
     """The talk's 1/r table, counted on this project's networks."""
-    feature_nets = sorted({f for f, _ in PAPER_INVERSE_R})
+    feature_nets = list(dict.fromkeys(f for f, _ in PAPER_INVERSE_R))
     flow_nets = list(dict.fromkeys(f for _, f in PAPER_INVERSE_R))
     macs = {name: feature_net_cost(name, height, width) for name in feature_nets}
     macs |= {name: flow_net_cost(name, height, width) for name in flow_nets}

@@ -22,21 +22,21 @@ from tqdm import tqdm
 
 from featflow.analysis.reports import machine_description, write_report
 from featflow.data.synthetic import CLASS_NAMES, NUM_CLASSES, Degradations, SynthConfig, SyntheticVideo
-from featflow.data.synthetic_frames import SyntheticSegmentationFrames
+from featflow.data.segmentation_pairs import SyntheticSegmentationPairs
 from featflow.evaluation.motion_iou import motion_category, motion_iou
 from featflow.evaluation.segmentation import IGNORE, ConfusionMatrix
-from featflow.methods.per_frame import PerFrameSegmenter
+from featflow.methods.segmentation import VideoSegmenter
 
 CATEGORIES = ("slow", "medium", "fast")
 
 
 def train_probe(minutes: float, size: tuple[int, int], batch_size: int = 8, seed: int = 0, lr: float = 1e-3,
-                arch: str = "resnet18", channels: int = 128, progress: bool = True) -> tuple[PerFrameSegmenter, int]:
+                arch: str = "resnet18", channels: int = 128, progress: bool = True) -> tuple[VideoSegmenter, int]:
     """Train a per-frame segmenter from scratch on generated frames for ``minutes`` of wall time."""
     torch.manual_seed(seed)
-    model = PerFrameSegmenter(NUM_CLASSES, arch, channels)
+    model = VideoSegmenter(NUM_CLASSES, arch, channels)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    dataset = SyntheticSegmentationFrames(SynthConfig(size[0], size[1], 30), length=10**7, seed=seed)
+    dataset = SyntheticSegmentationPairs(SynthConfig(size[0], size[1], 30), length=10**7, seed=seed)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=1, shuffle=False)
     budget = 60.0 * minutes
     start = time.monotonic()
@@ -49,7 +49,7 @@ def train_probe(minutes: float, size: tuple[int, int], batch_size: int = 8, seed
                 break
             for group in optimizer.param_groups:  # cosine decay over the time budget
                 group["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * elapsed / budget)))
-            loss = F.cross_entropy(model(batch["image"]), batch["label"], ignore_index=IGNORE)
+            loss = F.cross_entropy(model(batch["current"]), batch["label"], ignore_index=IGNORE)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -71,7 +71,7 @@ def _categories(video: SyntheticVideo) -> dict[tuple[int, int], str]:
 
 
 @torch.no_grad()
-def evaluate_probe(model: PerFrameSegmenter, size: tuple[int, int], videos: int, seed: int = 0, stride: int = 3,
+def evaluate_probe(model: VideoSegmenter, size: tuple[int, int], videos: int, seed: int = 0, stride: int = 3,
                    progress: bool = True) -> dict:
     """mIoU on held-out frames, degraded and clean, overall and per motion category."""
     matrices = {(cond, cat): ConfusionMatrix(NUM_CLASSES) for cond in ("degraded", "clean")

@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from featflow.methods.segmentation import VideoSegmenter
 from featflow.modeling.flow_net import FlowNetBase, build_flow_net
 from featflow.utils.io import atomic_path
 
@@ -51,6 +52,17 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     return tensors, metadata
 
 
+def pack_weights(source: str | os.PathLike, target: str | os.PathLike) -> int:
+    """Copy a weights file with float tensors in float16, metadata unchanged; -> the new file's size."""
+    tensors, metadata = read_weights(source)
+    if "featflow.kind" not in metadata:
+        raise ValueError(f"{source} is not a featflow weights file")
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+    with atomic_path(target) as tmp:
+        save_file(half, str(tmp), metadata=metadata)
+    return Path(target).stat().st_size
+
+
 def shipped_flow_weights() -> Path:
     return Path(str(resources.files("featflow") / "weights" / SHIPPED_FLOW_WEIGHTS))
 
@@ -80,3 +92,41 @@ def load_flow_net(path: str | os.PathLike | None = None, scale_channels: int = 1
         raise ValueError(f"{path}: weights do not fit {metadata['featflow.model']} "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return net, metadata
+
+
+def save_segmenter(path: str | os.PathLike, model: VideoSegmenter, class_names: list[str],
+                   extra: dict[str, Any] | None = None) -> None:
+    """Save a video segmenter (N_feat, head and, for DFF, F) with what is needed to rebuild it."""
+    metadata = {"featflow.kind": "segmenter", "arch": model.arch, "channels": str(model.channels),
+                "flow_net": model.flow_name or "", "num_classes": str(model.num_classes),
+                "class_names": json.dumps(class_names), **(extra or {})}
+    save_weights(path, model, metadata)
+
+
+def load_segmenter(path: str | os.PathLike, flow_net: str | None = None) -> tuple[VideoSegmenter, dict[str, str]]:
+    """Rebuild a segmenter. ``flow_net`` adds a (pre-trained or fresh) F to a per-frame checkpoint;
+    a checkpoint that has one keeps its own."""
+    path = Path(path)
+    tensors, metadata = read_weights(path)
+    if metadata.get("featflow.kind") != "segmenter":
+        raise ValueError(f"{path} does not hold featflow segmenter weights (no featflow.kind=segmenter metadata)")
+    own_flow = metadata.get("flow_net") or None
+    model = VideoSegmenter(int(metadata["num_classes"]), metadata["arch"], int(metadata["channels"]),
+                           own_flow or flow_net)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if not (own_flow is None and k.startswith("flow_net."))]
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit the model they describe (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    return model, metadata
+
+
+def load_flow_into(model: VideoSegmenter, path: str | os.PathLike | None) -> None:
+    """Put pre-trained flow weights (default: the shipped ones) into ``model.flow_net``; its scale
+    field starts at 1."""
+    if model.flow_net is None:
+        raise ValueError("the model has no flow network to load weights into")
+    net, metadata = load_flow_net(path, scale_channels=model.channels)
+    if metadata["featflow.model"] != model.flow_name:
+        raise ValueError(f"flow weights are for {metadata['featflow.model']}, the model uses {model.flow_name}")
+    model.flow_net.load_state_dict(net.state_dict())

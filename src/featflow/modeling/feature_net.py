@@ -94,10 +94,6 @@ class FeatureNet(nn.Module):
         x = self.res5(x)  # stride 16, dilated
         return torch.relu(self.feat_conv(x))  # (N, out_channels, ceil(H/16), ceil(W/16))
 
-    def stem_and_res2(self) -> list[nn.Module]:
-        """The modules the papers keep frozen during training (conv1 and res2)."""
-        return [self.conv1, self.bn1, self.res2]
-
 
 def feature_map_size(height: int, width: int) -> tuple[int, int]:
     """Spatial size of N_feat's output for an input of ``height`` x ``width``."""

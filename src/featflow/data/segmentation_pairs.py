@@ -1,0 +1,76 @@
+"""Training samples for video segmentation: (current, key) frame pairs with the current frame's labels.
+
+DFF trains on pairs: the current frame (labelled) and a key frame up to ``max_offset`` frames before
+it; when they coincide the features are used unwarped (``same``). ``max_offset=0`` gives per-frame
+samples. Items: ``current``, ``key`` (3, H, W) float32 RGB in [0, 255], ``label`` (H, W) int64 train ids
+(255 = ignore), ``same`` bool.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from featflow.data.cityscapes import CityscapesVideo
+from featflow.data.synthetic import SynthConfig, SyntheticVideo
+
+
+def _image(array: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float()
+
+
+def _pair(current: np.ndarray, key: np.ndarray, label: np.ndarray, offset: int) -> dict[str, Tensor]:
+    return {"current": _image(current), "key": _image(key), "label": torch.from_numpy(label.astype(np.int64)),
+            "same": torch.tensor(offset == 0)}
+
+
+class SyntheticSegmentationPairs(Dataset):
+    """Pairs drawn on the fly from synthetic videos (every frame is labelled), ``frames_per_video`` per
+    video. Sample ``i`` is a pure function of (config, seed, split, i)."""
+
+    def __init__(self, config: SynthConfig, length: int, seed: int = 0, split: str = "train", max_offset: int = 0,
+                 frames_per_video: int = 8) -> None:
+        if length < 1 or frames_per_video < 1 or max_offset < 0:
+            raise ValueError("length and frames_per_video must be positive, max_offset non-negative")
+        if config.num_frames <= max_offset:
+            raise ValueError(f"videos of {config.num_frames} frames cannot hold key offsets up to {max_offset}")
+        self.config, self.length, self.seed, self.split = config, length, seed, split
+        self.max_offset, self.frames_per_video = max_offset, frames_per_video
+        self._video: SyntheticVideo | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        number = index // self.frames_per_video
+        if self._video is None or self._video.index != number:
+            self._video = SyntheticVideo(self.config, self.seed, number, self.split, cache_size=4)
+        rng = np.random.default_rng([self.seed, index, 104729])
+        current = int(rng.integers(self.max_offset, len(self._video)))
+        offset = int(rng.integers(0, self.max_offset + 1))
+        image, ann = self._video.render(current)
+        return _pair(image, self._video.frame(current - offset), ann.semantic, offset)
+
+
+class CityscapesPairs(Dataset):
+    """Pairs inside the snippets of a Cityscapes-layout folder: the labelled (20th) frame and a key frame
+    0..``max_offset`` frames before it; ``repeats`` draws per snippet and epoch."""
+
+    def __init__(self, video: CityscapesVideo, max_offset: int = 0, seed: int = 0, repeats: int = 1) -> None:
+        if not 0 <= max_offset <= video.frames_before:
+            raise ValueError(f"max_offset must be in 0..{video.frames_before}, got {max_offset}")
+        self.video, self.max_offset, self.seed, self.repeats = video, max_offset, seed, repeats
+
+    def __len__(self) -> int:
+        return len(self.video) * self.repeats
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        snippet = index % len(self.video)
+        offset = int(np.random.default_rng([self.seed, index, 15485863]).integers(0, self.max_offset + 1))
+        labelled = self.video.snippets[snippet].frame
+        return _pair(self.video.image(snippet, labelled), self.video.image(snippet, labelled - offset),
+                     self.video.label(snippet), offset)

@@ -1,0 +1,157 @@
+"""Running video segmentation: as a stream (frames in, labels out, bounded memory) and under the DFF
+evaluation protocol on Cityscapes-layout data.
+
+Methods (one model, different ways to get a frame's features):
+- ``frame``: N_feat on every frame;
+- ``dff``: N_feat on key frames, the learned F + W + scale on the others;
+- ``sff-slow`` / ``sff-fast``: key-frame features propagated along off-the-shelf flow (OpenCV DIS
+  medium / ultrafast), no scale field.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from featflow.data.cityscapes import CityscapesVideo
+from featflow.data.formats import cityscapes as cs
+from featflow.data.io import write_image
+from featflow.evaluation.segmentation import ConfusionMatrix
+from featflow.methods.dff import FlowSource, ShallowFlow
+from featflow.methods.schedulers import FixedInterval, KeyFrameScheduler
+from featflow.methods.segmentation import VideoSegmenter
+from featflow.modeling.preprocess import image_to_tensor
+from featflow.modeling.shallow_flow import DISFlow
+
+METHODS: tuple[str, ...] = ("frame", "dff", "sff-slow", "sff-fast")
+
+
+def flow_source(method: str) -> FlowSource | None:
+    """The flow a method propagates with (None: the model's learned F, or no propagation)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "sff-slow":
+        return ShallowFlow(DISFlow("medium"))
+    if method == "sff-fast":
+        return ShallowFlow(DISFlow("ultrafast"))
+    return None
+
+
+class SegmentationStream:
+    """Segment a video frame by frame. Key frames (by the scheduler) run N_feat; the others propagate
+    the key frame's features. It keeps only the key frame's image and features, so memory does not
+    grow with the length of the video."""
+
+    def __init__(self, model: VideoSegmenter, method: str = "dff", scheduler: KeyFrameScheduler | None = None) -> None:
+        if method == "dff" and model.flow_net is None:
+            raise ValueError("method 'dff' needs a model with a flow network (a DFF checkpoint, or --flow-net)")
+        self.model = model.eval()
+        self.method = method
+        self.source = flow_source(method)
+        self.scheduler = scheduler or FixedInterval(1)
+        self.reset()
+
+    def reset(self) -> None:
+        self.index = 0
+        self.key_image: Tensor | None = None
+        self.key_features: Tensor | None = None
+        self.scheduler.reset()
+
+    @torch.no_grad()
+    def step(self, frame: np.ndarray) -> tuple[np.ndarray, bool]:
+        """One (H, W, 3) uint8 RGB frame -> ((H, W) uint8 class ids, whether it was a key frame)."""
+        image = image_to_tensor(frame)
+        is_key = self.method == "frame" or self.key_features is None or self.scheduler.is_key(self.index)
+        if is_key:
+            self.key_image, self.key_features = image, self.model.key_features(image)
+            features = self.key_features
+        else:
+            features = self.model.propagate(self.key_features, image, self.key_image, self.source)
+        self.index += 1
+        logits = self.model.segment(features, image.shape[-2:])
+        return logits.argmax(1)[0].byte().numpy(), is_key
+
+
+@dataclass
+class SegEvaluation:
+    method: str
+    key_interval: int
+    miou: float  # mean over key offsets of each offset's mIoU
+    iou: list[float]  # per class, pooled over offsets (NaN: class absent)
+    miou_by_offset: list[float]
+    fps: float  # frames per second of the stream on this machine
+    class_names: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"method": self.method, "key_interval": self.key_interval, "miou": self.miou,
+                "iou": {n: (None if np.isnan(v) else v) for n, v in zip(self.class_names, self.iou)},
+                "miou_by_offset": self.miou_by_offset, "fps": self.fps}
+
+
+@torch.no_grad()
+def predict_labelled_frame(model: VideoSegmenter, video: CityscapesVideo, index: int, method: str, offset: int,
+                           source: FlowSource | None) -> np.ndarray:
+    """Train ids predicted for snippet ``index``'s labelled frame, reached from a key frame ``offset``
+    frames before it (offset 0: the frame itself)."""
+    labelled = video.snippets[index].frame
+    current = image_to_tensor(video.image(index, labelled))
+    if method == "frame" or offset == 0:
+        features = model.key_features(current)
+    else:
+        key = image_to_tensor(video.image(index, labelled - offset))
+        features = model.propagate(model.key_features(key), current, key, source)
+    return model.segment(features, current.shape[-2:]).argmax(1)[0].byte().numpy()
+
+
+def measure_fps(model: VideoSegmenter, video: CityscapesVideo, method: str, key_interval: int,
+                snippets: int = 2) -> float:
+    """Frames per second of ``SegmentationStream`` over whole snippets (image decoding excluded)."""
+    frames = [video.image(i, f) for i in range(min(snippets, len(video)))
+              for f in range(video.snippets[i].frame - video.frames_before, video.snippets[i].frame + video.frames_after + 1)]
+    stream = SegmentationStream(model, method, FixedInterval(key_interval))
+    stream.step(frames[0])  # warm-up
+    stream.reset()
+    start = time.perf_counter()
+    for frame in frames:
+        stream.step(frame)
+    return len(frames) / (time.perf_counter() - start)
+
+
+def evaluate_segmentation(model: VideoSegmenter, video: CityscapesVideo, method: str = "dff", key_interval: int = 5,
+                          save_predictions: str | os.PathLike | None = None, fps_snippets: int = 2,
+                          progress: bool = True) -> SegEvaluation:
+    """The DFF protocol: the labelled frame of every snippet is predicted from key frames 0..l-1 frames
+    before it; mIoU is computed per offset and averaged (the per-frame method has one offset)."""
+    if key_interval < 1 or key_interval > video.frames_before + 1:
+        raise ValueError(f"key interval must be in 1..{video.frames_before + 1} for 30-frame snippets")
+    if model.num_classes != video.num_classes:
+        raise ValueError(f"the model predicts {model.num_classes} classes, the data has {video.num_classes}")
+    model.eval()
+    source = flow_source(method)
+    if method == "dff" and model.flow_net is None:
+        raise ValueError("method 'dff' needs a model with a flow network (a DFF checkpoint, or --flow-net)")
+    offsets = [0] if method == "frame" else list(range(key_interval))
+    matrices = [ConfusionMatrix(video.num_classes) for _ in offsets]
+    pooled = ConfusionMatrix(video.num_classes)
+    to_id = video.table.train_id_to_id()
+    for index in tqdm(range(len(video)), desc=f"eval {method} l={key_interval}", disable=not progress, leave=False):
+        truth = video.label(index)
+        for matrix, offset in zip(matrices, offsets):
+            pred = predict_labelled_frame(model, video, index, method, offset, source)
+            matrix.update(pred, truth)
+            pooled.update(pred, truth)
+            if save_predictions is not None:  # label-id PNGs, one folder per key offset
+                s = video.snippets[index]
+                name = f"{cs.frame_stem(s.city, s.seq, s.frame)}_pred_labelIds.png"
+                write_image(Path(save_predictions) / f"offset_{offset}" / name, to_id[pred])
+    fps = measure_fps(model, video, method, 1 if method == "frame" else key_interval, fps_snippets)
+    by_offset = [m.miou() for m in matrices]
+    return SegEvaluation(method, 1 if method == "frame" else key_interval, float(np.mean(by_offset)),
+                         pooled.iou().tolist(), by_offset, fps, video.table.class_names)

@@ -1,0 +1,176 @@
+"""Training video segmentation models: the per-frame baseline, DFF end to end, and its ablations.
+
+- per-frame: N_feat + head on single frames (``model.flow_net: null``);
+- DFF: starts from a per-frame checkpoint (``model.init``) and pre-trained flow (``model.flow_init``),
+  trained on (current, key) pairs with the segmentation loss only, no flow supervision;
+- DFF fix N: the same with N_feat frozen (``freeze_features``); DFF fix F: F frozen (``freeze_flow``).
+DFF separate needs no training: it is the per-frame checkpoint composed with the pre-trained flow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from featflow.data.cityscapes import CityscapesVideo
+from featflow.data.segmentation_pairs import CityscapesPairs, SyntheticSegmentationPairs
+from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
+from featflow.engine.checkpoint import load_flow_into, load_segmenter, read_weights, save_segmenter
+from featflow.engine.config import to_dict
+from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, train
+from featflow.evaluation.segmentation import IGNORE, ConfusionMatrix
+from featflow.methods.segmentation import VideoSegmenter
+from featflow.modeling.feature_net import FEATURE_NETS
+from featflow.modeling.flow_net import FLOW_NETS
+
+
+@dataclass(frozen=True)
+class SegModelConfig:
+    arch: str = "resnet18"
+    channels: int = 128
+    flow_net: str | None = None  # None: the per-frame model
+    init: str | None = None  # segmenter checkpoint to start from (a per-frame one for DFF)
+    flow_init: str | None = "shipped"  # pre-trained flow weights for F ("shipped": the package's)
+    freeze_features: bool = False  # DFF fix N
+    freeze_flow: bool = False  # DFF fix F
+
+    def __post_init__(self) -> None:
+        if self.arch not in FEATURE_NETS:
+            raise ValueError(f"unknown feature network {self.arch!r}; choose one of {', '.join(FEATURE_NETS)}")
+        if self.flow_net is not None and self.flow_net not in FLOW_NETS:
+            raise ValueError(f"unknown flow network {self.flow_net!r}; choose one of {', '.join(FLOW_NETS)}")
+        if self.freeze_flow and self.flow_net is None:
+            raise ValueError("freeze_flow needs a flow network")
+
+
+@dataclass(frozen=True)
+class SegDataConfig:
+    source: str = "synthetic"  # "synthetic" (on the fly, every frame labelled) or a Cityscapes-layout folder
+    size: tuple[int, int] = (128, 256)
+    degradations: str = "default"
+    max_offset: int = 4  # key frame = current - U{0..max_offset}; ignored by per-frame models
+    frames_per_video: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SegEvalConfig:
+    samples: int = 96  # held-out (validation) samples
+    every: int = 500
+
+
+@dataclass(frozen=True)
+class SegTrainConfig:
+    model: SegModelConfig = field(default_factory=SegModelConfig)
+    data: SegDataConfig = field(default_factory=SegDataConfig)
+    train: OptimConfig = field(default_factory=OptimConfig)
+    eval: SegEvalConfig = field(default_factory=SegEvalConfig)
+    output: str = "runs/seg"
+
+    def __post_init__(self) -> None:
+        Degradations.parse(self.data.degradations)
+
+
+def build_model(cfg: SegModelConfig, num_classes: int) -> VideoSegmenter:
+    """The model a config describes, initialised as it says (checkpoint, pre-trained flow, frozen parts)."""
+    if cfg.init:
+        model, meta = load_segmenter(cfg.init, flow_net=cfg.flow_net)
+        if (meta["arch"], int(meta["channels"]), int(meta["num_classes"])) != (cfg.arch, cfg.channels, num_classes):
+            raise ValueError(f"{cfg.init} is a {meta['arch']} with {meta['channels']} channels and "
+                             f"{meta['num_classes']} classes; the config asks for {cfg.arch}, {cfg.channels}, "
+                             f"{num_classes}")
+        if model.flow_name != cfg.flow_net:
+            raise ValueError(f"{cfg.init} has flow network {model.flow_name}, the config asks for {cfg.flow_net}")
+        needs_flow = cfg.flow_net is not None and not meta.get("flow_net")
+    else:
+        model = VideoSegmenter(num_classes, cfg.arch, cfg.channels, cfg.flow_net)
+        needs_flow = cfg.flow_net is not None
+    if needs_flow and cfg.flow_init is not None:
+        load_flow_into(model, None if cfg.flow_init == "shipped" else cfg.flow_init)
+    model.feature_net.requires_grad_(not cfg.freeze_features)
+    if model.flow_net is not None:
+        model.flow_net.requires_grad_(not cfg.freeze_flow)
+    return model
+
+
+def _datasets(cfg: SegTrainConfig, max_offset: int) -> tuple[torch.utils.data.Dataset, list[dict], list[str], bool]:
+    """(training set, held-out samples, class names, whether the training set is a finite folder)."""
+    if cfg.data.source == "synthetic":
+        config = SynthConfig(cfg.data.size[0], cfg.data.size[1], 30, Degradations.parse(cfg.data.degradations))
+        train_set = SyntheticSegmentationPairs(config, cfg.train.iterations * cfg.train.batch_size, cfg.data.seed,
+                                               "train", max_offset, cfg.data.frames_per_video)
+        val_set = SyntheticSegmentationPairs(config, cfg.eval.samples, cfg.data.seed, "val", max_offset, 4)
+        return train_set, [val_set[i] for i in range(len(val_set))], list(CLASS_NAMES), False
+    root = Path(cfg.data.source)
+    video = CityscapesVideo(root, "train")
+    val_video = CityscapesVideo(root, "val")
+    val_set = CityscapesPairs(val_video, max_offset, seed=cfg.data.seed)
+    samples = [val_set[i] for i in range(min(len(val_set), cfg.eval.samples))]
+    return CityscapesPairs(video, max_offset, seed=cfg.data.seed), samples, video.table.class_names, True
+
+
+def _loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    key = None if model.flow_net is None else batch["key"]
+    logits = model(batch["current"], key, batch["same"])
+    return F.cross_entropy(logits, batch["label"], ignore_index=IGNORE)
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, samples: list[dict], num_classes: int) -> dict[str, float]:
+    model.eval()
+    matrix = ConfusionMatrix(num_classes)
+    for start in range(0, len(samples), 8):
+        batch = torch.utils.data.default_collate(samples[start:start + 8])
+        key = None if model.flow_net is None else batch["key"]
+        pred = model(batch["current"], key, batch["same"]).argmax(1)
+        matrix.update(pred.numpy(), batch["label"].numpy())
+    return {"val_miou": matrix.miou()}
+
+
+def train_segmentation(cfg: SegTrainConfig, out: Path | None = None, resume: bool = False,
+                       progress: bool = True) -> TrainResult:
+    """Train the segmenter ``cfg`` describes; weights, optimizer state and metrics go to ``out``."""
+    out = Path(out or cfg.output)
+    torch.manual_seed(cfg.data.seed)
+    max_offset = cfg.data.max_offset if cfg.model.flow_net else 0
+    train_set, val_samples, class_names, finite = _datasets(cfg, max_offset)
+    model = build_model(cfg.model, len(class_names))
+    labels = np.concatenate([s["label"].numpy().ravel() for s in val_samples])
+    if (labels[labels != IGNORE] >= len(class_names)).any():
+        raise ValueError(f"held-out labels exceed the {len(class_names)} classes of the label table")
+    config = to_dict(cfg)
+
+    def save(path: Path, m: nn.Module, iteration: int) -> None:
+        save_segmenter(path, m, class_names, {"iterations": str(iteration), "config": json.dumps(config)})
+
+    def load(path: Path, m: nn.Module) -> None:
+        tensors, _ = read_weights(path)
+        m.load_state_dict(tensors)
+
+    task = TrainTask(
+        name=f"seg {cfg.model.arch}" + (f" + {cfg.model.flow_net}" if cfg.model.flow_net else " per-frame"),
+        model=model, dataset=train_set, loss=_loss,
+        evaluate=lambda m: _evaluate(m, val_samples, len(class_names)),
+        save_weights=save, load_weights=load, shuffle=finite, seed=cfg.data.seed, config=config,
+    )
+    return train(task, cfg.train, out, cfg.eval.every, resume=resume, progress=progress)
+
+
+def with_overrides(cfg: SegTrainConfig, iterations: int | None = None, time_limit: float | None = None,
+                   init: str | None = None) -> SegTrainConfig:
+    """``cfg`` with the command line's overrides applied."""
+    train_cfg = cfg.train
+    if iterations is not None:
+        train_cfg = dataclasses.replace(train_cfg, iterations=iterations)
+    if time_limit is not None:
+        train_cfg = dataclasses.replace(train_cfg, time_limit_minutes=time_limit)
+    model = dataclasses.replace(cfg.model, init=init) if init is not None else cfg.model
+    return dataclasses.replace(cfg, train=train_cfg, model=model)
+

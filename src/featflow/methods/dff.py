@@ -1,0 +1,87 @@
+"""Deep Feature Flow: run N_feat on sparse key frames and propagate its features to the other frames
+by warping them (W) along the flow from F, multiplied by F's scale field.
+
+``DeepFeatureFlow`` holds N_feat and F and computes the features of a frame, either directly (a key
+frame, or the per-frame baseline) or propagated from a key frame. Task models (segmentation,
+detection) subclass it and add their head, so one DFF implementation serves every task.
+
+Where the flow comes from is pluggable: the learned F (trained end to end, gradients reach it), or an
+off-the-shelf estimator (``ShallowFlow``, the SFF baselines: no scale field, no gradients).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from featflow.modeling.feature_net import FEATURE_STRIDE, FeatureNet
+from featflow.modeling.flow_net import FlowNetBase
+from featflow.modeling.preprocess import feature_input, flow_input
+from featflow.modeling.warp import propagate
+
+
+class FlowSource(Protocol):
+    def __call__(self, current: Tensor, key: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(N, 3, H, W) RGB frames in [0, 255] -> (flow (N, 2, h, w) in feature pixels, scale or None)."""
+
+
+class ShallowFlow:
+    """Off-the-shelf flow (e.g. OpenCV DIS or Farneback) as a flow source: the full-resolution
+    current -> key flow is averaged over each 16x16 cell and divided by 16 (feature-map pixels)."""
+
+    def __init__(self, estimator: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+        self.estimator = estimator
+
+    @torch.no_grad()
+    def __call__(self, current: Tensor, key: Tensor) -> tuple[Tensor, None]:
+        flows = []
+        for cur, k in zip(current, key):  # (3, H, W) each
+            a = cur.permute(1, 2, 0).clamp(0, 255).round().byte().cpu().numpy()
+            b = k.permute(1, 2, 0).clamp(0, 255).round().byte().cpu().numpy()
+            flows.append(torch.from_numpy(self.estimator(a, b)).permute(2, 0, 1))
+        full = torch.stack(flows).to(current.device, current.dtype)  # (N, 2, H, W) image pixels
+        return F.avg_pool2d(full, FEATURE_STRIDE, ceil_mode=True) / FEATURE_STRIDE, None
+
+
+class DeepFeatureFlow(nn.Module):
+    """N_feat and F. ``flow_net=None`` gives a per-frame model (features always computed directly)."""
+
+    def __init__(self, feature_net: FeatureNet, flow_net: FlowNetBase | None = None) -> None:
+        super().__init__()
+        self.feature_net = feature_net
+        self.flow_net = flow_net
+
+    def key_features(self, images: Tensor) -> Tensor:
+        """N_feat: (N, 3, H, W) RGB [0, 255] -> (N, C, ceil(H/16), ceil(W/16))."""
+        return self.feature_net(feature_input(images))
+
+    def learned_flow(self, current: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
+        """F: the current -> key flow (feature pixels) and the scale field."""
+        if self.flow_net is None:
+            raise RuntimeError("this model has no flow network: it can only run per frame")
+        out = self.flow_net(flow_input(current), flow_input(key))
+        return out.flow, out.scale
+
+    def propagate(self, key_features: Tensor, current: Tensor, key: Tensor, source: FlowSource | None = None) -> Tensor:
+        """Features of ``current`` warped from the key frame's: W(key_features, flow) * scale."""
+        flow, scale = (source or self.learned_flow)(current, key)
+        return propagate(key_features, flow, scale)
+
+    def features(self, current: Tensor, key: Tensor | None = None, same: Tensor | None = None,
+                 source: FlowSource | None = None) -> Tensor:
+        """Features of ``current``: directly when ``key`` is None, else propagated from ``key``.
+
+        ``same`` (N,) bool marks pairs whose key is the current frame itself; they use the key frame's
+        features unwarped, as in DFF's training.
+        """
+        if key is None:
+            return self.key_features(current)
+        key_features = self.key_features(key)
+        propagated = self.propagate(key_features, current, key, source)
+        if same is not None:
+            propagated = torch.where(same.view(-1, 1, 1, 1), key_features, propagated)
+        return propagated

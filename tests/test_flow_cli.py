@@ -1,0 +1,49 @@
+"""``featflow flow`` with the shipped weights: the flow net must really estimate motion."""
+
+import numpy as np
+
+from featflow.cli import main
+from featflow.data.formats.flo import read_flo
+from featflow.data.io import read_image, write_image
+from featflow.data.synthetic import SynthConfig
+from featflow.engine.checkpoint import load_flow_net, shipped_flow_weights
+from featflow.evaluation.flow_metrics import end_point_error, held_out_pairs
+
+
+def test_shipped_weights_are_small_and_load():
+    path = shipped_flow_weights()
+    assert path.is_file() and path.stat().st_size < 10 * 2**20
+    net, meta = load_flow_net()
+    assert meta["featflow.model"] == "flownet_inception" and int(meta["iterations"]) > 1000
+
+
+def test_flow_command_estimates_motion(tmp_path, capsys):
+    pairs = held_out_pairs(SynthConfig(height=128, width=256), 6, seed=5, split="test")
+    errors, zero_errors = [], []
+    for i, pair in enumerate(pairs):
+        write_image(tmp_path / f"c{i}.png", pair.current)
+        write_image(tmp_path / f"k{i}.png", pair.key)
+        args = ["flow", str(tmp_path / f"c{i}.png"), str(tmp_path / f"k{i}.png"), "--out", str(tmp_path / f"{i}.flo")]
+        if i == 0:
+            args += ["--visualize", str(tmp_path / "flow.png")]
+        assert main(args) == 0
+        flow = read_flo(tmp_path / f"{i}.flo")
+        assert flow.shape == (128, 256, 2)
+        errors.append(end_point_error(flow, pair.flow))
+        zero_errors.append(end_point_error(np.zeros_like(pair.flow), pair.flow))
+    assert np.mean(errors) < 0.5 * np.mean(zero_errors)
+    assert read_image(tmp_path / "flow.png").shape == (128, 256, 3)
+    assert "flownet_inception" in capsys.readouterr().out
+
+
+def test_flow_command_errors(tmp_path, capsys):
+    write_image(tmp_path / "a.png", np.zeros((32, 48, 3), np.uint8))
+    write_image(tmp_path / "b.png", np.zeros((32, 64, 3), np.uint8))
+    assert main(["flow", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--out", str(tmp_path / "f.flo")]) == 2
+    assert "same size" in capsys.readouterr().err
+    assert main(["flow", str(tmp_path / "a.png"), str(tmp_path / "missing.png"), "--out", str(tmp_path / "f.flo")]) == 2
+    assert "no such image" in capsys.readouterr().err
+    (tmp_path / "w.safetensors").write_bytes(b"junk")
+    assert main(["flow", str(tmp_path / "a.png"), str(tmp_path / "a.png"), "--out", str(tmp_path / "f.flo"),
+                 "--weights", str(tmp_path / "w.safetensors")]) == 2
+    assert "not a safetensors" in capsys.readouterr().err

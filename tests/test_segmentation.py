@@ -1,0 +1,185 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from featflow.cli import main
+from featflow.data.cityscapes import CityscapesVideo
+from featflow.data.formats import cityscapes as cs
+from featflow.data.io import read_label_image, write_image
+from featflow.data.segmentation_pairs import CityscapesPairs, SyntheticSegmentationPairs
+from featflow.data.synthetic import NUM_CLASSES, SynthConfig, SyntheticVideo
+from featflow.data.synthetic.export import export
+from featflow.engine.checkpoint import load_segmenter, save_segmenter
+from featflow.engine.config import load_config
+from featflow.engine.seg_inference import SegmentationStream, evaluate_segmentation
+from featflow.engine.seg_training import SegModelConfig, SegTrainConfig, build_model, train_segmentation
+from featflow.evaluation.segmentation import ConfusionMatrix
+from featflow.methods.dff import ShallowFlow
+from featflow.methods.schedulers import FixedInterval
+from featflow.methods.segmentation import VideoSegmenter
+from featflow.modeling.shallow_flow import zero_flow
+
+
+@pytest.fixture(scope="module")
+def cityscapes_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cityscapes")
+    export("cityscapes", root, SynthConfig(height=48, width=64, num_frames=30), videos=2, val_videos=2, seed=1,
+           progress=False)
+    return root
+
+
+def test_dff_features_and_gradients():
+    model = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16, flow_net="flownet_inception")
+    current, key = torch.rand(2, 3, 48, 64) * 255, torch.rand(2, 3, 48, 64) * 255
+    # key == current: the unwarped key features; zero flow: the key features as they are
+    same = model.features(current, current, same=torch.tensor([True, True]))
+    torch.testing.assert_close(same, model.key_features(current))
+    zero = model.features(current, key, source=ShallowFlow(zero_flow))
+    torch.testing.assert_close(zero, model.key_features(key), atol=1e-5, rtol=0)
+    # end to end: the segmentation loss reaches N_feat, F (flow and scale) and the head
+    logits = model(current, key, torch.tensor([False, False]))
+    assert logits.shape == (2, NUM_CLASSES, 48, 64)
+    F.cross_entropy(logits, torch.randint(0, NUM_CLASSES, (2, 48, 64))).backward()
+    for module in (model.feature_net, model.flow_net.predict_flow, model.flow_net.scale_conv, model.head):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+
+def test_ablation_switches_freeze_the_right_parts(tmp_path):
+    frame = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16)
+    save_segmenter(tmp_path / "frame.safetensors", frame, ["c"] * NUM_CLASSES)
+    fix_n = build_model(SegModelConfig(channels=16, flow_net="flownet_inception", init=str(tmp_path / "frame.safetensors"),
+                                       freeze_features=True), NUM_CLASSES)
+    assert not any(p.requires_grad for p in fix_n.feature_net.parameters())
+    assert all(p.requires_grad for p in fix_n.flow_net.parameters())
+    torch.testing.assert_close(fix_n.feature_net.conv1.weight, frame.feature_net.conv1.weight)
+    fix_f = build_model(SegModelConfig(channels=16, flow_net="flownet_inception", freeze_flow=True), NUM_CLASSES)
+    assert not any(p.requires_grad for p in fix_f.flow_net.parameters())
+    # the pre-trained (shipped) flow weights were loaded, and the scale field starts at 1
+    assert fix_f.flow_net.scale_conv.weight.abs().sum() == 0
+    with pytest.raises(ValueError, match="channels"):
+        build_model(SegModelConfig(channels=32, flow_net="flownet_inception", init=str(tmp_path / "frame.safetensors")),
+                    NUM_CLASSES)
+
+
+def test_stream_keeps_only_the_key_frame(small_config):
+    model = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16, flow_net="flownet_inception")
+    video = SyntheticVideo(SynthConfig(height=48, width=64, num_frames=12), seed=2)
+    stream = SegmentationStream(model, "dff", FixedInterval(4))
+    per_frame = SegmentationStream(model, "frame")
+    keys = []
+    for t in range(12):
+        labels, is_key = stream.step(video.frame(t))
+        keys.append(is_key)
+        assert labels.shape == (48, 64) and labels.dtype == np.uint8
+        if is_key:  # key frames are segmented exactly as per frame
+            assert np.array_equal(labels, per_frame.step(video.frame(t))[0])
+        held = [v for v in vars(stream).values() if isinstance(v, torch.Tensor)]
+        assert len(held) == 2  # the key image and its features, nothing per past frame
+    assert keys == [t % 4 == 0 for t in range(12)]
+
+
+def test_cityscapes_video_reads_the_synthetic_export(cityscapes_root):
+    video = CityscapesVideo(cityscapes_root, "val")
+    assert len(video) == 2 and video.num_classes == NUM_CLASSES
+    truth = SyntheticVideo(SynthConfig(height=48, width=64, num_frames=30), seed=1, index=1, split="val")
+    assert np.array_equal(video.label(1), truth.annotation(19).semantic)
+    assert np.array_equal(video.image(1, 4), truth.frame(4))
+    pairs = CityscapesPairs(video, max_offset=4, repeats=3)
+    assert len(pairs) == 6
+    sample = pairs[1]
+    assert torch.equal(sample["label"], torch.from_numpy(video.label(1).astype(np.int64)))
+    with pytest.raises(IndexError):
+        video.image(0, 40)
+
+
+def test_cityscapes_video_errors(tmp_path, cityscapes_root):
+    with pytest.raises(FileNotFoundError, match="not a Cityscapes folder"):
+        CityscapesVideo(tmp_path, "val")
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(cityscapes_root, broken)
+    next((broken / "leftImg8bit_sequence" / "val" / "shapes").glob("*_000003_*")).unlink()
+    with pytest.raises(FileNotFoundError, match="lacks frame"):
+        CityscapesVideo(broken, "val")
+
+
+def test_miou_agrees_with_cityscapesscripts(tmp_path, rng):
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as ev
+
+    evaluated = np.array([7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33], np.uint8)
+    other = np.array([0, 1, 4, 5, 6, 9, 10, 14, 15, 16, 18, 29, 30], np.uint8)
+    predictions, truths = [], []
+    ours = ConfusionMatrix(19)
+    lut = cs.CITYSCAPES.id_to_train_id()
+    for i in range(3):
+        truth = rng.choice(evaluated, (40, 60))
+        truth[rng.random((40, 60)) < 0.1] = rng.choice(other)  # some ignored pixels
+        pred = np.where(rng.random((40, 60)) < 0.6, truth, rng.choice(evaluated, (40, 60)))
+        pred[np.isin(pred, other)] = evaluated[0]
+        write_image(tmp_path / f"gt/c_00000{i}_000019_gtFine_labelIds.png", truth)
+        write_image(tmp_path / f"pred/c_00000{i}_000019_pred_labelIds.png", pred)
+        truths.append(str(tmp_path / f"gt/c_00000{i}_000019_gtFine_labelIds.png"))
+        predictions.append(str(tmp_path / f"pred/c_00000{i}_000019_pred_labelIds.png"))
+        ours.update(lut[pred], lut[truth])
+    ev.args.evalInstLevelScore = False
+    ev.args.quiet = True
+    ev.args.JSONOutput = False
+    result = ev.evaluateImgLists(predictions, truths, ev.args)
+    theirs = result["classScores"]
+    for label, iou in zip(cs.CITYSCAPES.class_names, ours.iou()):
+        assert iou == pytest.approx(theirs[label], abs=1e-6), label
+    assert ours.miou() == pytest.approx(result["averageScoreClasses"], abs=1e-6)
+
+
+def _tiny_config(path, **overrides):
+    data = {"model": {"arch": "resnet18", "channels": 16},
+            "data": {"size": [48, 64], "max_offset": 3, "frames_per_video": 4},
+            "train": {"batch_size": 2, "iterations": 4, "warmup": 1, "workers": 0, "lr": 0.001},
+            "eval": {"samples": 4, "every": 2}}
+    for key, value in overrides.items():
+        data[key] = {**data.get(key, {}), **value}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_train_frame_then_dff_then_evaluate(tmp_path, cityscapes_root, capsys):
+    frame_cfg = load_config(SegTrainConfig, _tiny_config(tmp_path / "frame.yaml"), kind="seg")
+    result = train_segmentation(frame_cfg, out=tmp_path / "frame", progress=False)
+    assert result.iterations == 4 and 0 <= result.last["val_miou"] <= 1
+    frame_weights = tmp_path / "frame" / "model.safetensors"
+    dff_cfg = _tiny_config(tmp_path / "dff.yaml", model={"flow_net": "flownet_inception", "init": str(frame_weights)})
+    assert main(["train", "seg", "--config", str(dff_cfg), "--out", str(tmp_path / "dff"), "--quiet"]) == 0
+    model, meta = load_segmenter(tmp_path / "dff" / "model.safetensors")
+    assert meta["flow_net"] == "flownet_inception" and model.flow_net is not None
+    # resume continues to a longer schedule
+    assert main(["train", "seg", "--config", str(dff_cfg), "--out", str(tmp_path / "dff"), "--resume",
+                 "--iterations", "6", "--quiet"]) == 0
+    assert json.loads((tmp_path / "dff" / "metrics.json").read_text())["iterations"] == 6
+    # the DFF protocol on Cityscapes-layout data, with saved predictions
+    video = CityscapesVideo(cityscapes_root, "val")
+    ev = evaluate_segmentation(model, video, "dff", key_interval=3, save_predictions=tmp_path / "pred", progress=False)
+    assert len(ev.miou_by_offset) == 3 and ev.fps > 0 and 0 <= ev.miou <= 1
+    saved = sorted((tmp_path / "pred" / "offset_2").iterdir())
+    assert [p.name for p in saved] == ["shapes_000000_000019_pred_labelIds.png", "shapes_000001_000019_pred_labelIds.png"]
+    assert set(np.unique(read_label_image(saved[0]))) <= set(range(1, NUM_CLASSES + 1))  # label ids, not train ids
+    # the CLI: DFF separate (per-frame weights + pre-trained flow) and SFF, with JSON output
+    out = tmp_path / "sep.json"
+    assert main(["eval", "seg", "--data", str(cityscapes_root), "--weights", str(frame_weights), "--method", "dff",
+                 "--flow-net", "flownet_inception", "--key-interval", "2", "--json", str(out), "--quiet"]) == 0
+    data = json.loads(out.read_text())
+    assert data["method"] == "dff" and len(data["miou_by_offset"]) == 2 and data["fps"] > 0
+    assert main(["eval", "seg", "--data", str(cityscapes_root), "--weights", str(frame_weights), "--method",
+                 "sff-fast", "--key-interval", "2", "--quiet"]) == 0
+    assert main(["eval", "seg", "--data", str(cityscapes_root), "--weights", str(frame_weights), "--method", "dff",
+                 "--quiet"]) == 2
+    assert "flow network" in capsys.readouterr().err
+
+
+def test_train_seg_from_a_cityscapes_folder(tmp_path, cityscapes_root):
+    cfg = load_config(SegTrainConfig, _tiny_config(tmp_path / "c.yaml", data={"source": str(cityscapes_root)}), kind="seg")
+    assert train_segmentation(cfg, out=tmp_path / "run", progress=False).iterations == 4
