@@ -79,7 +79,7 @@ def test_train_resume_and_weights(tmp_path):
     result = train_flow(config, out=tmp_path / "run", progress=False)
     assert result.iterations == 4 and [h["iteration"] for h in result.history] == [2, 4]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["iterations"] == 4 and np.isfinite(metrics["val_epe"])
+    assert metrics["iterations"] == 4 and np.isfinite(metrics["final"]["val_epe"])
     net, meta = load_flow_net(tmp_path / "run" / "model.safetensors", scale_channels=16)
     assert meta["featflow.model"] == "flownet_inception" and meta["iterations"] == "4"
     assert net.scale_conv.out_channels == 16

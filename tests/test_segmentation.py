@@ -54,6 +54,8 @@ def test_ablation_switches_freeze_the_right_parts(tmp_path):
     fix_n = build_model(SegModelConfig(channels=16, flow_net="flownet_inception", init=str(tmp_path / "frame.safetensors"),
                                        freeze_features=True), NUM_CLASSES)
     assert not any(p.requires_grad for p in fix_n.feature_net.parameters())
+    fix_n.train()
+    assert not fix_n.feature_net.training and fix_n.flow_net.training  # frozen batch norm stays frozen
     assert all(p.requires_grad for p in fix_n.flow_net.parameters())
     torch.testing.assert_close(fix_n.feature_net.conv1.weight, frame.feature_net.conv1.weight)
     fix_f = build_model(SegModelConfig(channels=16, flow_net="flownet_inception", freeze_flow=True), NUM_CLASSES)

@@ -40,6 +40,33 @@ def _command_line() -> str:
     return "featflow " + " ".join(sys.argv[1:])
 
 
+# ---- featflow demo --------------------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from featflow.engine.demo import run_demo
+
+    summary = run_demo(args.out, args.frames, args.key_interval, args.seed, args.weights, progress=not args.quiet)
+    print(f"per-frame: mIoU {100 * summary.per_frame.miou:.1f}%, {summary.per_frame.fps:.1f} frames/s")
+    print(f"DFF (l={summary.key_interval}): mIoU {100 * summary.dff.miou:.1f}%, {summary.dff.fps:.1f} frames/s "
+          f"({summary.speedup:.2f}x faster)")
+    print(f"video: {summary.video}; summary: {Path(args.out) / 'summary.md'}")
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="per-frame vs DFF segmentation on a generated clip, with the shipped weights",
+                       description="Generate a short synthetic clip, segment it per frame and with DFF using the "
+                                   "weights shipped in the package, and write a side-by-side H.264 video and a "
+                                   "summary (mIoU, frames/s, speedup).")
+    p.add_argument("--out", type=Path, default=Path("featflow_demo"), help="output folder (default featflow_demo/)")
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--key-interval", type=int, default=5)
+    p.add_argument("--seed", type=_non_negative, default=0)
+    p.add_argument("--weights", type=Path, default=None, help="a DFF segmenter (default: the shipped one)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_demo)
+
+
 # ---- featflow synth -------------------------------------------------------------------------------
 
 
@@ -47,7 +74,8 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     from featflow.data.synthetic import Degradations, SynthConfig
     from featflow.data.synthetic.export import export
 
-    frames = args.frames if args.frames is not None else (30 if args.format == "cityscapes" else 10 if args.format == "flyingchairs" else 60)
+    default_frames = {"cityscapes": 30, "flyingchairs": 10, "vid": 60}
+    frames = args.frames if args.frames is not None else default_frames[args.format]
     config = SynthConfig(height=args.size[0], width=args.size[1], num_frames=frames,
                          degradations=Degradations.parse(args.degradations))
     counts = export(args.format, args.out, config, args.videos, args.val_videos, args.seed, progress=not args.quiet)
@@ -80,31 +108,27 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train_flow(args: argparse.Namespace) -> None:
-    import dataclasses
-
     from featflow.engine.config import load_config
     from featflow.engine.flow_training import FlowTrainConfig, train_flow
+    from featflow.engine.trainer import override_train
 
-    cfg = load_config(FlowTrainConfig, args.config, kind="flow")
-    overrides = {}
-    if args.iterations is not None:
-        overrides["iterations"] = args.iterations
-    if args.time_limit is not None:
-        overrides["time_limit_minutes"] = args.time_limit
-    if overrides:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
+    cfg = override_train(load_config(FlowTrainConfig, args.config, kind="flow"), args.iterations, args.time_limit)
     result = train_flow(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
     print(f"{cfg.model}: {result.iterations} iterations in {result.wall_seconds / 60:.1f} min, "
-          f"validation EPE {result.val_epe:.3f} px (stride-16 DFF output {result.val_epe_dff:.3f} px); "
+          f"validation EPE {result.last['val_epe']:.3f} px (stride-16 DFF output {result.last['val_epe_dff']:.3f} px); "
           f"weights in {result.output / 'model.safetensors'}")
 
 
 def _cmd_train_seg(args: argparse.Namespace) -> None:
-    from featflow.engine.config import load_config
-    from featflow.engine.seg_training import SegTrainConfig, train_segmentation, with_overrides
+    import dataclasses
 
-    cfg = with_overrides(load_config(SegTrainConfig, args.config, kind="seg"), args.iterations, args.time_limit,
-                         args.init)
+    from featflow.engine.config import load_config
+    from featflow.engine.seg_training import SegTrainConfig, train_segmentation
+    from featflow.engine.trainer import override_train
+
+    cfg = override_train(load_config(SegTrainConfig, args.config, kind="seg"), args.iterations, args.time_limit)
+    if args.init is not None:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
     result = train_segmentation(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
     print(f"{result.iterations} iterations in {result.wall_seconds / 60:.1f} min, validation mIoU "
           f"{100 * result.last['val_miou']:.1f}%; weights in {result.output / 'model.safetensors'}")
@@ -291,7 +315,31 @@ def _cmd_bench_difficulty(args: argparse.Namespace) -> None:
     print(f"report: {', '.join(str(p) for p in paths)}")
 
 
+def _cmd_bench_speed(args: argparse.Namespace) -> None:
+    from featflow.analysis.speed import format_row, measure_speed
+    from featflow.utils.io import write_json
+
+    row = measure_speed(args.task, args.feature_net, args.flow_net, args.size, args.key_interval, args.frames,
+                        args.device)
+    print(format_row(row))
+    if args.json:
+        write_json(args.json, {"command": _command_line(), **row.to_json()})
+
+
+def _cmd_bench_seg(args: argparse.Namespace) -> None:
+    from featflow.analysis.seg_report import SegReportPlan, run_segmentation_report
+    from featflow.engine.config import load_config
+
+    plan = load_config(SegReportPlan, args.plan, kind="reports")
+    paths = run_segmentation_report(plan, args.report, command=_command_line(), progress=not args.quiet)
+    print(f"report: {', '.join(str(p) for p in paths)}")
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from featflow.analysis.speed import TASKS
+    from featflow.modeling.feature_net import FEATURE_NETS
+    from featflow.modeling.flow_net import FLOW_NETS
+
     p = sub.add_parser("bench", help="benchmarks: cost table, flow accuracy and speed, synthetic data speed")
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
     flops = bench.add_parser("flops", help="the talk's 1/r table (N_feat vs F multiply-adds) beside the paper's",
@@ -313,6 +361,26 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     flow.add_argument("--report", type=Path, default=Path("reports"), help="report folder (default reports/)")
     flow.add_argument("--quiet", action="store_true")
     flow.set_defaults(func=_cmd_bench_flow)
+    speed = bench.add_parser("speed", help="per-frame against DFF wall-clock speed, paper-sized nets, random weights",
+                             description="Time per-frame recognition and DFF (fixed key interval) on random frames "
+                                         "with random weights, in one run; print one row (fps, speedup).")
+    speed.add_argument("--task", choices=TASKS, default="seg")
+    speed.add_argument("--feature-net", choices=FEATURE_NETS, default="resnet101")
+    speed.add_argument("--flow-net", choices=FLOW_NETS, default="flownet")
+    speed.add_argument("--size", type=parse_size, default=(512, 1024))
+    speed.add_argument("--key-interval", type=int, default=5)
+    speed.add_argument("--frames", type=int, default=None, help="frames timed per method (default: 2 intervals)")
+    speed.add_argument("--device", default="cpu")
+    speed.add_argument("--json", type=Path, default=None, help="also write the row as JSON")
+    speed.set_defaults(func=_cmd_bench_speed)
+    seg = bench.add_parser("seg", help="the segmentation report: ablation table, trade-off curves, paper-size speed",
+                           description="Evaluate the trained segmenters a plan names (per-frame, DFF, ablations, SFF) "
+                                       "on held-out Cityscapes-layout data, the mIoU-speedup trade-off for key "
+                                       "intervals 1..20, and paper-size speed; write segmentation.md/.json/.png.")
+    seg.add_argument("--plan", default="segmentation", help="a YAML plan, or a packaged one (default: segmentation)")
+    seg.add_argument("--report", type=Path, default=Path("reports"))
+    seg.add_argument("--quiet", action="store_true")
+    seg.set_defaults(func=_cmd_bench_seg)
     synth = bench.add_parser("synth", help="synthetic generator speed (one core) and content statistics",
                              description="Measure frames/s of the synthetic generator on one core and count its "
                                          "classes, motion-IoU speed categories and visibility; write synth.md, "
@@ -338,7 +406,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 # ---- entry point ----------------------------------------------------------------------------------
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_train, _add_flow, _add_eval, _add_bench, _add_pack)
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_demo, _add_synth, _add_train, _add_flow, _add_eval, _add_bench, _add_pack)
 
 
 def build_parser() -> argparse.ArgumentParser:

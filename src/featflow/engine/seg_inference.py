@@ -110,18 +110,57 @@ def predict_labelled_frame(model: VideoSegmenter, video: CityscapesVideo, index:
     return model.segment(features, current.shape[-2:]).argmax(1)[0].byte().numpy()
 
 
-def measure_fps(model: VideoSegmenter, video: CityscapesVideo, method: str, key_interval: int,
-                snippets: int = 2) -> float:
-    """Frames per second of ``SegmentationStream`` over whole snippets (image decoding excluded)."""
+@dataclass(frozen=True)
+class StreamTiming:
+    fps: float
+    key_frame_ms: float
+    non_key_frame_ms: float  # NaN when every frame is a key frame
+
+
+def time_stream(model: VideoSegmenter, video: CityscapesVideo, method: str, key_interval: int,
+                snippets: int = 2) -> StreamTiming:
+    """Time ``SegmentationStream`` over whole snippets (image decoding excluded)."""
     frames = [video.image(i, f) for i in range(min(snippets, len(video)))
               for f in range(video.snippets[i].frame - video.frames_before, video.snippets[i].frame + video.frames_after + 1)]
     stream = SegmentationStream(model, method, FixedInterval(key_interval))
     stream.step(frames[0])  # warm-up
+    if method != "frame" and key_interval > 1:
+        stream.step(frames[1])
     stream.reset()
-    start = time.perf_counter()
+    times: dict[bool, list[float]] = {True: [], False: []}
     for frame in frames:
-        stream.step(frame)
-    return len(frames) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        _, is_key = stream.step(frame)
+        times[is_key].append(time.perf_counter() - start)
+    total = sum(times[True]) + sum(times[False])
+    return StreamTiming(len(frames) / total, 1000 * float(np.mean(times[True])),
+                        1000 * float(np.mean(times[False])) if times[False] else float("nan"))
+
+
+def offset_matrices(model: VideoSegmenter, video: CityscapesVideo, method: str, offsets: list[int],
+                    save_predictions: str | os.PathLike | None = None, progress: bool = True) -> list[ConfusionMatrix]:
+    """One confusion matrix per key offset: the labelled frame of every snippet predicted from the key
+    frame ``offset`` frames before it."""
+    if model.num_classes != video.num_classes:
+        raise ValueError(f"the model predicts {model.num_classes} classes, the data has {video.num_classes}")
+    if method == "dff" and model.flow_net is None:
+        raise ValueError("method 'dff' needs a model with a flow network (a DFF checkpoint, or --flow-net)")
+    if max(offsets) > video.frames_before:
+        raise ValueError(f"key offsets go up to {video.frames_before} in 30-frame snippets")
+    model.eval()
+    source = flow_source(method)
+    matrices = [ConfusionMatrix(video.num_classes) for _ in offsets]
+    to_id = video.table.train_id_to_id()
+    for index in tqdm(range(len(video)), desc=f"eval {method}", disable=not progress, leave=False):
+        truth = video.label(index)
+        for matrix, offset in zip(matrices, offsets):
+            pred = predict_labelled_frame(model, video, index, method, offset, source)
+            matrix.update(pred, truth)
+            if save_predictions is not None:  # label-id PNGs, one folder per key offset
+                s = video.snippets[index]
+                name = f"{cs.frame_stem(s.city, s.seq, s.frame)}_pred_labelIds.png"
+                write_image(Path(save_predictions) / f"offset_{offset}" / name, to_id[pred])
+    return matrices
 
 
 def evaluate_segmentation(model: VideoSegmenter, video: CityscapesVideo, method: str = "dff", key_interval: int = 5,
@@ -131,27 +170,12 @@ def evaluate_segmentation(model: VideoSegmenter, video: CityscapesVideo, method:
     before it; mIoU is computed per offset and averaged (the per-frame method has one offset)."""
     if key_interval < 1 or key_interval > video.frames_before + 1:
         raise ValueError(f"key interval must be in 1..{video.frames_before + 1} for 30-frame snippets")
-    if model.num_classes != video.num_classes:
-        raise ValueError(f"the model predicts {model.num_classes} classes, the data has {video.num_classes}")
-    model.eval()
-    source = flow_source(method)
-    if method == "dff" and model.flow_net is None:
-        raise ValueError("method 'dff' needs a model with a flow network (a DFF checkpoint, or --flow-net)")
-    offsets = [0] if method == "frame" else list(range(key_interval))
-    matrices = [ConfusionMatrix(video.num_classes) for _ in offsets]
+    interval = 1 if method == "frame" else key_interval
+    matrices = offset_matrices(model, video, method, list(range(interval)), save_predictions, progress)
     pooled = ConfusionMatrix(video.num_classes)
-    to_id = video.table.train_id_to_id()
-    for index in tqdm(range(len(video)), desc=f"eval {method} l={key_interval}", disable=not progress, leave=False):
-        truth = video.label(index)
-        for matrix, offset in zip(matrices, offsets):
-            pred = predict_labelled_frame(model, video, index, method, offset, source)
-            matrix.update(pred, truth)
-            pooled.update(pred, truth)
-            if save_predictions is not None:  # label-id PNGs, one folder per key offset
-                s = video.snippets[index]
-                name = f"{cs.frame_stem(s.city, s.seq, s.frame)}_pred_labelIds.png"
-                write_image(Path(save_predictions) / f"offset_{offset}" / name, to_id[pred])
-    fps = measure_fps(model, video, method, 1 if method == "frame" else key_interval, fps_snippets)
+    for m in matrices:
+        pooled.matrix += m.matrix
     by_offset = [m.miou() for m in matrices]
-    return SegEvaluation(method, 1 if method == "frame" else key_interval, float(np.mean(by_offset)),
-                         pooled.iou().tolist(), by_offset, fps, video.table.class_names)
+    fps = time_stream(model, video, method, interval, fps_snippets).fps
+    return SegEvaluation(method, interval, float(np.mean(by_offset)), pooled.iou().tolist(), by_offset, fps,
+                         video.table.class_names)

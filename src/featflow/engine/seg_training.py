@@ -9,7 +9,6 @@ DFF separate needs no training: it is the per-frame checkpoint composed with the
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,16 +160,4 @@ def train_segmentation(cfg: SegTrainConfig, out: Path | None = None, resume: boo
         save_weights=save, load_weights=load, shuffle=finite, seed=cfg.data.seed, config=config,
     )
     return train(task, cfg.train, out, cfg.eval.every, resume=resume, progress=progress)
-
-
-def with_overrides(cfg: SegTrainConfig, iterations: int | None = None, time_limit: float | None = None,
-                   init: str | None = None) -> SegTrainConfig:
-    """``cfg`` with the command line's overrides applied."""
-    train_cfg = cfg.train
-    if iterations is not None:
-        train_cfg = dataclasses.replace(train_cfg, iterations=iterations)
-    if time_limit is not None:
-        train_cfg = dataclasses.replace(train_cfg, time_limit_minutes=time_limit)
-    model = dataclasses.replace(cfg.model, init=init) if init is not None else cfg.model
-    return dataclasses.replace(cfg, train=train_cfg, model=model)
 

@@ -9,12 +9,13 @@ the evaluation, how weights are saved) comes in as functions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from featflow.utils.io import atomic_path, write_json
 
+T = TypeVar("T")
 STATE_FILE = "training_state.pt"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -41,6 +43,12 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.iterations < 1 or self.lr <= 0 or self.workers < 0 or self.warmup < 0:
             raise ValueError("batch_size, iterations and lr must be positive; workers and warmup non-negative")
+
+
+def override_train(cfg: T, iterations: int | None = None, time_limit: float | None = None) -> T:
+    """A training config (any dataclass with a ``train: OptimConfig``) with command-line overrides."""
+    changes = {k: v for k, v in (("iterations", iterations), ("time_limit_minutes", time_limit)) if v is not None}
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes)) if changes else cfg
 
 
 def lr_factor(iteration: int, cfg: OptimConfig, elapsed_minutes: float) -> float:

@@ -55,6 +55,15 @@ class DeepFeatureFlow(nn.Module):
         self.feature_net = feature_net
         self.flow_net = flow_net
 
+    def train(self, mode: bool = True) -> "DeepFeatureFlow":
+        """Frozen parts (DFF fix N / fix F) stay in inference mode: their batch-norm statistics are
+        part of what is frozen."""
+        super().train(mode)
+        for part in (self.feature_net, self.flow_net):
+            if part is not None and not any(p.requires_grad for p in part.parameters()):
+                part.train(False)
+        return self
+
     def key_features(self, images: Tensor) -> Tensor:
         """N_feat: (N, 3, H, W) RGB [0, 255] -> (N, C, ceil(H/16), ceil(W/16))."""
         return self.feature_net(feature_input(images))

@@ -21,3 +21,38 @@ def flow_to_color(flow: np.ndarray, max_magnitude: float | None = None) -> np.nd
     hsv[..., 1] = np.clip(255 * magnitude / max(scale, 1e-6), 0, 255).astype(np.uint8)
     hsv[..., 2] = 255
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def colorize_labels(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 colours from a (K, 3) palette (ids beyond it are black)."""
+    table = np.zeros((256, 3), np.uint8)
+    table[: len(palette)] = palette
+    return table[labels]
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """Blend the colour-coded labels over an RGB image."""
+    colors = colorize_labels(labels, palette).astype(np.float32)
+    return np.clip(image.astype(np.float32) * (1 - alpha) + colors * alpha, 0, 255).astype(np.uint8)
+
+
+def caption(image: np.ndarray, text: str, color: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """Write ``text`` in the top-left corner on a dark band."""
+    out = image.copy()
+    scale = max(0.35, image.shape[0] / 600)
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.rectangle(out, (0, 0), (w + 6, h + base + 6), (0, 0, 0), -1)
+    cv2.putText(out, text, (3, h + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+    return out
+
+
+def side_by_side(panels: list[np.ndarray], gap: int = 4) -> np.ndarray:
+    """Panels of equal height next to each other, separated by ``gap`` black columns."""
+    height = panels[0].shape[0]
+    if any(p.shape[0] != height for p in panels):
+        raise ValueError("panels must have the same height")
+    spacer = np.zeros((height, gap, 3), np.uint8)
+    parts = [panels[0]]
+    for panel in panels[1:]:
+        parts += [spacer, panel]
+    return np.concatenate(parts, axis=1)

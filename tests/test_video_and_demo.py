@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+import pytest
+
+from featflow.cli import main
+from featflow.data.synthetic import NUM_CLASSES
+from featflow.data.video import read_video, video_fps, write_video
+from featflow.engine.checkpoint import save_segmenter
+from featflow.engine.demo import run_demo, shipped_segmenter
+from featflow.methods.segmentation import VideoSegmenter
+from featflow.utils.visualize import caption, colorize_labels, overlay, side_by_side
+
+
+def test_video_round_trip(tmp_path, rng):
+    frames = [np.full((30, 41, 3), 20 * i, np.uint8) for i in range(8)]  # odd width gets padded
+    assert write_video(tmp_path / "a.mp4", frames, fps=12) == 8
+    back = list(read_video(tmp_path / "a.mp4"))
+    assert len(back) == 8 and back[0].shape == (30, 42, 3)
+    assert np.abs(back[5][:, :41].astype(int) - frames[5]).mean() < 3  # lossy, but close
+    assert video_fps(tmp_path / "a.mp4") == pytest.approx(12)
+
+
+def test_video_errors(tmp_path):
+    with pytest.raises(ValueError, match="no frames"):
+        write_video(tmp_path / "empty.mp4", [])
+    with pytest.raises(ValueError, match="uint8"):
+        write_video(tmp_path / "bad.mp4", [np.zeros((8, 8, 3), np.float32)])
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    with pytest.raises(ValueError, match="cannot open"):
+        list(read_video(tmp_path / "junk.mp4"))
+    assert not (tmp_path / "empty.mp4").exists()  # nothing half-written is left behind
+
+
+def test_visualization_helpers():
+    palette = np.array([[0, 0, 0], [255, 0, 0]], np.uint8)
+    labels = np.array([[0, 1], [1, 7]], np.uint8)
+    assert colorize_labels(labels, palette)[0, 1].tolist() == [255, 0, 0]
+    assert colorize_labels(labels, palette)[1, 1].tolist() == [0, 0, 0]  # beyond the palette
+    image = np.full((2, 2, 3), 100, np.uint8)
+    assert overlay(image, labels, palette, alpha=1.0)[0, 1].tolist() == [255, 0, 0]
+    assert caption(np.zeros((40, 200, 3), np.uint8), "hello").max() > 0
+    assert side_by_side([image, image], gap=3).shape == (2, 7, 3)
+
+
+def test_demo_with_given_weights(tmp_path, capsys):
+    model = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16, flow_net="flownet_inception")
+    save_segmenter(tmp_path / "dff.safetensors", model, ["c"] * NUM_CLASSES,
+                   {"config": json.dumps({"data": {"size": [48, 64]}})})
+    summary = run_demo(tmp_path / "out", frames=6, key_interval=3, weights=tmp_path / "dff.safetensors", progress=False)
+    assert summary.size == (48, 64) and summary.dff.fps > 0 and summary.per_frame.fps > 0
+    frames = list(read_video(tmp_path / "out" / "demo.mp4"))
+    assert len(frames) == 6 and frames[0].shape == (96, 3 * 128 + 2 * 4, 3)
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["key_interval"] == 3
+    assert main(["demo", "--out", str(tmp_path / "cli"), "--frames", "4", "--weights", str(tmp_path / "dff.safetensors"),
+                 "--quiet"]) == 0
+    assert "speedup" not in capsys.readouterr().err
+
+
+def test_shipped_demo_runs_and_dff_is_faster(tmp_path):
+    if not shipped_segmenter().is_file():
+        pytest.fail("the package ships no segmenter weights")
+    summary = run_demo(tmp_path / "demo", frames=20, key_interval=5, progress=False)
+    assert summary.speedup > 1.5
+    assert summary.per_frame.miou > 0.5 and summary.dff.miou > 0.5
