@@ -87,6 +87,10 @@ def test_train_resume_and_weights(tmp_path):
     longer = load_config(FlowTrainConfig, _write_config(tmp_path / "longer.yaml", {"train": {"iterations": 6}}), kind="flow")
     resumed = train_flow(longer, out=tmp_path / "run", resume=True, progress=False)
     assert resumed.iterations == 6 and [h["iteration"] for h in resumed.history] == [2, 4, 6]
+    # weights and optimizer state from different checkpoints (an interrupted save) are refused
+    save_flow_net(tmp_path / "run" / "model.safetensors", net, "flownet_inception", {"iterations": "3"})
+    with pytest.raises(ValueError, match="interrupted"):
+        train_flow(longer, out=tmp_path / "run", resume=True, progress=False)
 
 
 def test_train_on_a_flyingchairs_folder(tmp_path):

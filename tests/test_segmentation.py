@@ -90,10 +90,13 @@ def test_cityscapes_video_reads_the_synthetic_export(cityscapes_root):
     truth = SyntheticVideo(SynthConfig(height=48, width=64, num_frames=30), seed=1, index=1, split="val")
     assert np.array_equal(video.label(1), truth.annotation(19).semantic)
     assert np.array_equal(video.image(1, 4), truth.frame(4))
-    pairs = CityscapesPairs(video, max_offset=4, repeats=3)
-    assert len(pairs) == 6
+    pairs = CityscapesPairs(video, max_offset=4, repeats=10)
+    assert len(pairs) == 20
     sample = pairs[1]
     assert torch.equal(sample["label"], torch.from_numpy(video.label(1).astype(np.int64)))
+    # every draw of a snippet has its own key frame
+    keys = {pairs[i]["key"].sum().item() for i in range(0, 20, 2)}
+    assert len(keys) > 2
     with pytest.raises(IndexError):
         video.image(0, 40)
 

@@ -171,3 +171,26 @@ def test_bad_settings_are_rejected():
         SyntheticVideo(SynthConfig(64, 64, 2), split="dev")
     with pytest.raises(IndexError, match="outside"):
         SyntheticVideo(SynthConfig(64, 64, 2)).frame(2)
+
+
+def test_switching_one_degradation_off_leaves_the_others_unchanged():
+    from featflow.data.synthetic.degrade import sample_schedule
+
+    for seed in range(5):
+        full = sample_schedule(np.random.default_rng(seed), Degradations(), 30, 64, 128)
+        no_defocus = sample_schedule(np.random.default_rng(seed), Degradations(defocus=0.0), 30, 64, 128)
+        assert no_defocus.defocus == () and no_defocus.noise_sigma == full.noise_sigma
+        assert np.array_equal(no_defocus.gain, full.gain) and len(no_defocus.occluders) == len(full.occluders)
+
+
+@pytest.mark.parametrize("frames", [30, 150])
+def test_the_world_covers_every_view_of_the_camera(frames):
+    from featflow.data.synthetic.scene import invert
+
+    for index in range(8):
+        video = SyntheticVideo(SynthConfig(64, 128, frames, Degradations.off()), seed=2, index=index)
+        world_h, world_w = video.scene.background.shape[:2]
+        for t in range(0, frames, 5):
+            m = invert(video.scene.camera.matrix(t))
+            corners = m[:, :2] @ np.array([[0, 127, 0, 127], [0, 0, 63, 63]]) + m[:, 2:]
+            assert corners.min() >= 0 and corners[0].max() <= world_w - 1 and corners[1].max() <= world_h - 1

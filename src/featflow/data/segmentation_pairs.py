@@ -58,7 +58,8 @@ class SyntheticSegmentationPairs(Dataset):
 
 class CityscapesPairs(Dataset):
     """Pairs inside the snippets of a Cityscapes-layout folder: the labelled (20th) frame and a key frame
-    0..``max_offset`` frames before it; ``repeats`` draws per snippet and epoch."""
+    0..``max_offset`` frames before it. Index i is snippet i mod N with its own random offset, so
+    ``repeats`` > 1 gives each snippet that many different key frames."""
 
     def __init__(self, video: CityscapesVideo, max_offset: int = 0, seed: int = 0, repeats: int = 1) -> None:
         if not 0 <= max_offset <= video.frames_before:

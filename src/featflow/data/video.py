@@ -1,4 +1,4 @@
-"""Video files through PyAV (FFmpeg bundled in its wheels): frames in decode order, H.264 mp4 out."""
+"""Video files through PyAV (FFmpeg bundled in its wheels): frames in presentation order, H.264 mp4 out."""
 
 from __future__ import annotations
 

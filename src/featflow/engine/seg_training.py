@@ -112,7 +112,10 @@ def _datasets(cfg: SegTrainConfig, max_offset: int) -> tuple[torch.utils.data.Da
     val_video = CityscapesVideo(root, "val")
     val_set = CityscapesPairs(val_video, max_offset, seed=cfg.data.seed)
     samples = [val_set[i] for i in range(min(len(val_set), cfg.eval.samples))]
-    return CityscapesPairs(video, max_offset, seed=cfg.data.seed), samples, video.table.class_names, True
+    # one index per draw, so every draw gets its own key offset; the trainer shuffles them
+    repeats = -(-cfg.train.iterations * cfg.train.batch_size // len(video))
+    return (CityscapesPairs(video, max_offset, seed=cfg.data.seed, repeats=repeats), samples,
+            video.table.class_names, True)
 
 
 def _loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from featflow.engine.checkpoint import read_weights
 from featflow.utils.io import atomic_path, write_json
 
 T = TypeVar("T")
@@ -115,6 +116,8 @@ def _save_state(out: Path, optimizer: torch.optim.Optimizer, iteration: int, wal
 def train(task: TrainTask, cfg: OptimConfig, out: Path, eval_every: int, resume: bool = False,
           progress: bool = True) -> TrainResult:
     """Run (or resume) ``task`` for ``cfg.iterations`` iterations; checkpoints and metrics go to ``out``."""
+    if eval_every < 1:
+        raise ValueError(f"{task.name}: evaluations must be at least 1 iteration apart, got {eval_every}")
     out.mkdir(parents=True, exist_ok=True)
     model = task.model
     params = list(task.parameters) if task.parameters is not None else [p for p in model.parameters() if p.requires_grad]
@@ -126,8 +129,12 @@ def train(task: TrainTask, cfg: OptimConfig, out: Path, eval_every: int, resume:
         state_path = out / STATE_FILE
         if not state_path.is_file():
             raise FileNotFoundError(f"nothing to resume: {state_path} does not exist")
-        task.load_weights(out / WEIGHTS_FILE, model)
         state = torch.load(state_path, weights_only=True)
+        weights_iteration = read_weights(out / WEIGHTS_FILE)[1].get("iterations")
+        if weights_iteration is not None and int(weights_iteration) != int(state["iteration"]):
+            raise ValueError(f"{out}: the weights are from iteration {weights_iteration} but the optimizer state from "
+                             f"{state['iteration']} (the last checkpoint was interrupted); start again without --resume")
+        task.load_weights(out / WEIGHTS_FILE, model)
         optimizer.load_state_dict(state["optimizer"])
         start, wall_before = int(state["iteration"]), float(state["wall_seconds"])
         history = json.loads(state["history"])
@@ -148,7 +155,7 @@ def train(task: TrainTask, cfg: OptimConfig, out: Path, eval_every: int, resume:
         bar.write(f"iteration {iteration}: loss {smooth if smooth is None else round(smooth, 4)}, "
                   + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
-    iteration, smooth = start, None
+    iteration, smooth = start, (history[-1]["loss"] if history else None)
     model.train()
     bar = tqdm(total=cfg.iterations, initial=start, desc=f"train {task.name}", disable=not progress)
     for batch in loader:

@@ -31,7 +31,8 @@ class FlowSource(Protocol):
 
 class ShallowFlow:
     """Off-the-shelf flow (e.g. OpenCV DIS or Farneback) as a flow source: the full-resolution
-    current -> key flow is averaged over each 16x16 cell and divided by 16 (feature-map pixels)."""
+    current -> key flow, averaged over a 17x17 window centred on image pixel 16j (where feature
+    pixel j sits) and divided by 16 (feature-map pixels)."""
 
     def __init__(self, estimator: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
         self.estimator = estimator
@@ -44,7 +45,9 @@ class ShallowFlow:
             b = k.permute(1, 2, 0).clamp(0, 255).round().byte().cpu().numpy()
             flows.append(torch.from_numpy(self.estimator(a, b)).permute(2, 0, 1))
         full = torch.stack(flows).to(current.device, current.dtype)  # (N, 2, H, W) image pixels
-        return F.avg_pool2d(full, FEATURE_STRIDE, ceil_mode=True) / FEATURE_STRIDE, None
+        pooled = F.avg_pool2d(full, FEATURE_STRIDE + 1, stride=FEATURE_STRIDE, padding=FEATURE_STRIDE // 2,
+                              ceil_mode=True, count_include_pad=False)  # (N, 2, ceil(H/16), ceil(W/16))
+        return pooled / FEATURE_STRIDE, None
 
 
 class DeepFeatureFlow(nn.Module):

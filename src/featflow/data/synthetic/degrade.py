@@ -126,30 +126,23 @@ class DegradationSchedule:
 def sample_schedule(
     rng: np.random.Generator, deg: Degradations, num_frames: int, height: int, width: int
 ) -> DegradationSchedule:
+    """Draw one video's degradations. Every draw happens whatever the strengths (a strength only scales
+    its result), so turning one degradation off leaves the others exactly as they were."""
     unit = height / 256.0
     exposure = deg.motion_blur * rng.uniform(0.5, 1.0)
-    episodes = []
-    if deg.defocus > 0:
-        for _ in range(rng.poisson(num_frames / 15.0)):
-            episodes.append(
-                DefocusEpisode(
-                    start=rng.uniform(-4, num_frames),
-                    length=rng.uniform(4, 12),
-                    peak_sigma=deg.defocus * unit * rng.uniform(1.0, 3.0),
-                )
-            )
+    episodes = tuple(
+        DefocusEpisode(start=rng.uniform(-4, num_frames), length=rng.uniform(4, 12),
+                       peak_sigma=deg.defocus * unit * rng.uniform(1.0, 3.0))
+        for _ in range(rng.poisson(num_frames / 15.0))
+    )
     noise_sigma = deg.noise * rng.uniform(2.0, 8.0)
-    gain = np.ones(num_frames, np.float32)
-    if deg.flicker > 0:
-        drift = np.cumsum(rng.normal(0, 0.02, num_frames))
-        drift = drift - drift.mean()
-        jumps = np.where(rng.random(num_frames) < 0.08, rng.uniform(-0.25, 0.25, num_frames), 0.0)
-        gain = np.clip(1.0 + deg.flicker * (np.clip(drift, -0.12, 0.12) + jumps), 0.3, 2.0).astype(np.float32)
-    occluders = []
-    if deg.occluders > 0:
-        for _ in range(rng.poisson(1.2)):
-            occluders.append(_sample_occluder(rng, deg.occluders, height, width))
-    return DegradationSchedule(exposure, tuple(episodes), noise_sigma, gain, tuple(occluders))
+    drift = np.cumsum(rng.normal(0, 0.02, num_frames))
+    drift = drift - drift.mean()
+    jumps = np.where(rng.random(num_frames) < 0.08, rng.uniform(-0.25, 0.25, num_frames), 0.0)
+    gain = np.clip(1.0 + deg.flicker * (np.clip(drift, -0.12, 0.12) + jumps), 0.3, 2.0).astype(np.float32)
+    occluders = tuple(_sample_occluder(rng, deg.occluders, height, width) for _ in range(rng.poisson(1.2)))
+    return DegradationSchedule(exposure, episodes if deg.defocus > 0 else (), noise_sigma, gain,
+                               occluders if deg.occluders > 0 else ())
 
 
 def _sample_occluder(rng: np.random.Generator, strength: float, height: int, width: int) -> Occluder:

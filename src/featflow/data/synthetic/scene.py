@@ -163,21 +163,24 @@ def make_background(rng: np.random.Generator, height: int, width: int) -> np.nda
     return np.clip(base + 0.5, 0, 255).astype(np.uint8)
 
 
-def _sample_camera(rng: np.random.Generator, config: SynthConfig, world_size: tuple[int, int]) -> Camera:
+def _sample_camera(rng: np.random.Generator, config: SynthConfig) -> tuple[Camera, tuple[int, int]]:
+    """A camera and the size of the world it needs: every frame's view, at the widest zoom and with
+    the roll, stays on the world canvas over the whole video (no mirrored texture at its borders)."""
     unit = config.height / 256.0
     direction = rng.uniform(0, 2 * np.pi)
-    speed = rng.uniform(0.0, 2.5) * unit
-    return Camera(
-        center0=np.array([world_size[1] / 2.0, world_size[0] / 2.0]),
-        velocity=speed * np.array([np.cos(direction), np.sin(direction)]),
-        zoom_amp=rng.uniform(0.0, 0.12),
-        zoom_freq=2 * np.pi / rng.uniform(50, 200),
-        zoom_phase=rng.uniform(0, 2 * np.pi),
-        roll_amp=rng.uniform(0.0, 0.05),
-        roll_freq=2 * np.pi / rng.uniform(60, 200),
-        roll_phase=rng.uniform(0, 2 * np.pi),
-        image_center=np.array([(config.width - 1) / 2.0, (config.height - 1) / 2.0]),
-    )
+    velocity = rng.uniform(0.0, 2.5) * unit * np.array([np.cos(direction), np.sin(direction)])
+    zoom_amp, zoom_freq, zoom_phase = rng.uniform(0.0, 0.12), 2 * np.pi / rng.uniform(50, 200), rng.uniform(0, 2 * np.pi)
+    roll_amp, roll_freq, roll_phase = rng.uniform(0.0, 0.05), 2 * np.pi / rng.uniform(60, 200), rng.uniform(0, 2 * np.pi)
+    h, w, span = config.height, config.width, max(config.num_frames - 1, 0)
+    widest = np.exp(zoom_amp)  # world pixels per image pixel at the smallest zoom
+    reach = 0.5 * widest * np.array([w * np.cos(roll_amp) + h * np.sin(roll_amp),
+                                     h * np.cos(roll_amp) + w * np.sin(roll_amp)]) + 4  # half-extent (x, y)
+    travel = np.abs(velocity) * span
+    world = (int(np.ceil(2 * reach[1] + travel[1])), int(np.ceil(2 * reach[0] + travel[0])))  # (height, width)
+    start = reach + np.maximum(-velocity, 0) * span  # world point at the image centre at t = 0
+    camera = Camera(start, velocity, zoom_amp, zoom_freq, zoom_phase, roll_amp, roll_freq, roll_phase,
+                    image_center=np.array([(w - 1) / 2.0, (h - 1) / 2.0]))
+    return camera, world
 
 
 def _sample_track(rng: np.random.Generator, config: SynthConfig, track_id: int) -> Track:
@@ -208,9 +211,8 @@ def _sample_track(rng: np.random.Generator, config: SynthConfig, track_id: int) 
 
 def sample_scene(config: SynthConfig, rng: np.random.Generator) -> Scene:
     """Draw everything one video needs from ``rng``."""
-    world = (int(round(1.5 * config.height)), int(round(1.5 * config.width)))
+    camera, world = _sample_camera(rng, config)
     background = make_background(rng, *world)
-    camera = _sample_camera(rng, config, world)
     lo, hi = config.objects
     count = int(round(rng.integers(lo, hi + 1) * max(1.0, config.num_frames / 60.0)))
     tracks = sorted((_sample_track(rng, config, i) for i in range(count)), key=lambda tr: tr.depth)

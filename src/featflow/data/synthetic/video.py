@@ -19,6 +19,7 @@ from featflow.data.synthetic.degrade import finish_frame, motion_blur
 from featflow.data.synthetic.scene import Scene, SynthConfig, Track, compose, invert, sample_scene
 
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
+_SCENE_STREAM, _FRAME_STREAM = 1, 2
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,9 @@ class SyntheticVideo:
             raise ValueError(f"seed and index must be non-negative, got seed={seed}, index={index}")
         self.config = config or SynthConfig()
         self.seed, self.index, self.split = seed, index, split
+        # distinct non-zero stream tags: numpy ignores trailing zeros of a seed list
         self._key = [seed, SPLITS[split], index]
-        self.scene: Scene = sample_scene(self.config, np.random.default_rng(self._key))
+        self.scene: Scene = sample_scene(self.config, np.random.default_rng(self._key + [_SCENE_STREAM]))
         self._cache: OrderedDict[int, tuple[np.ndarray, FrameAnnotation]] = OrderedDict()
         self._cache_size = max(1, cache_size)
         self._tracks = {tr.track_id: tr for tr in self.scene.tracks}
@@ -134,7 +136,7 @@ class SyntheticVideo:
                 region += alpha * (warped[..., :3] - region)
             drawn.append((track, abs(np.linalg.det(matrix[:, :2])) * track.sprite.area))
         annotation = self._annotate(instance, drawn)
-        rng = np.random.default_rng(self._key + [t])
+        rng = np.random.default_rng(self._key + [_FRAME_STREAM, t])
         return finish_frame(frame, scene.schedule, t, rng), annotation
 
     def _annotate(self, instance: np.ndarray, drawn: list[tuple[Track, float]]) -> FrameAnnotation:
