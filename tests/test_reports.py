@@ -1,3 +1,4 @@
+import pytest
 import json
 
 from featflow.analysis.difficulty import run_difficulty_probe
@@ -37,3 +38,40 @@ def test_difficulty_probe_runs_on_a_tiny_budget(tmp_path):
     assert data["iterations"] >= 1
     for cond in ("degraded", "clean"):
         assert 0.0 <= data["scores"][cond]["all"]["miou"] <= 1.0
+
+
+def test_speed_row_and_segmentation_report(tmp_path):
+    from featflow.analysis.seg_report import CurvePlan, RowPlan, SegReportPlan, SpeedPlan, run_segmentation_report
+    from featflow.analysis.speed import measure_speed, speedup_curve
+    from featflow.data.synthetic import NUM_CLASSES, SynthConfig
+    from featflow.data.synthetic.export import export
+    from featflow.engine.checkpoint import save_segmenter
+    from featflow.methods.segmentation import VideoSegmenter
+
+    row = measure_speed("seg", "resnet18", "flownet_inception", (64, 96), key_interval=3, frames=6)
+    assert row.frames == 6 and row.per_frame_fps > 0 and row.dff_fps > 0
+    assert row.speedup == pytest.approx(row.dff_fps / row.per_frame_fps)
+    curve = speedup_curve(row, [1, 3])
+    assert curve[1] == pytest.approx((1000 / row.per_frame_fps) / row.key_frame_ms)
+
+    export("cityscapes", tmp_path / "data", SynthConfig(height=48, width=64, num_frames=30), videos=0, val_videos=2,
+           progress=False)
+    names = ["c"] * NUM_CLASSES
+    save_segmenter(tmp_path / "frame.safetensors", VideoSegmenter(NUM_CLASSES, "resnet18", 16), names)
+    save_segmenter(tmp_path / "dff.safetensors", VideoSegmenter(NUM_CLASSES, "resnet18", 16, "flownet_inception"), names)
+    frame, dff = str(tmp_path / "frame.safetensors"), str(tmp_path / "dff.safetensors")
+    plan = SegReportPlan(
+        data=str(tmp_path / "data"), key_interval=2, max_interval=3,
+        rows=(RowPlan("Frame", frame, "frame"), RowPlan("SFF-fast", frame, "sff-fast"), RowPlan("DFF", dff, "dff"),
+              RowPlan("DFF separate", frame, "dff", flow_net="flownet_inception")),
+        curves=(CurvePlan("resnet18 + flownet_inception", dff, frame),),
+        speed=SpeedPlan(feature_net="resnet18", flow_nets=("flownet_inception",), sizes=((48, 64),), frames=4))
+    paths = run_segmentation_report(plan, tmp_path / "report", progress=False)
+    assert {p.name for p in paths} == {"segmentation.md", "segmentation.json", "segmentation.png"}
+    data = json.loads((tmp_path / "report" / "segmentation.json").read_text())
+    assert [r["name"] for r in data["ablation"]] == ["Frame", "SFF-fast", "DFF", "DFF separate"]
+    assert data["ablation"][0]["speedup"] == pytest.approx(1.0)
+    assert sorted(int(l) for l in data["curves"][0]["miou"]) == [1, 2, 3]
+    assert len(data["speed"]) == 1
+    text = (tmp_path / "report" / "segmentation.md").read_text()
+    assert "DFF fix" not in text and "| DFF separate |" in text

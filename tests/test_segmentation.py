@@ -188,3 +188,14 @@ def test_train_frame_then_dff_then_evaluate(tmp_path, cityscapes_root, capsys):
 def test_train_seg_from_a_cityscapes_folder(tmp_path, cityscapes_root):
     cfg = load_config(SegTrainConfig, _tiny_config(tmp_path / "c.yaml", data={"source": str(cityscapes_root)}), kind="seg")
     assert train_segmentation(cfg, out=tmp_path / "run", progress=False).iterations == 4
+
+
+@pytest.mark.parametrize("size", [(48, 64), (47, 65), (33, 17), (16, 16)])
+def test_shallow_flow_lines_up_with_features(size):
+    from featflow.modeling.feature_net import feature_map_size
+
+    constant = lambda a, b: np.tile(np.array([32.0, -16.0], np.float32), (*a.shape[:2], 1))  # noqa: E731
+    flow, scale = ShallowFlow(constant)(torch.zeros(2, 3, *size), torch.zeros(2, 3, *size))
+    assert flow.shape == (2, 2, *feature_map_size(*size)) and scale is None
+    torch.testing.assert_close(flow[:, 0], torch.full_like(flow[:, 0], 2.0))  # 32 image px = 2 feature px
+    torch.testing.assert_close(flow[:, 1], torch.full_like(flow[:, 1], -1.0))

@@ -79,11 +79,16 @@ def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict],
         lines.append(f"| {name} | {d.epe:.3f} | {d.epe_valid:.3f} | {c.epe:.3f} | {c.epe_valid:.3f} | "
                      f"{1000 * d.seconds_per_pair:.1f} |")
     if trained:
-        lines += ["", "Trained networks (all trained here on synthetic pairs, CPU only):", "",
-                  "| name | network | iterations | batch | training size | weights |", "|---|---|---|---|---|---|"]
+        lines += ["", "Trained networks, all from scratch on synthetic pairs on this CPU with "
+                      "`featflow train flow --config NAME --iterations N --time-limit MIN` (the packaged configs; "
+                      "training stops at whichever limit comes first, the learning rate decaying to match):", "",
+                  "| name | network | iterations done | limits (iterations, minutes) | batch | training size | weights |",
+                  "|---|---|---|---|---|---|---|"]
         for name, info in trained.items():
             cfg = info["config"]
-            lines.append(f"| {name} | {info['model']} | {info['iterations']} | {cfg.get('train', {}).get('batch_size', '?')} "
+            train = cfg.get("train", {})
+            lines.append(f"| {name} | {info['model']} | {info['iterations']} | {train.get('iterations', '?')}, "
+                         f"{train.get('time_limit_minutes', '-')} | {train.get('batch_size', '?')} "
                          f"| {'x'.join(map(str, cfg.get('data', {}).get('size', [])))} | `{info['weights']}` |")
     if shipped is not None:
         lines += ["", "## Against the target", ""]

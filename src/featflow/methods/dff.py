@@ -46,7 +46,7 @@ class ShallowFlow:
             flows.append(torch.from_numpy(self.estimator(a, b)).permute(2, 0, 1))
         full = torch.stack(flows).to(current.device, current.dtype)  # (N, 2, H, W) image pixels
         pooled = F.avg_pool2d(full, FEATURE_STRIDE + 1, stride=FEATURE_STRIDE, padding=FEATURE_STRIDE // 2,
-                              ceil_mode=True, count_include_pad=False)  # (N, 2, ceil(H/16), ceil(W/16))
+                              count_include_pad=False)  # (N, 2, ceil(H/16), ceil(W/16)): floor((H - 1) / 16) + 1
         return pooled / FEATURE_STRIDE, None
 
 
