@@ -23,7 +23,7 @@ def test_ground_truth_flow_warps_one_frame_onto_the_other(clean_config, index, s
     err = np.abs(_backward_warp(b, flow) - a).mean(-1)
     err_zero = np.abs(b.astype(np.float32) - a).mean(-1)
     assert valid.mean() > 0.5
-    assert err[valid].mean() < 2.0  # grey levels: interpolation error only
+    assert err[valid].mean() < 3.0  # grey levels: interpolation error only (about 1 in object interiors)
     assert np.median(err[valid]) < 1.0
     # frames far apart differ a lot; the flow explains nearly all of it
     assert err[valid].mean() < (0.35 if abs(target - source) > 3 else 0.8) * err_zero[valid].mean()

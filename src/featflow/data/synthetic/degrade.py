@@ -180,14 +180,12 @@ def apply_occluders(frame: np.ndarray, occluders: tuple[Occluder, ...], t: int) 
 
 
 def sensor_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
-    """Zero-mean noise of std ``sigma``: a sum of three uniform bytes (Irwin-Hall, close to Gaussian),
-    three times faster than numpy's normal sampler, which matters at 100+ frames per second."""
-    draws = rng.integers(0, 256, (3, *shape), dtype=np.uint8)
+    """Zero-mean noise of std ``sigma``: the difference of two uniform bytes (a triangular distribution),
+    several times cheaper than numpy's normal sampler, which matters at 100+ frames per second."""
+    draws = rng.integers(0, 256, (2, *shape), dtype=np.uint8)
     noise = draws[0].astype(np.float32)
-    noise += draws[1]
-    noise += draws[2]
-    noise -= 382.5  # 3 * 255 / 2
-    noise *= np.float32(sigma / 128.0)  # the std of the sum is sqrt(3 * (256**2 - 1) / 12) ~= 128
+    noise -= draws[1]
+    noise *= np.float32(sigma / 104.5)  # the std of the difference is sqrt(2 * (256**2 - 1) / 12) ~= 104.5
     return noise
 
 

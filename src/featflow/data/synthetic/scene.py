@@ -54,7 +54,7 @@ class SynthConfig:
     num_frames: int = 30
     degradations: Degradations = field(default_factory=Degradations)
     speed_mix: tuple[float, float, float] = (0.4, 0.35, 0.25)  # slow, medium, fast
-    objects: tuple[int, int] = (3, 7)  # objects per video (per 60 frames for longer videos)
+    objects: tuple[int, int] = (6, 12)  # objects per video (per 60 frames for longer videos)
 
     def __post_init__(self) -> None:
         if self.height < 16 or self.width < 16:
@@ -186,7 +186,7 @@ def _sample_camera(rng: np.random.Generator, config: SynthConfig) -> tuple[Camer
 def _sample_track(rng: np.random.Generator, config: SynthConfig, track_id: int) -> Track:
     h, w = config.height, config.width
     label = int(rng.integers(1, NUM_CLASSES))
-    diameter = float(np.exp(rng.uniform(np.log(0.12), np.log(0.42))) * h)
+    diameter = float(np.exp(rng.uniform(np.log(0.15), np.log(0.55))) * h)
     mix = np.asarray(config.speed_mix, float)
     category = SPEED_CATEGORIES[int(rng.choice(3, p=mix / mix.sum()))]
     lo, hi = SPEED_RANGES[category]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from featflow.data.synthetic.degrade import finish_frame, motion_blur
+from featflow.data.synthetic.degrade import finish_frame, line_kernel, motion_blur
 from featflow.data.synthetic.scene import Scene, SynthConfig, Track, compose, invert, sample_scene
 
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
@@ -111,7 +111,7 @@ class SyntheticVideo:
             background = motion_blur(background, *(after - before))
         frame = background.astype(np.float32)  # (H, W, 3)
         instance = np.zeros((h, w), np.int32)
-        drawn: list[tuple[Track, float]] = []
+        drawn: list[tuple[Track, float, tuple[int, int, int, int]]] = []
         for track in scene.tracks:  # far to near
             matrix = track.matrix(t)
             smear = track.position(t + exposure / 2) - track.position(t - exposure / 2) if exposure > 0 else np.zeros(2)
@@ -124,30 +124,34 @@ class SyntheticVideo:
                 continue
             warped = cv2.warpAffine(track.sprite.rgba, _shifted(matrix, x0, y0), (x1 - x0, y1 - y0),
                                     flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            alpha = warped[..., 3:].astype(np.float32) / 255.0
+            rgb = warped[..., :3].astype(np.float32)  # (h, w, 3)
+            alpha = warped[..., 3].astype(np.float32)  # (h, w)
+            alpha *= 1.0 / 255.0
             region = frame[y0:y1, x0:x1]
             instance[y0:y1, x0:x1][warped[..., 3] >= 128] = track.track_id + 1
-            if np.hypot(*smear) >= 1.0:  # blur the premultiplied layer along the object's motion
-                layer = np.concatenate([warped[..., :3] * alpha, alpha], axis=2)
-                layer = motion_blur(layer, *smear)
-                region *= 1.0 - layer[..., 3:]
-                region += layer[..., :3]
+            kernel = line_kernel(*smear)
+            if kernel is not None:  # blur the premultiplied layer along the object's motion, then composite
+                premultiplied = cv2.filter2D(cv2.multiply(rgb, cv2.merge([alpha] * 3)), -1, kernel,
+                                             borderType=cv2.BORDER_REFLECT_101)
+                alpha = cv2.filter2D(alpha, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+                region[...] = cv2.add(cv2.multiply(region, cv2.merge([1.0 - alpha] * 3)), premultiplied)
             else:
-                region += alpha * (warped[..., :3] - region)
-            drawn.append((track, abs(np.linalg.det(matrix[:, :2])) * track.sprite.area))
+                region[...] = cv2.blendLinear(rgb, region, alpha, 1.0 - alpha)
+            drawn.append((track, abs(np.linalg.det(matrix[:, :2])) * track.sprite.area, (x0, y0, x1, y1)))
         annotation = self._annotate(instance, drawn)
         rng = np.random.default_rng(self._key + [_FRAME_STREAM, t])
         return finish_frame(frame, scene.schedule, t, rng), annotation
 
-    def _annotate(self, instance: np.ndarray, drawn: list[tuple[Track, float]]) -> FrameAnnotation:
+    def _annotate(self, instance: np.ndarray, drawn: list[tuple[Track, float, tuple[int, int, int, int]]]
+                  ) -> FrameAnnotation:
         boxes, labels, ids, visible = [], [], [], []
-        for track, full_area in drawn:
-            mask = instance == track.track_id + 1
+        for track, full_area, (x0, y0, x1, y1) in drawn:
+            mask = instance[y0:y1, x0:x1] == track.track_id + 1  # an object's pixels lie inside its drawing region
             count = int(np.count_nonzero(mask))
             if count == 0:
                 continue
             rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-            boxes.append((cols[0], rows[0], cols[-1] + 1, rows[-1] + 1))
+            boxes.append((x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1))
             labels.append(track.label)
             ids.append(track.track_id)
             visible.append(min(1.0, count / max(full_area, 1.0)))
