@@ -60,6 +60,10 @@ def test_segmentation_pairs_are_deterministic():
     for i in (0, 4):
         assert all(torch.equal(a[i][k], b[i][k]) for k in ("current", "key", "label", "same"))
     assert a[0]["label"].dtype == torch.int64 and int(a[0]["label"].max()) < NUM_CLASSES
+    interleaved = SyntheticSegmentationPairs(config, 16, seed=2, frames_per_video=2, videos_in_flight=4)
+    assert [interleaved.video_of(i) for i in range(12)] == [0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7]
+    assert torch.equal(interleaved[5]["current"], SyntheticSegmentationPairs(
+        config, 16, seed=2, frames_per_video=2, videos_in_flight=4)[5]["current"])  # order-free
     frames = SyntheticSegmentationPairs(config, 4, seed=2)  # max_offset 0: per-frame samples
     assert all(bool(frames[i]["same"]) and torch.equal(frames[i]["current"], frames[i]["key"]) for i in range(4))
 

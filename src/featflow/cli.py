@@ -310,7 +310,7 @@ def _cmd_bench_synth(args: argparse.Namespace) -> None:
 def _cmd_bench_difficulty(args: argparse.Namespace) -> None:
     from featflow.analysis.difficulty import run_difficulty_probe
 
-    paths = run_difficulty_probe(args.report, minutes=args.minutes, size=args.size, videos=args.videos, seed=args.seed,
+    paths = run_difficulty_probe(args.weights, args.report, videos=args.videos, seed=args.seed,
                                  command=_command_line(), progress=not args.quiet)
     print(f"report: {', '.join(str(p) for p in paths)}")
 
@@ -391,12 +391,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--report", type=Path, default=Path("reports"))
     synth.add_argument("--quiet", action="store_true")
     synth.set_defaults(func=_cmd_bench_synth)
-    hard = bench.add_parser("difficulty", help="train a per-frame segmenter for a time budget: how hard is the benchmark?",
-                            description="Train a per-frame segmentation model from scratch for --minutes on this CPU "
-                                        "and report its mIoU on held-out videos, degraded and clean, per motion-IoU "
-                                        "speed category; write difficulty.md and difficulty.json.")
-    hard.add_argument("--minutes", type=float, default=20.0)
-    hard.add_argument("--size", type=parse_size, default=(128, 256))
+    hard = bench.add_parser("difficulty", help="how hard is the synthetic benchmark for a per-frame model?",
+                            description="Evaluate a per-frame segmentation model trained from scratch on this CPU "
+                                        "(featflow train seg --config frame_r18: 20 minutes) on held-out videos, "
+                                        "degraded and clean, per motion-IoU speed category; write difficulty.md "
+                                        "and difficulty.json.")
+    hard.add_argument("--weights", type=Path, default=Path("runs/seg/frame_r18/model.safetensors"),
+                      help="per-frame segmenter checkpoint (default: %(default)s)")
     hard.add_argument("--videos", type=int, default=20)
     hard.add_argument("--seed", type=_non_negative, default=0)
     hard.add_argument("--report", type=Path, default=Path("reports"))

@@ -1,6 +1,7 @@
 """Does the synthetic benchmark leave room? A difficulty probe: a per-frame segmentation model trained
-for a fixed wall-clock budget on the CPU, evaluated on held-out videos rendered with and without
-degradations (same scenes, same labels), and per motion-IoU speed category.
+for a fixed wall-clock budget on the CPU (``featflow train seg --config frame_r18``: 20 minutes),
+evaluated on held-out videos rendered with and without degradations (same scenes, same labels), and
+per motion-IoU speed category.
 
 Per category, pixels of objects in other categories are ignored (FGFA's rule for its slow / medium /
 fast mAP), so each number says how well objects moving at that speed are segmented.
@@ -8,21 +9,18 @@ fast mAP), so each number says how well objects moving at that speed are segment
 
 from __future__ import annotations
 
-import math
+import json
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from featflow.analysis.reports import machine_description, write_report
 from featflow.data.synthetic import CLASS_NAMES, NUM_CLASSES, Degradations, SynthConfig, SyntheticVideo
-from featflow.data.segmentation_pairs import SyntheticSegmentationPairs
+from featflow.engine.checkpoint import load_segmenter
 from featflow.evaluation.motion_iou import motion_category, motion_iou
 from featflow.evaluation.segmentation import IGNORE, ConfusionMatrix
 from featflow.methods.segmentation import VideoSegmenter
@@ -30,33 +28,19 @@ from featflow.methods.segmentation import VideoSegmenter
 CATEGORIES = ("slow", "medium", "fast")
 
 
-def train_probe(minutes: float, size: tuple[int, int], batch_size: int = 8, seed: int = 0, lr: float = 1e-3,
-                arch: str = "resnet18", channels: int = 128, progress: bool = True) -> tuple[VideoSegmenter, int]:
-    """Train a per-frame segmenter from scratch on generated frames for ``minutes`` of wall time."""
-    torch.manual_seed(seed)
-    model = VideoSegmenter(NUM_CLASSES, arch, channels)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    dataset = SyntheticSegmentationPairs(SynthConfig(size[0], size[1], 30), length=10**7, seed=seed)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=1, shuffle=False)
-    budget = 60.0 * minutes
-    start = time.monotonic()
-    iterations = 0
-    model.train()
-    with tqdm(total=int(budget), desc="difficulty probe (s)", disable=not progress) as bar:
-        for batch in loader:
-            elapsed = time.monotonic() - start
-            if elapsed >= budget:
-                break
-            for group in optimizer.param_groups:  # cosine decay over the time budget
-                group["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * elapsed / budget)))
-            loss = F.cross_entropy(model(batch["current"]), batch["label"], ignore_index=IGNORE)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            iterations += 1
-            bar.n = min(int(time.monotonic() - start), int(budget))
-            bar.set_postfix(loss=f"{loss.item():.3f}", it=iterations)
-    return model.eval(), iterations
+def load_probe(weights: str | os.PathLike) -> tuple[VideoSegmenter, dict]:
+    """A trained per-frame segmenter and how it was trained (its run's metrics.json, when beside it)."""
+    model, metadata = load_segmenter(weights)
+    if model.flow_net is not None or model.num_classes != NUM_CLASSES:
+        raise ValueError(f"{weights}: the probe must be a per-frame segmenter of the {NUM_CLASSES} synthetic classes")
+    config = json.loads(metadata.get("config", "{}"))
+    training = {"iterations": int(metadata.get("iterations", 0)), "minutes": None,
+                "size": config.get("data", {}).get("size", [128, 256]),
+                "batch_size": config.get("train", {}).get("batch_size")}
+    metrics = Path(weights).with_name("metrics.json")
+    if metrics.is_file():
+        training["minutes"] = json.loads(metrics.read_text())["wall_seconds"] / 60
+    return model.eval(), training
 
 
 def _categories(video: SyntheticVideo) -> dict[tuple[int, int], str]:
@@ -99,18 +83,22 @@ def evaluate_probe(model: VideoSegmenter, size: tuple[int, int], videos: int, se
                    for cat in ("all",) + CATEGORIES} for cond in ("degraded", "clean")}
 
 
-def run_difficulty_probe(report: str | os.PathLike = "reports", minutes: float = 20.0, size: tuple[int, int] = (128, 256),
-                         videos: int = 20, seed: int = 0, command: str = "featflow bench difficulty",
+def run_difficulty_probe(weights: str | os.PathLike, report: str | os.PathLike = "reports", videos: int = 20,
+                         seed: int = 0, command: str = "featflow bench difficulty",
                          progress: bool = True) -> list[Path]:
-    model, iterations = train_probe(minutes, size, seed=seed, progress=progress)
+    """Evaluate the per-frame model ``weights`` and write difficulty.md / difficulty.json."""
+    model, training = load_probe(weights)
+    size = (int(training["size"][0]), int(training["size"][1]))
     scores = evaluate_probe(model, size, videos, seed=seed, progress=progress)
+    minutes = "?" if training["minutes"] is None else f"{training['minutes']:.1f}"
     lines = [
         "# Synthetic benchmark: does it leave room?",
         "",
-        f"A per-frame segmentation model (ResNet-18 N_feat, random init, 128 feature channels, 1x1 head) trained "
-        f"from scratch for {minutes:g} minutes on this CPU ({iterations} iterations of 8 frames at "
-        f"{size[0]}x{size[1]}, default degradations), then evaluated on {videos} held-out videos (every 3rd frame), "
-        "each rendered twice: with the default degradations and without any (the same scenes and labels).",
+        f"A per-frame segmentation model ({model.arch} N_feat, random init, {model.channels} feature channels, "
+        f"1x1 head) trained from scratch for {minutes} minutes on this CPU ({training['iterations']} iterations of "
+        f"{training['batch_size']} frames at {size[0]}x{size[1]}, default degradations), then evaluated on {videos} "
+        "held-out videos (every 3rd frame), each rendered twice: with the default degradations and without any "
+        "(the same scenes and labels).",
         "",
         "| mIoU (%) | all pixels | slow objects | medium objects | fast objects |",
         "|---|---|---|---|---|",
@@ -123,6 +111,6 @@ def run_difficulty_probe(report: str | os.PathLike = "reports", minutes: float =
               "| " + " | ".join(f"{100 * scores['degraded']['all']['iou'][n]:.1f}" for n in CLASS_NAMES) + " |",
               "", "Per category, pixels of objects in the other categories are ignored (FGFA's rule), so a column "
               "says how well objects moving at that speed are recognised."]
-    data = {"minutes": minutes, "iterations": iterations, "size": list(size), "videos": videos, "seed": seed,
-            "scores": scores, "machine": machine_description()}
+    data = {"weights": str(weights), "training": training, "videos": videos, "seed": seed, "scores": scores,
+            "machine": machine_description()}
     return write_report(report, "difficulty", "\n".join(lines), data, command)

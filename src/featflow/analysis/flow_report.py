@@ -100,6 +100,17 @@ def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict],
             else:
                 lines.append(f"- {condition}: the shipped net ({shipped}) falls short of {REFERENCE} by "
                              f"{ours - ref:.3f} px ({ours:.3f} vs {ref:.3f}, {100 * (ours - ref) / ref:.1f}% higher).")
+        if any(scores[c][shipped].epe >= scores[c][REFERENCE].epe for c in CONDITIONS):
+            lines += ["", "What would close the gap (not yet tried here):", "",
+                      "- Longer training. The nets above had minutes to an hour and a half on 2 CPU cores; FlowNet was "
+                      "trained for hundreds of thousands of iterations on a GPU. See each run's validation EPE "
+                      "history (`runs/flow/NAME/metrics.json`): where it still falls at the end, more iterations help.",
+                      "- Finer output. The nets see the frames at half resolution and predict flow at 1/8 of the "
+                      "full resolution, upsampled bilinearly: motion boundaries and small objects blur. DIS refines "
+                      "at full resolution. A refinement stage at 1/4 or 1/2 resolution (as FlowNet 2.0 and PWC-Net "
+                      "do) would help the `flow` command; DFF itself only needs stride 16.",
+                      "- Matching costs. FlowNetSimple has to learn correspondence from stacked frames; a "
+                      "correlation layer (FlowNetC, PWC-Net) gives it directly and trains faster."]
     return "\n".join(lines)
 
 

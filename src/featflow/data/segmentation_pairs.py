@@ -28,17 +28,22 @@ def _pair(current: np.ndarray, key: np.ndarray, label: np.ndarray, offset: int) 
 
 class SyntheticSegmentationPairs(Dataset):
     """Pairs drawn on the fly from synthetic videos (every frame is labelled), ``frames_per_video`` per
-    video. Sample ``i`` is a pure function of (config, seed, split, i)."""
+    video. Sample ``i`` is a pure function of (config, seed, split, i).
+
+    Consecutive samples cycle through ``videos_in_flight`` videos, so a batch of that size read in order
+    holds as many different videos (batch statistics of one video make BatchNorm training stall) while
+    each video is still built once and reused for ``frames_per_video`` samples."""
 
     def __init__(self, config: SynthConfig, length: int, seed: int = 0, split: str = "train", max_offset: int = 0,
-                 frames_per_video: int = 8) -> None:
-        if length < 1 or frames_per_video < 1 or max_offset < 0:
-            raise ValueError("length and frames_per_video must be positive, max_offset non-negative")
+                 frames_per_video: int = 8, videos_in_flight: int = 1) -> None:
+        if length < 1 or frames_per_video < 1 or videos_in_flight < 1 or max_offset < 0:
+            raise ValueError("length, frames_per_video and videos_in_flight must be positive, "
+                             "max_offset non-negative")
         if config.num_frames <= max_offset:
             raise ValueError(f"videos of {config.num_frames} frames cannot hold key offsets up to {max_offset}")
         self.config, self.length, self.seed, self.split = config, length, seed, split
-        self.max_offset, self.frames_per_video = max_offset, frames_per_video
-        self._video: SyntheticVideo | None = None
+        self.max_offset, self.frames_per_video, self.videos_in_flight = max_offset, frames_per_video, videos_in_flight
+        self._videos: dict[int, SyntheticVideo] = {}
 
     def __len__(self) -> int:
         return self.length
@@ -46,14 +51,22 @@ class SyntheticSegmentationPairs(Dataset):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         if not 0 <= index < self.length:
             raise IndexError(index)
-        number = index // self.frames_per_video
-        if self._video is None or self._video.index != number:
-            self._video = SyntheticVideo(self.config, self.seed, number, self.split, cache_size=4)
+        number = self.video_of(index)
+        video = self._videos.get(number)
+        if video is None:
+            if len(self._videos) >= self.videos_in_flight:
+                self._videos.pop(next(iter(self._videos)))
+            video = self._videos[number] = SyntheticVideo(self.config, self.seed, number, self.split, cache_size=2)
         rng = np.random.default_rng([self.seed, index, 104729])
-        current = int(rng.integers(self.max_offset, len(self._video)))
+        current = int(rng.integers(self.max_offset, len(video)))
         offset = int(rng.integers(0, self.max_offset + 1))
-        image, ann = self._video.render(current)
-        return _pair(image, self._video.frame(current - offset), ann.semantic, offset)
+        image, ann = video.render(current)
+        return _pair(image, video.frame(current - offset), ann.semantic, offset)
+
+    def video_of(self, index: int) -> int:
+        """The video sample ``index`` comes from: blocks of ``videos_in_flight`` videos, visited in turn."""
+        block, within = divmod(index, self.videos_in_flight * self.frames_per_video)
+        return block * self.videos_in_flight + within % self.videos_in_flight
 
 
 class CityscapesPairs(Dataset):

@@ -104,7 +104,8 @@ def _datasets(cfg: SegTrainConfig, max_offset: int) -> tuple[torch.utils.data.Da
     if cfg.data.source == "synthetic":
         config = SynthConfig(cfg.data.size[0], cfg.data.size[1], 30, Degradations.parse(cfg.data.degradations))
         train_set = SyntheticSegmentationPairs(config, cfg.train.iterations * cfg.train.batch_size, cfg.data.seed,
-                                               "train", max_offset, cfg.data.frames_per_video)
+                                               "train", max_offset, cfg.data.frames_per_video,
+                                               videos_in_flight=cfg.train.batch_size)
         val_set = SyntheticSegmentationPairs(config, cfg.eval.samples, cfg.data.seed, "val", max_offset, 4)
         return train_set, [val_set[i] for i in range(len(val_set))], list(CLASS_NAMES), False
     root = Path(cfg.data.source)
