@@ -100,6 +100,8 @@ def run_difficulty_probe(weights: str | os.PathLike, report: str | os.PathLike =
         "held-out videos (every 3rd frame), each rendered twice: with the default degradations and without any "
         "(the same scenes and labels).",
         "",
+        f"Weights: `{weights}` (the default is the run of `featflow train seg --config frame_r18`).",
+        "",
         "| mIoU (%) | all pixels | slow objects | medium objects | fast objects |",
         "|---|---|---|---|---|",
     ]
