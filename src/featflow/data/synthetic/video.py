@@ -129,11 +129,9 @@ class SyntheticVideo:
             alpha *= 1.0 / 255.0
             region = frame[y0:y1, x0:x1]
             instance[y0:y1, x0:x1][warped[..., 3] >= 128] = track.track_id + 1
-            kernel = line_kernel(*smear)
-            if kernel is not None:  # blur the premultiplied layer along the object's motion, then composite
-                premultiplied = cv2.filter2D(cv2.multiply(rgb, cv2.merge([alpha] * 3)), -1, kernel,
-                                             borderType=cv2.BORDER_REFLECT_101)
-                alpha = cv2.filter2D(alpha, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+            if line_kernel(*smear) is not None:  # blur the premultiplied layer along the object's motion
+                premultiplied = motion_blur(cv2.multiply(rgb, cv2.merge([alpha] * 3)), *smear)
+                alpha = motion_blur(alpha, *smear)
                 region[...] = cv2.add(cv2.multiply(region, cv2.merge([1.0 - alpha] * 3)), premultiplied)
             else:
                 region[...] = cv2.blendLinear(rgb, region, alpha, 1.0 - alpha)
