@@ -1,5 +1,6 @@
-import pytest
 import json
+
+import pytest
 
 from featflow.analysis.difficulty import run_difficulty_probe
 from featflow.analysis.flow_report import run_flow_benchmark
@@ -48,6 +49,23 @@ def test_difficulty_probe_evaluates_a_per_frame_checkpoint(tmp_path):
     assert "1.5 minutes" in (tmp_path / "difficulty.md").read_text()
     for cond in ("degraded", "clean"):
         assert 0.0 <= data["scores"][cond]["all"]["miou"] <= 1.0
+    dff = tmp_path / "dff.safetensors"
+    save_segmenter(dff, VideoSegmenter(len(CLASS_NAMES), "resnet18", 16, "flownet_inception"), list(CLASS_NAMES), {})
+    with pytest.raises(ValueError, match="per-frame segmenter"):
+        run_difficulty_probe(dff, tmp_path, videos=1, progress=False)
+
+
+def test_flow_report_says_what_would_close_a_gap():
+    from featflow.analysis.flow_report import REFERENCE, _markdown
+    from featflow.evaluation.flow_metrics import FlowScore
+
+    def scores(ours: float) -> dict:
+        return {c: {REFERENCE: FlowScore(2.0, 1.5, 0.01, 4), "net": FlowScore(ours, ours, 0.02, 4)}
+                for c in ("degraded", "clean")}
+
+    short = _markdown(scores(2.5), {}, 4, (64, 128), "net")
+    assert "falls short of DIS medium by 0.500 px" in short and "What would close the gap" in short
+    assert "What would close the gap" not in _markdown(scores(1.5), {}, 4, (64, 128), "net")
 
 
 def test_speed_row_and_segmentation_report(tmp_path):
