@@ -4,7 +4,7 @@
 #   featflow train flow --config flownet_half; featflow train flow --config flownet
 set -euo pipefail
 featflow synth --format cityscapes --out data/cityscapes_synth_val --videos 0 --val-videos 60 --size 128x256 --seed 1 --quiet
-for cfg in frame_r18 frame_r34 dff_r18_inception dff_r18_inception_fix_n dff_r18_inception_fix_f \
+for cfg in frame_r18 frame_r18_long frame_r34 dff_r18_inception dff_r18_inception_long dff_r18_inception_fix_n dff_r18_inception_fix_f \
            dff_r18_half dff_r18_flownet dff_r34_inception dff_r34_half dff_r34_flownet; do
   featflow train seg --config "$cfg" --quiet
 done

@@ -103,3 +103,5 @@ def test_speed_row_and_segmentation_report(tmp_path):
     assert len(data["speed"]) == 1
     text = (tmp_path / "report" / "segmentation.md").read_text()
     assert "DFF fix" not in text and "| DFF separate |" in text
+    own = data["curves"][0]["miou"]["1"]
+    assert f"DFF's own N_feat run on every frame (l=1) gets {100 * own:.1f}" in text
