@@ -134,32 +134,50 @@ def _cmd_train_seg(args: argparse.Namespace) -> None:
           f"{100 * result.last['val_miou']:.1f}%; weights in {result.output / 'model.safetensors'}")
 
 
+def _cmd_train_det(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from featflow.engine.config import load_config
+    from featflow.engine.det_training import DetTrainConfig, train_detection
+    from featflow.engine.trainer import override_train
+
+    cfg = override_train(load_config(DetTrainConfig, args.config, kind="det"), args.iterations, args.time_limit)
+    if args.init is not None:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
+    result = train_detection(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
+    print(f"{result.iterations} iterations in {result.wall_seconds / 60:.1f} min, validation mAP "
+          f"{100 * result.last['val_map']:.1f}%; weights in {result.output / 'model.safetensors'}")
+
+
+def _add_train_parser(train: argparse._SubParsersAction, what: str, help: str, description: str, configs: str,
+                      func, init: bool) -> None:
+    p = train.add_parser(what, help=help, description=description)
+    p.add_argument("--config", required=True, help=f"a YAML file, or the name of a packaged config ({configs})")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: the config's output)")
+    p.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
+    if init:
+        p.add_argument("--init", default=None, help="override model.init (the checkpoint to start from)")
+    p.add_argument("--iterations", type=int, default=None, help="override train.iterations")
+    p.add_argument("--time-limit", type=float, default=None, help="override train.time_limit_minutes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=func)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train models")
     train = p.add_subparsers(dest="what", required=True, metavar="WHAT")
-    flow = train.add_parser("flow", help="pre-train a flow network on pairs with known flow (the FlyingChairs step)",
-                            description="Train FlowNet / FlowNet Half / FlowNet Inception with a multi-scale "
-                                        "end-point-error loss on synthetic pairs (or a FlyingChairs folder).")
-    flow.add_argument("--config", required=True,
-                      help="a YAML file, or the name of a packaged config (flownet, flownet_half, flownet_inception)")
-    flow.add_argument("--out", type=Path, default=None, help="output folder (default: the config's output)")
-    flow.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
-    flow.add_argument("--iterations", type=int, default=None, help="override train.iterations")
-    flow.add_argument("--time-limit", type=float, default=None, help="override train.time_limit_minutes")
-    flow.add_argument("--quiet", action="store_true", help="no progress bar")
-    flow.set_defaults(func=_cmd_train_flow)
-    seg = train.add_parser("seg", help="train a video segmenter: per-frame, DFF, or a DFF ablation",
-                           description="Train a per-frame segmentation model, or DFF end to end (from a per-frame "
-                                       "checkpoint and pre-trained flow), with the segmentation loss only.")
-    seg.add_argument("--config", required=True,
-                     help="a YAML file, or the name of a packaged config (see featflow/configs/seg/)")
-    seg.add_argument("--out", type=Path, default=None, help="output folder (default: the config's output)")
-    seg.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
-    seg.add_argument("--init", default=None, help="override model.init (the checkpoint to start from)")
-    seg.add_argument("--iterations", type=int, default=None, help="override train.iterations")
-    seg.add_argument("--time-limit", type=float, default=None, help="override train.time_limit_minutes")
-    seg.add_argument("--quiet", action="store_true", help="no progress bar")
-    seg.set_defaults(func=_cmd_train_seg)
+    _add_train_parser(train, "flow", "pre-train a flow network on pairs with known flow (the FlyingChairs step)",
+                      "Train FlowNet / FlowNet Half / FlowNet Inception with a multi-scale end-point-error loss on "
+                      "synthetic pairs (or a FlyingChairs folder).", "flownet, flownet_half, flownet_inception",
+                      _cmd_train_flow, init=False)
+    _add_train_parser(train, "seg", "train a video segmenter: per-frame, DFF, or a DFF ablation",
+                      "Train a per-frame segmentation model, or DFF end to end (from a per-frame checkpoint and "
+                      "pre-trained flow), with the segmentation loss only.", "see featflow/configs/seg/",
+                      _cmd_train_seg, init=True)
+    _add_train_parser(train, "det", "train a video detector: per-frame R-FCN, DFF or FGFA",
+                      "Train a per-frame R-FCN detector, or DFF / FGFA end to end (from a per-frame checkpoint and "
+                      "pre-trained flow), with the detection loss only.", "see featflow/configs/det/",
+                      _cmd_train_det, init=True)
 
 
 # ---- featflow flow --------------------------------------------------------------------------------
@@ -242,6 +260,27 @@ def _cmd_eval_seg(args: argparse.Namespace) -> None:
                                **result.to_json()})
 
 
+def _cmd_eval_det(args: argparse.Namespace) -> None:
+    from featflow.data.vid import VidDataset
+    from featflow.engine.checkpoint import load_detector
+    from featflow.engine.det_inference import DetStreamConfig, evaluate_detection
+
+    config = DetStreamConfig(args.method, args.key_interval, args.window, args.online)  # checks the values first
+    model, _ = load_detector(args.weights)
+    data = VidDataset(args.data, args.split)
+    postprocess = "seq-nms" if args.seq_nms else args.postprocess
+    ev = evaluate_detection(model, data, config, postprocess, args.save_detections, progress=not args.quiet)
+    r = ev.result
+    print(f"{args.method}{' + ' + postprocess if postprocess else ''}: mAP {100 * r.map:.2f} (slow {100 * r.slow:.2f}, "
+          f"medium {100 * r.medium:.2f}, fast {100 * r.fast:.2f}) over {len(data)} videos, {ev.frames} frames; "
+          f"{ev.ms_per_frame:.1f} ms per frame ({1000 / ev.ms_per_frame:.2f} frames/s)")
+    if args.json:
+        from featflow.utils.io import write_json
+
+        write_json(args.json, {"weights": str(args.weights), "data": str(args.data), "split": args.split,
+                               **ev.to_json()})
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     from featflow.engine.seg_inference import METHODS
 
@@ -264,6 +303,26 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                      help="write label-id PNGs named as Cityscapes result files (one folder per key offset)")
     seg.add_argument("--quiet", action="store_true")
     seg.set_defaults(func=_cmd_eval_seg)
+    from featflow.engine.det_inference import DET_METHODS, POSTPROCESS
+
+    det = what.add_parser("det", help="VID mAP (all / slow / medium / fast) and speed of a video detector",
+                          description="Evaluate per-frame, DFF or FGFA detection on ImageNet VID-layout video with "
+                                      "the VID rules (small-box threshold, motion categories from ground-truth "
+                                      "tracks), optionally with box-level post-processing.")
+    det.add_argument("--data", required=True, type=Path, help="an ImageNet VID-layout folder (real or synthetic)")
+    det.add_argument("--weights", required=True, type=Path, help="detector weights (featflow train det)")
+    det.add_argument("--method", choices=DET_METHODS, default="frame")
+    det.add_argument("--key-interval", type=int, default=10, help="DFF key-frame interval (default 10)")
+    det.add_argument("--window", type=int, default=10, help="FGFA: frames t-K..t+K are aggregated (default K=10)")
+    det.add_argument("--online", action="store_true", help="FGFA on past frames only (no output delay)")
+    det.add_argument("--seq-nms", action="store_true", help="Seq-NMS post-processing (= --postprocess seq-nms)")
+    det.add_argument("--postprocess", choices=POSTPROCESS, default=None, help="box-level post-processing")
+    det.add_argument("--split", default="val")
+    det.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    det.add_argument("--save-detections", type=Path, default=None,
+                     help="write detections in the ImageNet VID results format (frame_id class score x1 y1 x2 y2)")
+    det.add_argument("--quiet", action="store_true", help="no progress bar")
+    det.set_defaults(func=_cmd_eval_det)
 
 
 # ---- featflow bench -------------------------------------------------------------------------------

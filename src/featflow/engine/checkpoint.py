@@ -19,7 +19,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from featflow.methods.detection import VideoDetector
+from featflow.methods.dff import DeepFeatureFlow
 from featflow.methods.segmentation import VideoSegmenter
+from featflow.modeling.rpn import RPNConfig
 from featflow.modeling.flow_net import FlowNetBase, build_flow_net
 from featflow.utils.io import atomic_path
 
@@ -103,25 +106,61 @@ def save_segmenter(path: str | os.PathLike, model: VideoSegmenter, class_names: 
     save_weights(path, model, metadata)
 
 
+def _load_state(path: Path, model: nn.Module, tensors: dict[str, torch.Tensor], optional: tuple[str, ...]) -> None:
+    """Load ``tensors`` into ``model``; parts under the ``optional`` prefixes may be absent (added by the caller)."""
+    tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if not k.startswith(optional)] if optional else missing
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit the model they describe (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+
+
+def _task_metadata(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    tensors, metadata = read_weights(path)
+    if metadata.get("featflow.kind") != kind:
+        raise ValueError(f"{path} does not hold featflow {kind} weights (no featflow.kind={kind} metadata)")
+    return tensors, metadata
+
+
 def load_segmenter(path: str | os.PathLike, flow_net: str | None = None) -> tuple[VideoSegmenter, dict[str, str]]:
     """Rebuild a segmenter. ``flow_net`` adds a (pre-trained or fresh) F to a per-frame checkpoint;
     a checkpoint that has one keeps its own."""
     path = Path(path)
-    tensors, metadata = read_weights(path)
-    if metadata.get("featflow.kind") != "segmenter":
-        raise ValueError(f"{path} does not hold featflow segmenter weights (no featflow.kind=segmenter metadata)")
+    tensors, metadata = _task_metadata(path, "segmenter")
     own_flow = metadata.get("flow_net") or None
     model = VideoSegmenter(int(metadata["num_classes"]), metadata["arch"], int(metadata["channels"]),
                            own_flow or flow_net)
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    missing = [k for k in missing if not (own_flow is None and k.startswith("flow_net."))]
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit the model they describe (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]})")
+    _load_state(path, model, tensors, () if own_flow else ("flow_net.",))
     return model, metadata
 
 
-def load_flow_into(model: VideoSegmenter, path: str | os.PathLike | None) -> None:
+def save_detector(path: str | os.PathLike, model: VideoDetector, class_names: list[str],
+                  extra: dict[str, Any] | None = None) -> None:
+    """Save a video detector (N_feat, RPN, R-FCN and, for DFF / FGFA, F and the embedding network)."""
+    metadata = {"featflow.kind": "detector", "arch": model.arch, "channels": str(model.channels),
+                "flow_net": model.flow_name or "", "aggregation": "1" if model.aggregator is not None else "",
+                "num_classes": str(model.num_classes), "class_names": json.dumps(class_names),
+                "anchor_sizes": json.dumps(list(model.anchor_sizes)), **(extra or {})}
+    save_weights(path, model, metadata)
+
+
+def load_detector(path: str | os.PathLike, flow_net: str | None = None, aggregation: bool = False
+                  ) -> tuple[VideoDetector, dict[str, str]]:
+    """Rebuild a detector. ``flow_net`` / ``aggregation`` add a fresh F / embedding network to a checkpoint
+    without them (a per-frame one starting DFF or FGFA training); a checkpoint's own parts are kept."""
+    path = Path(path)
+    tensors, metadata = _task_metadata(path, "detector")
+    own_flow, own_aggregation = metadata.get("flow_net") or None, bool(metadata.get("aggregation"))
+    model = VideoDetector(int(metadata["num_classes"]), metadata["arch"], int(metadata["channels"]),
+                          own_flow or flow_net, own_aggregation or aggregation,
+                          rpn=RPNConfig(anchor_sizes=tuple(json.loads(metadata["anchor_sizes"]))))
+    optional = (() if own_flow else ("flow_net.",)) + (() if own_aggregation else ("aggregator.",))
+    _load_state(path, model, tensors, optional)
+    return model, metadata
+
+
+def load_flow_into(model: DeepFeatureFlow, path: str | os.PathLike | None) -> None:
     """Put pre-trained flow weights (default: the shipped ones) into ``model.flow_net``; its scale
     field starts at 1."""
     if model.flow_net is None:

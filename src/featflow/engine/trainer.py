@@ -104,6 +104,7 @@ class TrainTask:
     shuffle: bool = False  # True for finite folders; synthetic datasets give a new sample per index
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)  # written into metrics.json
+    collate: Callable[[list], Any] | None = None  # batches of samples (default: torch's default_collate)
 
 
 def _save_state(out: Path, optimizer: torch.optim.Optimizer, iteration: int, wall: float, history: list) -> None:
@@ -140,7 +141,8 @@ def train(task: TrainTask, cfg: OptimConfig, out: Path, eval_every: int, resume:
         history = json.loads(state["history"])
     order = list(epoch_order(len(task.dataset), start * cfg.batch_size, cfg.iterations * cfg.batch_size, task.seed,
                              task.shuffle))
-    loader = DataLoader(task.dataset, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers, drop_last=True)
+    loader = DataLoader(task.dataset, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers, drop_last=True,
+                        collate_fn=task.collate)
     began = time.monotonic()
 
     def wall() -> float:

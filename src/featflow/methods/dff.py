@@ -5,6 +5,9 @@ by warping them (W) along the flow from F, multiplied by F's scale field.
 frame, or the per-frame baseline) or propagated from a key frame. Task models (segmentation,
 detection) subclass it and add their head, so one DFF implementation serves every task.
 
+With an aggregator (``featflow.methods.fgfa``) the same model also runs FGFA: the features of nearby
+frames are warped to the current frame along F's flow (no scale field) and averaged with adaptive weights.
+
 Where the flow comes from is pluggable: the learned F (trained end to end, gradients reach it), or an
 off-the-shelf estimator (``ShallowFlow``, the SFF baselines: no scale field, no gradients).
 """
@@ -21,7 +24,8 @@ from torch import Tensor, nn
 from featflow.modeling.feature_net import FEATURE_STRIDE, FeatureNet
 from featflow.modeling.flow_net import FlowNetBase
 from featflow.modeling.preprocess import feature_input, flow_input
-from featflow.modeling.warp import propagate
+from featflow.methods.fgfa import FlowGuidedAggregation
+from featflow.modeling.warp import propagate, warp
 
 
 class FlowSource(Protocol):
@@ -51,18 +55,23 @@ class ShallowFlow:
 
 
 class DeepFeatureFlow(nn.Module):
-    """N_feat and F. ``flow_net=None`` gives a per-frame model (features always computed directly)."""
+    """N_feat and F (and FGFA's aggregator). ``flow_net=None`` gives a per-frame model (features always
+    computed directly)."""
 
-    def __init__(self, feature_net: FeatureNet, flow_net: FlowNetBase | None = None) -> None:
+    def __init__(self, feature_net: FeatureNet, flow_net: FlowNetBase | None = None,
+                 aggregator: FlowGuidedAggregation | None = None) -> None:
         super().__init__()
+        if aggregator is not None and flow_net is None:
+            raise ValueError("feature aggregation needs a flow network")
         self.feature_net = feature_net
         self.flow_net = flow_net
+        self.aggregator = aggregator
 
     def train(self, mode: bool = True) -> "DeepFeatureFlow":
         """Frozen parts (DFF fix N / fix F) stay in inference mode: their batch-norm statistics are
         part of what is frozen."""
         super().train(mode)
-        for part in (self.feature_net, self.flow_net):
+        for part in (self.feature_net, self.flow_net, self.aggregator):
             if part is not None and not any(p.requires_grad for p in part.parameters()):
                 part.train(False)
         return self
@@ -97,3 +106,40 @@ class DeepFeatureFlow(nn.Module):
         if same is not None:
             propagated = torch.where(same.view(-1, 1, 1, 1), key_features, propagated)
         return propagated
+
+    # FGFA -------------------------------------------------------------------------------------------------
+
+    def _aggregator(self) -> FlowGuidedAggregation:
+        if self.aggregator is None:
+            raise RuntimeError("this model has no aggregation network: it cannot run FGFA")
+        return self.aggregator
+
+    def frame_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """N_feat and the embedding of frames (N, 3, H, W): what FGFA computes once per frame."""
+        features = self.key_features(images)
+        return features, self._aggregator().embedding(features)
+
+    def align(self, features: Tensor, embedding: Tensor, current: Tensor, reference: Tensor,
+              source: FlowSource | None = None) -> tuple[Tensor, Tensor]:
+        """A reference frame's features and embedding warped to ``current`` along the current -> reference flow."""
+        flow, _ = (source or self.learned_flow)(current, reference)  # FGFA uses no scale field
+        warped = warp(torch.cat([features, embedding], 1), flow)  # one sampling pass for both
+        return warped.split([features.shape[1], embedding.shape[1]], dim=1)
+
+    def aggregate(self, current_embedding: Tensor, features: list[Tensor], embeddings: list[Tensor]) -> Tensor:
+        """Aligned features [(N, C, h, w)] * T and embeddings -> the aggregated features (N, C, h, w)."""
+        return self._aggregator()(current_embedding, torch.stack(features, 1), torch.stack(embeddings, 1))
+
+    def aggregated_features(self, current: Tensor, references: list[Tensor], include_current: bool = False,
+                            source: FlowSource | None = None) -> Tensor:
+        """FGFA's training path: features of ``current`` aggregated from the reference frames [(N, 3, H, W)]
+        (and from itself when ``include_current``), every frame's N_feat run in one batch."""
+        n = len(current)
+        features, embeddings = self.frame_features(torch.cat([current, *references]))
+        features, embeddings = list(features.split(n)), list(embeddings.split(n))
+        aligned_f, aligned_e = ([features[0]], [embeddings[0]]) if include_current else ([], [])
+        for i, reference in enumerate(references, start=1):
+            f, e = self.align(features[i], embeddings[i], current, reference, source)
+            aligned_f.append(f)
+            aligned_e.append(e)
+        return self.aggregate(embeddings[0], aligned_f, aligned_e)

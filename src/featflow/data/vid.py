@@ -1,0 +1,114 @@
+"""ImageNet VID videos: frames, per-frame boxes with track ids, and the official frame ids.
+
+Reads the real ILSVRC2015 VID layout and the synthetic set written by ``featflow synth --format vid``
+through the same code (``featflow.data.formats.vid`` has the file formats). The class map comes from the
+folder's ``devkit/data/map_vid.txt`` when there is one, else the 30 official classes. The videos of a split
+come from ``ImageSets/VID/VID_{split}_frames.txt`` when it exists (which also gives the 1-based frame ids
+the results format uses), else from the folders under ``Data/VID/{split}``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from featflow.data.formats import vid
+from featflow.data.io import read_image
+
+
+@dataclass(frozen=True)
+class VidVideo:
+    name: str  # the folder under Data/VID/{split}, e.g. ILSVRC2015_val_00000000
+    frames: tuple[str, ...]  # frame file stems in order, e.g. 000000
+    frame_ids: tuple[int, ...]  # 1-based ids of VID_{split}_frames.txt (running numbers without that file)
+
+
+@dataclass(frozen=True)
+class FrameTargets:
+    """One frame's ground truth: boxes (n, 4) float32 (inclusive pixels), labels (n,) int64 1..C, track ids (n,)."""
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    track_ids: np.ndarray
+
+
+def _frames_file(root: Path, split: str) -> list[VidVideo] | None:
+    path = root / "ImageSets" / "VID" / f"VID_{split}_frames.txt"
+    if not path.is_file():
+        return None
+    videos: dict[str, tuple[list[str], list[int]]] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0].count("/") < 2:
+            raise ValueError(f"{path}:{n}: expected '{split}/VIDEO/FRAME ID', got {line!r}")
+        folder, frame = parts[0].split("/", 1)[1].rsplit("/", 1)
+        frames, ids = videos.setdefault(folder, ([], []))
+        frames.append(frame)
+        ids.append(int(parts[1]))
+    return [VidVideo(name, tuple(frames), tuple(ids)) for name, (frames, ids) in videos.items()]
+
+
+def _frame_folders(root: Path, split: str) -> list[VidVideo]:
+    base = root / "Data" / "VID" / split
+    if not base.is_dir():
+        raise FileNotFoundError(f"{base} does not exist: not an ImageNet VID folder with a {split!r} split")
+    folders = sorted({p.parent for p in base.rglob("*.JPEG")})
+    videos, next_id = [], 1
+    for folder in folders:
+        frames = tuple(sorted(p.stem for p in folder.glob("*.JPEG")))
+        videos.append(VidVideo(folder.relative_to(base).as_posix(), frames,
+                               tuple(range(next_id, next_id + len(frames)))))
+        next_id += len(frames)
+    return videos
+
+
+class VidDataset:
+    """The videos of one split. ``image(v, t)`` reads frame t of video v as (H, W, 3) uint8 RGB;
+    ``targets(v, t)`` its boxes (frames without an annotation file have none)."""
+
+    def __init__(self, root: str | os.PathLike, split: str = "val") -> None:
+        self.root, self.split = Path(root), split
+        map_file = self.root / "devkit" / "data" / "map_vid.txt"
+        self.classes: tuple[tuple[str, str], ...] = vid.read_map_vid(map_file) if map_file.is_file() else vid.VID_CLASSES
+        self.class_index = {wnid: i for i, (wnid, _) in enumerate(self.classes, 1)}
+        self.videos = _frames_file(self.root, split) or _frame_folders(self.root, split)
+        if not self.videos:
+            raise FileNotFoundError(f"no videos in the {split!r} split of {self.root}")
+
+    @property
+    def class_names(self) -> list[str]:
+        return [name for _, name in self.classes]
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def num_frames(self, v: int) -> int:
+        return len(self.videos[v].frames)
+
+    def image_path(self, v: int, t: int) -> Path:
+        video = self.videos[v]
+        return self.root / "Data" / "VID" / self.split / video.name / f"{video.frames[t]}.JPEG"
+
+    def image(self, v: int, t: int) -> np.ndarray:
+        return read_image(self.image_path(v, t))
+
+    def annotation(self, v: int, t: int) -> vid.VidAnnotation | None:
+        video = self.videos[v]
+        path = self.root / "Annotations" / "VID" / self.split / video.name / f"{video.frames[t]}.xml"
+        return vid.read_vid_xml(path) if path.is_file() else None
+
+    def targets(self, v: int, t: int) -> FrameTargets:
+        ann = self.annotation(v, t)
+        objects = ann.objects if ann is not None else ()
+        unknown = sorted({o.name for o in objects} - set(self.class_index))
+        if unknown:
+            raise ValueError(f"{self.videos[v].name}/{self.videos[v].frames[t]}: classes {unknown} are not in the "
+                             f"class map ({len(self.classes)} classes)")
+        return FrameTargets(np.array([o.box for o in objects], np.float32).reshape(-1, 4),
+                            np.array([self.class_index[o.name] for o in objects], np.int64),
+                            np.array([o.track_id for o in objects], np.int64))

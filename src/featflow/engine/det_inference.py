@@ -1,0 +1,152 @@
+"""Running video detection: per-frame, DFF and FGFA as streams, box post-processing, and the ImageNet VID
+evaluation (mAP all / slow / medium / fast) on VID-layout data.
+
+Methods (one detector, different ways to get a frame's features):
+- ``frame``: N_feat on every frame;
+- ``dff``: N_feat on key frames (every ``key_interval``-th), F + W + scale on the others;
+- ``fgfa``: features of frames t-K..t+K warped to frame t and aggregated (``online``: t-K..t).
+Post-processing (``featflow.postprocess``) runs on each video's detections: ``seq-nms``, ``mgp`` (motion-guided
+propagation along DIS flow) or ``tubelet`` (tubelet rescoring).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from featflow.data.vid import VidDataset
+from featflow.evaluation.vid_map import VideoGroundTruth, VidResult, evaluate_vid, write_vid_results
+from featflow.methods.detection import VideoDetector
+from featflow.methods.schedulers import FixedInterval
+from featflow.methods.streams import AggregatedFeatures, KeyFrameFeatures
+from featflow.modeling.preprocess import image_to_tensor
+from featflow.postprocess import dis_flows, motion_guided_propagation, seq_nms, tubelet_rescoring
+from featflow.structures import Detections, VideoDetections
+
+DET_METHODS: tuple[str, ...] = ("frame", "dff", "fgfa")
+POSTPROCESS: tuple[str, ...] = ("seq-nms", "mgp", "tubelet")
+
+
+@dataclass(frozen=True)
+class DetStreamConfig:
+    method: str = "frame"
+    key_interval: int = 10  # DFF
+    window: int = 10  # FGFA's K: 2K+1 frames offline
+    online: bool = False  # FGFA on past frames only
+
+    def __post_init__(self) -> None:
+        if self.method not in DET_METHODS:
+            raise ValueError(f"unknown detection method {self.method!r}; choose one of {', '.join(DET_METHODS)}")
+        if self.key_interval < 1:
+            raise ValueError(f"the key interval must be at least 1, got {self.key_interval}")
+        if self.window < 0:
+            raise ValueError(f"the FGFA window K must be >= 0, got {self.window}")
+
+
+def detect_stream(model: VideoDetector, frames: Iterable[np.ndarray], config: DetStreamConfig = DetStreamConfig(),
+                  timing: list[float] | None = None) -> Iterator[tuple[int, Detections]]:
+    """(H, W, 3) uint8 RGB frames -> (frame index, detections), in frame order (FGFA offline: K frames late).
+    Seconds spent in the model are appended to ``timing`` (decoding excluded)."""
+    model.eval()
+    size: tuple[int, int] | None = None
+
+    def run(step, *args):
+        start = time.perf_counter()
+        out = step(*args)
+        if timing is not None:
+            timing.append(time.perf_counter() - start)
+        return out
+
+    def head(features: torch.Tensor) -> Detections:
+        return model.detect(features, size)[0]
+
+    if config.method == "fgfa":
+        stream = AggregatedFeatures(model, config.window, config.online)
+        for frame in frames:
+            image = image_to_tensor(frame)
+            size = tuple(image.shape[-2:])
+            for index, features in run(stream.push, image):
+                yield index, run(head, features)
+        for index, features in run(stream.finish):
+            yield index, run(head, features)
+        return
+    keyed = KeyFrameFeatures(model, config.method == "dff", FixedInterval(config.key_interval))
+    for index, frame in enumerate(frames):
+        image = image_to_tensor(frame)
+        size = tuple(image.shape[-2:])
+        features, _ = run(keyed.step, image)
+        yield index, run(head, features)
+
+
+def postprocess_video(video: VideoDetections, name: str, frames: list[np.ndarray] | None = None) -> VideoDetections:
+    """One of ``POSTPROCESS`` on a video's detections (MGP needs the frames for its flow)."""
+    if name == "seq-nms":
+        return seq_nms(video)
+    if name == "tubelet":
+        return tubelet_rescoring(video)
+    if name == "mgp":
+        if frames is None:
+            raise ValueError("motion-guided propagation needs the video's frames")
+        return motion_guided_propagation(video, dis_flows(frames))
+    raise ValueError(f"unknown post-processing {name!r}; choose one of {', '.join(POSTPROCESS)}")
+
+
+@dataclass(frozen=True)
+class DetEvaluation:
+    config: DetStreamConfig
+    postprocess: str | None
+    result: VidResult
+    frames: int
+    ms_per_frame: float  # model time per frame on this machine (decoding and post-processing excluded)
+
+    def to_json(self) -> dict:
+        return {"method": self.config.method, "key_interval": self.config.key_interval, "window": self.config.window,
+                "online": self.config.online, "postprocess": self.postprocess, "frames": self.frames,
+                "ms_per_frame": self.ms_per_frame, **self.result.to_json()}
+
+
+@torch.no_grad()
+def detect_dataset(model: VideoDetector, data: VidDataset, config: DetStreamConfig,
+                   progress: bool = True) -> tuple[list[VideoDetections], float]:
+    """Every video of ``data`` through the stream -> (detections per video, model ms per frame)."""
+    if model.num_classes != len(data.classes):
+        raise ValueError(f"the model detects {model.num_classes} classes, the data has {len(data.classes)}")
+    timing: list[float] = []
+    out = []
+    for v in tqdm(range(len(data)), desc=f"detect {config.method}", disable=not progress, leave=False):
+        video: VideoDetections = [Detections.empty()] * data.num_frames(v)
+        frames = (data.image(v, t) for t in range(data.num_frames(v)))
+        for index, dets in detect_stream(model, frames, config, timing):
+            video[index] = dets
+        out.append(video)
+    frames = sum(data.num_frames(v) for v in range(len(data)))
+    return out, 1000 * sum(timing) / max(frames, 1)
+
+
+def ground_truth(data: VidDataset) -> list[VideoGroundTruth]:
+    truth = []
+    for v in range(len(data)):
+        targets = [data.targets(v, t) for t in range(data.num_frames(v))]
+        truth.append(VideoGroundTruth(tuple(t.boxes for t in targets), tuple(t.labels for t in targets),
+                                      tuple(t.track_ids for t in targets)))
+    return truth
+
+
+def evaluate_detection(model: VideoDetector, data: VidDataset, config: DetStreamConfig = DetStreamConfig(),
+                       postprocess: str | None = None, save_detections: str | os.PathLike | None = None,
+                       progress: bool = True) -> DetEvaluation:
+    """VID mAP (all / slow / medium / fast) and model time per frame of one method on a VID-layout split."""
+    detections, ms = detect_dataset(model, data, config, progress)
+    if postprocess is not None:
+        detections = [postprocess_video(d, postprocess, [data.image(v, t) for t in range(data.num_frames(v))]
+                                        if postprocess == "mgp" else None) for v, d in enumerate(detections)]
+    if save_detections is not None:
+        write_vid_results(save_detections, detections, [list(v.frame_ids) for v in data.videos])
+    result = evaluate_vid(detections, ground_truth(data), len(data.classes))
+    return DetEvaluation(config, postprocess, result, sum(len(d) for d in detections), ms)

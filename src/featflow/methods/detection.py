@@ -1,0 +1,74 @@
+"""Video object detection: the per-frame R-FCN baseline and DFF over the same modules.
+
+``VideoDetector`` = N_feat (+ F) + RPN + R-FCN. The features (computed, propagated by DFF or aggregated
+by FGFA) are split into two halves along channels: the first feeds the RPN, the second R-FCN.
+``forward(current, key, same, targets=...)`` returns the training losses; without targets, the
+detections of each frame (``featflow.structures.Detections``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision.models.detection.image_list import ImageList
+
+from featflow.methods.dff import DeepFeatureFlow, FlowSource
+from featflow.methods.fgfa import FlowGuidedAggregation
+from featflow.modeling.feature_net import FEATURE_STRIDE, FeatureNet
+from featflow.modeling.flow_net import build_flow_net
+from featflow.modeling.rfcn import RFCNConfig, RFCNHead
+from featflow.modeling.rpn import RPNConfig, build_rpn
+from featflow.structures import Detections
+
+#: Training targets of one frame: {"boxes": (n, 4) float32 in image pixels, "labels": (n,) int64 1..C}.
+Target = dict[str, Tensor]
+
+
+class VideoDetector(DeepFeatureFlow):
+    """images (N, 3, H, W) RGB [0, 255] -> per-frame detections, or the losses when targets are given."""
+
+    def __init__(self, num_classes: int, arch: str = "resnet18", channels: int = 128, flow_net: str | None = None,
+                 aggregation: bool = False, rpn: RPNConfig = RPNConfig(), rfcn: RFCNConfig = RFCNConfig()) -> None:
+        if channels < 2 or channels % 2:
+            raise ValueError(f"detection splits the features in two halves: channels must be even, got {channels}")
+        super().__init__(FeatureNet(arch, out_channels=channels),
+                         build_flow_net(flow_net, scale_channels=channels) if flow_net else None,
+                         FlowGuidedAggregation(channels) if aggregation else None)
+        self.arch, self.channels, self.flow_name = arch, channels, flow_net
+        self.anchor_sizes = rpn.anchor_sizes
+        self.rpn = build_rpn(channels // 2, rpn)
+        self.rfcn = RFCNHead(channels // 2, num_classes, rfcn)
+
+    @property
+    def num_classes(self) -> int:
+        return self.rfcn.num_classes
+
+    def detect(self, features: Tensor, image_size: tuple[int, int],
+               targets: list[Target] | None = None) -> list[Detections] | dict[str, Tensor]:
+        """N_task: features (N, C, h, w) of frames of ``image_size`` -> detections, or losses given targets."""
+        n, _, h, w = features.shape
+        rpn_features, rfcn_features = features.split(self.channels // 2, dim=1)
+        # Anchors are laid out on the padded frame (h * 16, w * 16), so their stride is exactly 16.
+        padded = features.new_zeros(1).expand(n, 3, h * FEATURE_STRIDE, w * FEATURE_STRIDE)
+        images = ImageList(padded, [tuple(image_size)] * n)
+        if targets is not None and not self.training:
+            raise RuntimeError("targets are for training: call model.train() first")
+        proposals, rpn_losses = self.rpn(images, {"0": rpn_features}, targets)  # [(R_i, 4)], detached
+        if targets is None:
+            scores, deltas = self.rfcn(rfcn_features, proposals)
+            return self.rfcn.detections(scores, deltas, proposals, image_size)
+        rois, labels, box_targets = self.rfcn.targets(proposals, [t["boxes"] for t in targets],
+                                                      [t["labels"] for t in targets])
+        scores, deltas = self.rfcn(rfcn_features, rois)
+        losses = self.rfcn.loss(scores, deltas, labels, box_targets, [len(r) for r in rois])
+        return {"rpn_objectness": rpn_losses["loss_objectness"], "rpn_box": rpn_losses["loss_rpn_box_reg"], **losses}
+
+    def forward(self, current: Tensor, key: Tensor | None = None, same: Tensor | None = None,
+                source: FlowSource | None = None, targets: list[Target] | None = None
+                ) -> list[Detections] | dict[str, Tensor]:
+        return self.detect(self.features(current, key, same, source), tuple(current.shape[-2:]), targets)
+
+
+def total_loss(losses: dict[str, Tensor]) -> Tensor:
+    """The sum the detector is trained on."""
+    return torch.stack(list(losses.values())).sum()

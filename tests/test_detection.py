@@ -1,0 +1,180 @@
+"""Detection: R-FCN with RPN and OHEM, DFF and FGFA over the same detector, streams, training, evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from featflow.methods.detection import VideoDetector, total_loss
+from featflow.methods.fgfa import aggregation_weights
+from featflow.methods.streams import AggregatedFeatures, KeyFrameFeatures
+from featflow.modeling.rfcn import RFCNConfig, RFCNHead
+from featflow.modeling.rpn import RPNConfig
+
+SMALL = RPNConfig(anchor_sizes=(16, 32, 64))
+
+
+def _detector(**kwargs) -> VideoDetector:
+    torch.manual_seed(0)
+    return VideoDetector(3, "resnet18", 16, rpn=SMALL, **kwargs)
+
+
+def _targets(boxes: list[list[float]], labels: list[int]) -> dict[str, torch.Tensor]:
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(labels, dtype=torch.int64)}
+
+
+class _NoProposals(torch.nn.Module):
+    """An RPN stand-in that proposes nothing."""
+
+    def forward(self, images, features, targets=None):
+        n = images.tensors.shape[0]
+        zero = torch.zeros((), requires_grad=True)
+        return [torch.zeros(0, 4)] * n, ({"loss_objectness": zero, "loss_rpn_box_reg": zero} if targets else {})
+
+
+def test_training_with_and_without_objects_and_proposals():
+    model = _detector().train()
+    images = torch.rand(2, 3, 64, 96) * 255
+    targets = [_targets([[10, 8, 40, 50]], [2]), _targets([], [])]  # the second frame has no objects
+    losses = model(images, targets=targets)
+    assert set(losses) == {"rpn_objectness", "rpn_box", "rfcn_cls", "rfcn_box"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    total_loss(losses).backward()
+    assert model.rfcn.cls_maps.weight.grad.abs().sum() > 0 and model.feature_net.conv1.weight.grad is not None
+    model.rpn = _NoProposals()  # no proposals: training still has the ground-truth RoIs, inference returns nothing
+    losses = model(images, targets=targets)
+    assert torch.isfinite(total_loss(losses))
+    model.eval()
+    with torch.no_grad():
+        out = model(images)
+    assert [len(d) for d in out] == [0, 0]
+
+
+def test_inference_output_is_clipped_sorted_per_class_and_bounded():
+    model = _detector().eval()
+    with torch.no_grad():
+        dets = model(torch.rand(1, 3, 64, 96) * 255)[0]
+    assert 0 < len(dets) <= 300
+    assert dets.labels.min() >= 1 and dets.labels.max() <= 3
+    assert dets.boxes[:, [0, 2]].max() <= 95 and dets.boxes[:, [1, 3]].max() <= 63 and dets.boxes.min() >= 0
+
+
+def test_rfcn_targets_and_ohem_keep_the_hardest_rois():
+    head = RFCNHead(8, 3, RFCNConfig(group=3, ohem_rois=1))
+    rois, labels, targets = head.targets([torch.tensor([[0., 0, 10, 10], [50, 50, 60, 60]])],
+                                         [torch.tensor([[0., 0, 10, 11]])], [torch.tensor([2])])
+    assert labels.tolist() == [2, 0, 2]  # IoU >= 0.5 -> class 2, far -> background, the ground truth itself -> 2
+    assert torch.allclose(targets[2], torch.zeros(4))
+    scores = torch.tensor([[0., 0, 5, 0], [0., 0, 0, 0], [9., 0, 0, 0]])  # RoI 2 is the worst classified
+    deltas = torch.zeros(3, 4)
+    loss = head.loss(scores, deltas, labels, targets, [3])
+    worst = torch.nn.functional.cross_entropy(scores[2:], labels[2:])
+    assert loss["rfcn_cls"] == pytest.approx(worst.item())
+
+
+def test_fgfa_weights_and_identical_frames():
+    current = torch.randn(1, 6, 2, 3)
+    refs = torch.stack([current, -current, current], 1)  # the same embedding twice and its opposite once
+    w = aggregation_weights(current, refs)
+    assert w.shape == (1, 3, 1, 2, 3)
+    assert torch.allclose(w.sum(1), torch.ones(1, 1, 2, 3))
+    assert torch.allclose(w[:, 0], w[:, 2]) and (w[:, 0] > w[:, 1]).all()  # cos 1 beats cos -1
+    model = _detector(flow_net="flownet_inception", aggregation=True).eval()
+    features = torch.randn(1, 16, 4, 6)
+    # every frame the same: softmax weights sum to one, so the aggregate is the frame's features
+    embedding = model.aggregator.embedding(features)
+    out = model.aggregate(embedding, [features] * 3, [embedding] * 3)
+    assert torch.allclose(out, features, atol=1e-5)
+
+
+class _CountingZeroFlow:
+    """A flow source with zero flow that records each (current, reference) call."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, current, key):
+        self.calls += 1
+        n, _, h, w = current.shape
+        return torch.zeros(n, 2, -(-h // 16), -(-w // 16)), None
+
+
+def test_fgfa_stream_offline_online_padding_and_bounded_memory():
+    model = _detector(flow_net="flownet_inception", aggregation=True).eval()
+    frames = [torch.rand(1, 3, 32, 48) * 255 for _ in range(7)]
+    source = _CountingZeroFlow()
+    stream = AggregatedFeatures(model, window=2, source=source)
+    out = []
+    for t, frame in enumerate(frames):
+        ready = stream.push(frame)
+        assert [i for i, _ in ready] == ([t - 2] if t >= 2 else [])  # offline: K = 2 frames late
+        assert len(stream.buffer) <= 5
+        out += ready
+    out += stream.finish()
+    assert [i for i, _ in out] == list(range(7))
+    # F runs once per distinct (current, reference) pair: frame 0 sees refs {1, 2} (the padding repeats frame 0),
+    # frame 1 sees {0, 2, 3}, frames 2..4 four each, frame 5 {3, 4, 6}, frame 6 {4, 5}
+    assert source.calls == 2 + 3 + 4 * 3 + 3 + 2
+    # with zero flow, frame 0's window is frames 0, 0, 0, 1, 2 (padding by repetition): the weights follow
+    feats = [model.frame_features(f) for f in frames[:3]]
+    expected = model.aggregate(feats[0][1], [feats[0][0]] * 3 + [feats[1][0], feats[2][0]],
+                               [feats[0][1]] * 3 + [feats[1][1], feats[2][1]])
+    assert torch.allclose(out[0][1], expected, atol=1e-5)
+    online = AggregatedFeatures(model, window=2, online=True, source=_CountingZeroFlow())
+    assert [[i for i, _ in online.push(f)] for f in frames[:3]] == [[0], [1], [2]]  # no delay
+    assert online.finish() == []
+
+
+def test_dff_feature_stream_key_frames():
+    model = _detector(flow_net="flownet_inception").eval()
+    from featflow.methods.schedulers import FixedInterval
+
+    stream = KeyFrameFeatures(model, propagate=True, scheduler=FixedInterval(3))
+    keys = [stream.step(torch.rand(1, 3, 32, 48) * 255)[1] for _ in range(7)]
+    assert keys == [True, False, False, True, False, False, True]
+    with pytest.raises(ValueError, match="flow network"):
+        KeyFrameFeatures(_detector(), propagate=True)
+
+
+def test_train_detect_and_evaluate_end_to_end(tmp_path):
+    from featflow.data.synthetic import SynthConfig
+    from featflow.data.synthetic.export import export
+    from featflow.data.vid import VidDataset
+    from featflow.engine.checkpoint import load_detector
+    from featflow.engine.config import load_config
+    from featflow.engine.det_inference import DetStreamConfig, evaluate_detection
+    from featflow.engine.det_training import DetTrainConfig, train_detection
+
+    cfg_text = """
+model: {arch: resnet18, channels: 16, anchor_sizes: [16, 32, 64]}
+data: {size: [64, 96], frames_per_video: 2}
+train: {batch_size: 2, iterations: 2, lr: 0.001, warmup: 1, workers: 0}
+eval: {samples: 2, every: 2}
+"""
+    (tmp_path / "frame.yaml").write_text(cfg_text)
+    frame = load_config(DetTrainConfig, tmp_path / "frame.yaml", kind="det")
+    result = train_detection(frame, out=tmp_path / "frame", progress=False)
+    assert result.iterations == 2 and 0.0 <= result.last["val_map"] <= 1.0
+    (tmp_path / "fgfa.yaml").write_text(cfg_text.replace(
+        "anchor_sizes: [16, 32, 64]}", f"anchor_sizes: [16, 32, 64], flow_net: flownet_inception, aggregation: true, "
+                                       f"init: {tmp_path / 'frame' / 'model.safetensors'}}}"))
+    fgfa = load_config(DetTrainConfig, tmp_path / "fgfa.yaml", kind="det")
+    train_detection(fgfa, out=tmp_path / "fgfa", progress=False)
+    model, meta = load_detector(tmp_path / "fgfa" / "model.safetensors")
+    assert model.aggregator is not None and meta["flow_net"] == "flownet_inception"
+
+    export("vid", tmp_path / "vid", SynthConfig(height=64, width=96, num_frames=6), videos=0, val_videos=2,
+           progress=False)
+    data = VidDataset(tmp_path / "vid", "val")
+    assert len(data) == 2 and data.num_frames(0) == 6
+    for config in (DetStreamConfig("frame"), DetStreamConfig("dff", key_interval=3), DetStreamConfig("fgfa", window=2)):
+        ev = evaluate_detection(model, data, config, save_detections=tmp_path / f"{config.method}.txt", progress=False)
+        assert 0.0 <= ev.result.map <= 1.0 and ev.ms_per_frame > 0
+        assert sum(r.result.num_gt["all"] for r in [ev]) == sum(len(data.targets(v, t).labels)
+                                                                for v in range(2) for t in range(6))
+    ev = evaluate_detection(model, data, DetStreamConfig("frame"), postprocess="seq-nms", progress=False)
+    assert 0.0 <= ev.result.map <= 1.0
+    with pytest.raises(ValueError, match="unknown detection method"):
+        DetStreamConfig("rfcn")
