@@ -81,12 +81,26 @@ def test_fgfa_weights_and_identical_frames():
     assert w.shape == (1, 3, 1, 2, 3)
     assert torch.allclose(w.sum(1), torch.ones(1, 1, 2, 3))
     assert torch.allclose(w[:, 0], w[:, 2]) and (w[:, 0] > w[:, 1]).all()  # cos 1 beats cos -1
-    model = _detector(flow_net="flownet_inception", aggregation=True).eval()
+    model = _detector(flow_net="flownet_inception", aggregation="adaptive").eval()
     features = torch.randn(1, 16, 4, 6)
     # every frame the same: softmax weights sum to one, so the aggregate is the frame's features
     embedding = model.aggregator.embedding(features)
     out = model.aggregate(embedding, [features] * 3, [embedding] * 3)
     assert torch.allclose(out, features, atol=1e-5)
+
+
+def test_aggregation_ablations_without_flow_and_without_adaptive_weights():
+    frames = [torch.rand(2, 3, 32, 48) * 255 for _ in range(3)]
+    mean = _detector(aggregation="mean").eval()  # no flow net: features are aggregated unwarped
+    assert mean.aggregator.embedding is None and mean.flow_net is None
+    out = mean.aggregated_features(frames[0], frames[1:])
+    expected = (mean.key_features(frames[1]) + mean.key_features(frames[2])) / 2
+    assert torch.allclose(out, expected, atol=1e-4)
+    adaptive = _detector(aggregation="adaptive").eval()
+    stream = AggregatedFeatures(adaptive, window=1, online=True)
+    assert [i for i, _ in stream.push(frames[0][:1])] == [0]
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        _detector(aggregation="max")
 
 
 class _CountingZeroFlow:
@@ -102,7 +116,7 @@ class _CountingZeroFlow:
 
 
 def test_fgfa_stream_offline_online_padding_and_bounded_memory():
-    model = _detector(flow_net="flownet_inception", aggregation=True).eval()
+    model = _detector(flow_net="flownet_inception", aggregation="adaptive").eval()
     frames = [torch.rand(1, 3, 32, 48) * 255 for _ in range(7)]
     source = _CountingZeroFlow()
     stream = AggregatedFeatures(model, window=2, source=source)
@@ -158,7 +172,7 @@ eval: {samples: 2, every: 2}
     result = train_detection(frame, out=tmp_path / "frame", progress=False)
     assert result.iterations == 2 and 0.0 <= result.last["val_map"] <= 1.0
     (tmp_path / "fgfa.yaml").write_text(cfg_text.replace(
-        "anchor_sizes: [16, 32, 64]}", f"anchor_sizes: [16, 32, 64], flow_net: flownet_inception, aggregation: true, "
+        "anchor_sizes: [16, 32, 64]}", f"anchor_sizes: [16, 32, 64], flow_net: flownet_inception, aggregation: adaptive, "
                                        f"init: {tmp_path / 'frame' / 'model.safetensors'}}}"))
     fgfa = load_config(DetTrainConfig, tmp_path / "fgfa.yaml", kind="det")
     train_detection(fgfa, out=tmp_path / "fgfa", progress=False)

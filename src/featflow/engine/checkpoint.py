@@ -139,19 +139,19 @@ def save_detector(path: str | os.PathLike, model: VideoDetector, class_names: li
                   extra: dict[str, Any] | None = None) -> None:
     """Save a video detector (N_feat, RPN, R-FCN and, for DFF / FGFA, F and the embedding network)."""
     metadata = {"featflow.kind": "detector", "arch": model.arch, "channels": str(model.channels),
-                "flow_net": model.flow_name or "", "aggregation": "1" if model.aggregator is not None else "",
+                "flow_net": model.flow_name or "", "aggregation": model.aggregation or "",
                 "num_classes": str(model.num_classes), "class_names": json.dumps(class_names),
                 "anchor_sizes": json.dumps(list(model.anchor_sizes)), **(extra or {})}
     save_weights(path, model, metadata)
 
 
-def load_detector(path: str | os.PathLike, flow_net: str | None = None, aggregation: bool = False
+def load_detector(path: str | os.PathLike, flow_net: str | None = None, aggregation: str | None = None
                   ) -> tuple[VideoDetector, dict[str, str]]:
     """Rebuild a detector. ``flow_net`` / ``aggregation`` add a fresh F / embedding network to a checkpoint
     without them (a per-frame one starting DFF or FGFA training); a checkpoint's own parts are kept."""
     path = Path(path)
     tensors, metadata = _task_metadata(path, "detector")
-    own_flow, own_aggregation = metadata.get("flow_net") or None, bool(metadata.get("aggregation"))
+    own_flow, own_aggregation = metadata.get("flow_net") or None, metadata.get("aggregation") or None
     model = VideoDetector(int(metadata["num_classes"]), metadata["arch"], int(metadata["channels"]),
                           own_flow or flow_net, own_aggregation or aggregation,
                           rpn=RPNConfig(anchor_sizes=tuple(json.loads(metadata["anchor_sizes"]))))

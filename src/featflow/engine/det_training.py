@@ -3,8 +3,9 @@
 - per-frame: N_feat + RPN + R-FCN on single frames (``model.flow_net: null``);
 - DFF: starts from a per-frame checkpoint (``model.init``) and pre-trained flow; trained on (current, key)
   pairs, key = current + U{-max_offset..0}, with the detection loss only;
-- FGFA (``model.aggregation: true``): two reference frames at current + U{-max_offset..max_offset}, warped to
-  the current frame and aggregated; ``freeze_flow`` gives "FGFA without end-to-end training".
+- FGFA (``model.aggregation: adaptive``): two reference frames at current + U{-max_offset..max_offset}, warped
+  to the current frame and aggregated; ``freeze_flow`` gives "FGFA without end-to-end training", no flow net
+  gives "without flow", ``aggregation: mean`` without flow "without flow and adaptive weights".
 Held-out metric during training: VID mAP@0.5 over single held-out frames.
 """
 
@@ -25,7 +26,7 @@ from featflow.engine.checkpoint import load_detector, load_flow_into, read_weigh
 from featflow.engine.config import to_dict
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, train
 from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid
-from featflow.methods.detection import VideoDetector, total_loss
+from featflow.methods.detection import AGGREGATIONS, VideoDetector, total_loss
 from featflow.modeling.feature_net import FEATURE_NETS
 from featflow.modeling.flow_net import FLOW_NETS
 from featflow.modeling.rpn import RPNConfig
@@ -36,7 +37,7 @@ class DetModelConfig:
     arch: str = "resnet18"
     channels: int = 128
     flow_net: str | None = None  # None: the per-frame detector
-    aggregation: bool = False  # FGFA
+    aggregation: str | None = None  # FGFA: "adaptive" (the paper's), "mean" (equal weights; an ablation)
     anchor_sizes: tuple[int, ...] = (32, 64, 128)
     init: str | None = None  # detector checkpoint to start from (a per-frame one for DFF / FGFA)
     flow_init: str | None = "shipped"
@@ -48,8 +49,10 @@ class DetModelConfig:
             raise ValueError(f"unknown feature network {self.arch!r}; choose one of {', '.join(FEATURE_NETS)}")
         if self.flow_net is not None and self.flow_net not in FLOW_NETS:
             raise ValueError(f"unknown flow network {self.flow_net!r}; choose one of {', '.join(FLOW_NETS)}")
-        if (self.aggregation or self.freeze_flow) and self.flow_net is None:
-            raise ValueError("aggregation and freeze_flow need a flow network")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {self.aggregation!r}; choose one of {AGGREGATIONS}")
+        if self.freeze_flow and self.flow_net is None:
+            raise ValueError("freeze_flow needs a flow network")
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,10 @@ class DetTrainConfig:
 
 def reference_sampling(cfg: DetModelConfig, max_offset: int) -> ReferenceSampling:
     """What a training sample holds besides the current frame, by method."""
-    if cfg.flow_net is None:
-        return ReferenceSampling(0)
     if cfg.aggregation:
         return ReferenceSampling(2, -max_offset, max_offset)
+    if cfg.flow_net is None:
+        return ReferenceSampling(0)
     return ReferenceSampling(1, -max_offset, 0)
 
 
@@ -98,9 +101,9 @@ def build_detector(cfg: DetModelConfig, num_classes: int) -> VideoDetector:
         if found != (cfg.arch, cfg.channels, num_classes, rpn.anchor_sizes):
             raise ValueError(f"{cfg.init} is (arch, channels, classes, anchors) = {found}; the config asks for "
                              f"{(cfg.arch, cfg.channels, num_classes, rpn.anchor_sizes)}")
-        if model.flow_name != cfg.flow_net or (model.aggregator is not None) != cfg.aggregation:
+        if model.flow_name != cfg.flow_net or model.aggregation != cfg.aggregation:
             raise ValueError(f"{cfg.init} has flow network {model.flow_name} and aggregation "
-                             f"{model.aggregator is not None}; the config asks for {cfg.flow_net}, {cfg.aggregation}")
+                             f"{model.aggregation}; the config asks for {cfg.flow_net}, {cfg.aggregation}")
         needs_flow = cfg.flow_net is not None and not meta.get("flow_net")
     else:
         model = VideoDetector(num_classes, cfg.arch, cfg.channels, cfg.flow_net, cfg.aggregation, rpn=rpn)
@@ -115,7 +118,7 @@ def build_detector(cfg: DetModelConfig, num_classes: int) -> VideoDetector:
 
 def clip_features(model: VideoDetector, current: Tensor, references: Tensor, same: Tensor) -> Tensor:
     """The training features of a batch: current (N, 3, H, W), references (N, R, 3, H, W), same (N, R)."""
-    if model.aggregator is not None:
+    if model.aggregator is not None:  # FGFA and its ablations
         return model.aggregated_features(current, list(references.unbind(1)))
     if model.flow_net is not None:
         return model.features(current, references[:, 0], same[:, 0])

@@ -1,6 +1,6 @@
 """Video object detection: the per-frame R-FCN baseline and DFF over the same modules.
 
-``VideoDetector`` = N_feat (+ F) + RPN + R-FCN. The features (computed, propagated by DFF or aggregated
+``VideoDetector`` = N_feat (+ F) (+ FGFA's aggregation) + RPN + R-FCN. The features (computed, propagated by DFF or aggregated
 by FGFA) are split into two halves along channels: the first feeds the RPN, the second R-FCN.
 ``forward(current, key, same, targets=...)`` returns the training losses; without targets, the
 detections of each frame (``featflow.structures.Detections``).
@@ -20,6 +20,9 @@ from featflow.modeling.rfcn import RFCNConfig, RFCNHead
 from featflow.modeling.rpn import RPNConfig, build_rpn
 from featflow.structures import Detections
 
+#: FGFA's aggregation: none, adaptive weights from the embedding network, or the plain mean (an ablation).
+AGGREGATIONS: tuple[str | None, ...] = (None, "adaptive", "mean")
+
 #: Training targets of one frame: {"boxes": (n, 4) float32 in image pixels, "labels": (n,) int64 1..C}.
 Target = dict[str, Tensor]
 
@@ -28,12 +31,15 @@ class VideoDetector(DeepFeatureFlow):
     """images (N, 3, H, W) RGB [0, 255] -> per-frame detections, or the losses when targets are given."""
 
     def __init__(self, num_classes: int, arch: str = "resnet18", channels: int = 128, flow_net: str | None = None,
-                 aggregation: bool = False, rpn: RPNConfig = RPNConfig(), rfcn: RFCNConfig = RFCNConfig()) -> None:
+                 aggregation: str | None = None, rpn: RPNConfig = RPNConfig(), rfcn: RFCNConfig = RFCNConfig()) -> None:
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {AGGREGATIONS}")
         if channels < 2 or channels % 2:
             raise ValueError(f"detection splits the features in two halves: channels must be even, got {channels}")
         super().__init__(FeatureNet(arch, out_channels=channels),
                          build_flow_net(flow_net, scale_channels=channels) if flow_net else None,
-                         FlowGuidedAggregation(channels) if aggregation else None)
+                         FlowGuidedAggregation(channels, aggregation == "adaptive") if aggregation else None)
+        self.aggregation = aggregation
         self.arch, self.channels, self.flow_name = arch, channels, flow_net
         self.anchor_sizes = rpn.anchor_sizes
         self.rpn = build_rpn(channels // 2, rpn)

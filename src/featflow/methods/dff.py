@@ -56,13 +56,11 @@ class ShallowFlow:
 
 class DeepFeatureFlow(nn.Module):
     """N_feat and F (and FGFA's aggregator). ``flow_net=None`` gives a per-frame model (features always
-    computed directly)."""
+    computed directly); with an aggregator, it aggregates unwarped features (FGFA's "without flow" ablation)."""
 
     def __init__(self, feature_net: FeatureNet, flow_net: FlowNetBase | None = None,
                  aggregator: FlowGuidedAggregation | None = None) -> None:
         super().__init__()
-        if aggregator is not None and flow_net is None:
-            raise ValueError("feature aggregation needs a flow network")
         self.feature_net = feature_net
         self.flow_net = flow_net
         self.aggregator = aggregator
@@ -117,11 +115,14 @@ class DeepFeatureFlow(nn.Module):
     def frame_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """N_feat and the embedding of frames (N, 3, H, W): what FGFA computes once per frame."""
         features = self.key_features(images)
-        return features, self._aggregator().embedding(features)
+        return features, self._aggregator().embed(features)
 
     def align(self, features: Tensor, embedding: Tensor, current: Tensor, reference: Tensor,
               source: FlowSource | None = None) -> tuple[Tensor, Tensor]:
-        """A reference frame's features and embedding warped to ``current`` along the current -> reference flow."""
+        """A reference frame's features and embedding warped to ``current`` along the current -> reference flow
+        (unchanged when the model has no flow: the "without flow" ablation)."""
+        if source is None and self.flow_net is None:
+            return features, embedding
         flow, _ = (source or self.learned_flow)(current, reference)  # FGFA uses no scale field
         warped = warp(torch.cat([features, embedding], 1), flow)  # one sampling pass for both
         return warped.split([features.shape[1], embedding.shape[1]], dim=1)

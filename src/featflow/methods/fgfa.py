@@ -7,6 +7,9 @@ along the flow, averaged with adaptive per-pixel weights.
 the cosine is per pixel over the L2-normalised embeddings, and the softmax runs across frames with no
 temperature. There is no scale field. The module works on any task's features (the detection and the
 segmentation models hold one the same way, see ``DeepFeatureFlow``).
+
+The paper's ablations come from the same module: ``adaptive=False`` averages the frames with equal weights
+(no embedding network), and a model without a flow network aggregates unwarped features.
 """
 
 from __future__ import annotations
@@ -40,14 +43,23 @@ def aggregation_weights(current: Tensor, references: Tensor) -> Tensor:
 class FlowGuidedAggregation(nn.Module):
     """The embedding network and the weighted average of already-warped features."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, adaptive: bool = True) -> None:
         super().__init__()
-        self.embedding = EmbeddingNet(channels)
+        self.adaptive = adaptive
+        self.embedding = EmbeddingNet(channels) if adaptive else None
+
+    def embed(self, features: Tensor) -> Tensor:
+        """(N, C, h, w) -> (N, E, h, w); E = 0 without adaptive weights (nothing to compare)."""
+        if self.embedding is None:
+            return features.new_zeros(features.shape[0], 0, *features.shape[2:])
+        return self.embedding(features)
 
     def forward(self, current_embedding: Tensor, features: Tensor, embeddings: Tensor) -> Tensor:
         """current_embedding (N, E, h, w); warped features (N, T, C, h, w) and their embeddings (N, T, E, h, w)
         -> aggregated features (N, C, h, w)."""
         if features.shape[1] == 0:
             raise ValueError("aggregation needs at least one frame")
+        if not self.adaptive:
+            return features.mean(1)
         weights = aggregation_weights(current_embedding, embeddings)  # (N, T, 1, h, w)
         return (weights * features).sum(1)
