@@ -375,12 +375,20 @@ def _cmd_bench_difficulty(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench_speed(args: argparse.Namespace) -> None:
-    from featflow.analysis.speed import format_row, measure_speed
+    from featflow.analysis.speed import format_row, measure_fgfa_speed, measure_speed
     from featflow.utils.io import write_json
 
-    row = measure_speed(args.task, args.feature_net, args.flow_net, args.size, args.key_interval, args.frames,
-                        args.device)
-    print(format_row(row))
+    if args.window is not None:
+        if args.task != "det":
+            raise SystemExit("featflow bench speed: --window (FGFA) is for --task det")
+        row = measure_fgfa_speed(args.feature_net, args.flow_net, args.size, args.window, args.frames or 2, args.device)
+        print(f"FGFA {row.feature_net} + {row.flow_net} at {row.size[0]}x{row.size[1]}, {2 * row.window + 1} frames: "
+              f"{row.ms_per_frame:.0f} ms per frame against {row.per_frame_ms:.0f} ms single-frame "
+              f"({row.cost_ratio:.2f}x; {row.threads} threads, {row.device})")
+    else:
+        row = measure_speed(args.task, args.feature_net, args.flow_net, args.size, args.key_interval, args.frames,
+                            args.device)
+        print(format_row(row))
     if args.json:
         write_json(args.json, {"command": _command_line(), **row.to_json()})
 
@@ -420,15 +428,18 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     flow.add_argument("--report", type=Path, default=Path("reports"), help="report folder (default reports/)")
     flow.add_argument("--quiet", action="store_true")
     flow.set_defaults(func=_cmd_bench_flow)
-    speed = bench.add_parser("speed", help="per-frame against DFF wall-clock speed, paper-sized nets, random weights",
-                             description="Time per-frame recognition and DFF (fixed key interval) on random frames "
-                                         "with random weights, in one run; print one row (fps, speedup).")
+    speed = bench.add_parser("speed", help="per-frame against DFF (or FGFA) wall-clock speed, paper-sized nets, "
+                                           "random weights",
+                             description="Time per-frame recognition and DFF (fixed key interval) or FGFA (--window) "
+                                         "on random frames with random weights, in one run; print one row.")
     speed.add_argument("--task", choices=TASKS, default="seg")
     speed.add_argument("--feature-net", choices=FEATURE_NETS, default="resnet101")
     speed.add_argument("--flow-net", choices=FLOW_NETS, default="flownet")
     speed.add_argument("--size", type=parse_size, default=(512, 1024))
     speed.add_argument("--key-interval", type=int, default=5)
     speed.add_argument("--frames", type=int, default=None, help="frames timed per method (default: 2 intervals)")
+    speed.add_argument("--window", type=int, default=None,
+                       help="time FGFA (detection) with 2K+1-frame windows instead of DFF: K")
     speed.add_argument("--device", default="cpu")
     speed.add_argument("--json", type=Path, default=None, help="also write the row as JSON")
     speed.set_defaults(func=_cmd_bench_speed)

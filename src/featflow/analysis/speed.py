@@ -3,21 +3,40 @@
 Speed needs no training: the paper-sized networks (e.g. ResNet-101 N_feat with 1024 feature channels
 and FlowNet) run with random weights on random frames. Per-frame runs N_feat + N_task on every frame;
 DFF streams the frames with a fixed key-frame interval l (key frames: N_feat + N_task; the others:
-F + W + N_task). Both are timed over the same number of frames after a warm-up.
+F + W + N_task). Both are timed over the same number of frames after a warm-up. N_task is the
+DeepLab-style head for segmentation (19 Cityscapes classes) and RPN + R-FCN for detection (30 VID
+classes, 300 proposals). FGFA (``measure_fgfa_speed``) streams 2K+1-frame windows.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 
+from featflow.methods.detection import VideoDetector
+from featflow.methods.dff import DeepFeatureFlow
 from featflow.methods.schedulers import FixedInterval
 from featflow.methods.segmentation import VideoSegmenter
+from featflow.methods.streams import AggregatedFeatures
 
-TASKS = ("seg",)
+TASKS = ("seg", "det")
 CITYSCAPES_CLASSES = 19
+VID_CLASSES = 30
+
+
+def _paper_model(task: str, feature_net: str, flow_net: str | None, aggregation: str | None = None
+                 ) -> tuple[DeepFeatureFlow, Callable[[torch.Tensor, tuple[int, int]], object]]:
+    """The paper-sized model of ``task`` (random weights) and its N_task as features -> a finished output."""
+    if task == "seg":
+        seg = VideoSegmenter(CITYSCAPES_CLASSES, feature_net, channels=1024, flow_net=flow_net)
+        return seg, lambda f, size: seg.segment(f, size).argmax(1)
+    if task == "det":
+        det = VideoDetector(VID_CLASSES, feature_net, channels=1024, flow_net=flow_net, aggregation=aggregation)
+        return det, lambda f, size: det.detect(f, size)
+    raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
 
 
 @dataclass(frozen=True)
@@ -51,15 +70,16 @@ def measure_speed(task: str = "seg", feature_net: str = "resnet101", flow_net: s
         raise ValueError("key interval must be at least 1")
     frames = frames or 2 * key_interval
     torch.manual_seed(seed)
-    model = VideoSegmenter(CITYSCAPES_CLASSES, feature_net, channels=1024, flow_net=flow_net).eval().to(device)
+    model, head = _paper_model(task, feature_net, flow_net)
+    model.eval().to(device)
     images = [torch.rand(1, 3, *size, device=device) * 255 for _ in range(min(frames, 4))]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
-    def per_frame(image: torch.Tensor) -> torch.Tensor:
-        return model.segment(model.key_features(image), size).argmax(1)
+    def per_frame(image: torch.Tensor) -> object:
+        return head(model.key_features(image), size)
 
-    def non_key(key_image: torch.Tensor, key_features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        return model.segment(model.propagate(key_features, image, key_image), size).argmax(1)
+    def non_key(key_image: torch.Tensor, key_features: torch.Tensor, image: torch.Tensor) -> object:
+        return head(model.propagate(key_features, image, key_image), size)
 
     # warm-up both paths once (allocations, kernel selection)
     key_features = model.key_features(images[0])
@@ -82,7 +102,7 @@ def measure_speed(task: str = "seg", feature_net: str = "resnet101", flow_net: s
         tick = time.perf_counter()
         if scheduler.is_key(i):
             key_image, key_features = image, model.key_features(image)
-            model.segment(key_features, size).argmax(1)
+            head(key_features, size)
             sync()
             key_seconds += time.perf_counter() - tick
             key_count += 1
@@ -99,6 +119,61 @@ def measure_speed(task: str = "seg", feature_net: str = "resnet101", flow_net: s
         non_key_frame_ms=1000 * non_key_seconds / max(1, frames - key_count),
         threads=torch.get_num_threads(), device=torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
     )
+
+
+@dataclass(frozen=True)
+class AggregationSpeedRow:
+    feature_net: str
+    flow_net: str
+    size: tuple[int, int]
+    window: int  # K: 2K+1 frames aggregated
+    frames: int  # frames whose output was timed, each with a full window
+    ms_per_frame: float  # steady state: N_feat + embedding once, F + W for 2K references, aggregation, N_task
+    per_frame_ms: float  # the single-frame detector on the same frames, same run
+    threads: int
+    device: str
+
+    @property
+    def cost_ratio(self) -> float:
+        return self.ms_per_frame / self.per_frame_ms
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "cost_ratio": self.cost_ratio}
+
+
+@torch.no_grad()
+def measure_fgfa_speed(feature_net: str = "resnet101", flow_net: str = "flownet", size: tuple[int, int] = (600, 1000),
+                       window: int = 10, frames: int = 2, device: str = "cpu", seed: int = 0) -> AggregationSpeedRow:
+    """Time FGFA detection per frame in the steady state of the offline stream: the ring buffer is filled first
+    (untimed), then each pushed frame outputs one frame that aggregates 2K+1 frames. The single-frame detector
+    is timed on the same frames in the same run."""
+    if window < 0 or frames < 1:
+        raise ValueError("window must be >= 0 and frames >= 1")
+    torch.manual_seed(seed)
+    model, head = _paper_model("det", feature_net, flow_net, aggregation="adaptive")
+    model.eval().to(device)
+    images = [torch.rand(1, 3, *size, device=device) * 255 for _ in range(min(2 * window + 1 + frames, 4))]
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    head(model.key_features(images[0]), size)  # warm-up
+    sync()
+    start = time.perf_counter()
+    for i in range(frames):
+        head(model.key_features(images[i % len(images)]), size)
+    sync()
+    per_frame_ms = 1000 * (time.perf_counter() - start) / frames
+    stream = AggregatedFeatures(model, window)
+    for i in range(2 * window):  # fill the window; frame 0's output (with start padding) comes at push 2K - K
+        for _, features in stream.push(images[i % len(images)]):
+            head(features, size)
+    sync()
+    start = time.perf_counter()
+    for i in range(2 * window, 2 * window + frames):  # each push now outputs a frame with a full, unpadded window
+        for _, features in stream.push(images[i % len(images)]):
+            head(features, size)
+    sync()
+    ms = 1000 * (time.perf_counter() - start) / frames
+    return AggregationSpeedRow(feature_net, flow_net, size, window, frames, ms, per_frame_ms, torch.get_num_threads(),
+                               torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu")
 
 
 def speedup_curve(row: SpeedRow, intervals: list[int]) -> dict[int, float]:
