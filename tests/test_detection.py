@@ -204,3 +204,38 @@ def test_speed_rows_for_detection_and_fgfa(capsys):
     assert fgfa.ms_per_frame > 0 and fgfa.cost_ratio == pytest.approx(fgfa.ms_per_frame / fgfa.per_frame_ms)
     with pytest.raises(SystemExit, match="--task det"):
         main(["bench", "speed", "--task", "seg", "--window", "1", "--feature-net", "resnet18", "--size", "48x64"])
+
+
+def test_detection_report_tables(tmp_path):
+    import json
+
+    from featflow.analysis.det_report import DetReportPlan, DetRowPlan, DetSpeedPlan, run_detection_report
+    from featflow.data.synthetic import SynthConfig
+    from featflow.data.synthetic.export import export
+    from featflow.engine.checkpoint import save_detector
+
+    export("vid", tmp_path / "vid", SynthConfig(height=48, width=64, num_frames=5), videos=0, val_videos=2,
+           progress=False)
+    names = [f"c{k}" for k in range(8)]
+    paths = {}
+    for name, kwargs in {"frame": {}, "fgfa": {"flow_net": "flownet_inception", "aggregation": "adaptive"},
+                         "dff": {"flow_net": "flownet_inception"}}.items():
+        torch.manual_seed(0)
+        paths[name] = str(tmp_path / f"{name}.safetensors")
+        save_detector(paths[name], VideoDetector(8, "resnet18", 16, rpn=SMALL, **kwargs), names)
+    plan = DetReportPlan(
+        data=str(tmp_path / "vid"), key_interval=2, window=1,
+        ablation=(DetRowPlan("single frame", paths["frame"]), DetRowPlan("FGFA", paths["fgfa"], "fgfa")),
+        postprocessing=(DetRowPlan("single frame", paths["frame"]),
+                        DetRowPlan("single frame + Seq-NMS", paths["frame"], postprocess="seq-nms")),
+        dff=(DetRowPlan("DFF", paths["dff"], "dff"),), frame_count_weights=paths["fgfa"], frame_count_windows=(0, 1),
+        speed=DetSpeedPlan(feature_net="resnet18", flow_nets=("flownet_inception",), size=(48, 64), key_interval=2,
+                           window=1, fgfa_flow_nets=("flownet_inception",), frames=2))
+    out = run_detection_report(plan, tmp_path / "report", progress=False)
+    assert {p.name for p in out} == {"detection.md", "detection.json", "detection.png"}
+    data = json.loads((tmp_path / "report" / "detection.json").read_text())
+    assert [r["name"] for r in data["ablation"]] == ["single frame", "FGFA"]
+    assert data["postprocessing"][1]["postprocess"] == "seq-nms" and len(data["frame_counts"]) == 2
+    assert data["num_gt"]["all"] == data["ablation"][0]["num_gt"]["all"] > 0
+    text = (tmp_path / "report" / "detection.md").read_text()
+    assert "| FGFA 3 frames + flownet_inception |" in text and "FGFA gains" in text and "| 3 |" in text

@@ -402,6 +402,15 @@ def _cmd_bench_seg(args: argparse.Namespace) -> None:
     print(f"report: {', '.join(str(p) for p in paths)}")
 
 
+def _cmd_bench_det(args: argparse.Namespace) -> None:
+    from featflow.analysis.det_report import DetReportPlan, run_detection_report
+    from featflow.engine.config import load_config
+
+    plan = load_config(DetReportPlan, args.plan, kind="reports")
+    paths = run_detection_report(plan, args.report, command=_command_line(), progress=not args.quiet)
+    print(f"report: {', '.join(str(p) for p in paths)}")
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     from featflow.analysis.speed import TASKS
     from featflow.modeling.feature_net import FEATURE_NETS
@@ -451,6 +460,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     seg.add_argument("--report", type=Path, default=Path("reports"))
     seg.add_argument("--quiet", action="store_true")
     seg.set_defaults(func=_cmd_bench_seg)
+    det = bench.add_parser("det", help="the detection report: FGFA ablations, post-processing, DFF, frame counts, speed",
+                           description="Evaluate the trained detectors a plan names on held-out VID-layout data (mAP "
+                                       "all / slow / medium / fast), the post-processing table, DFF, FGFA's test-frame "
+                                       "count, and paper-size speed; write detection.md/.json/.png.")
+    det.add_argument("--plan", default="detection", help="a YAML plan, or a packaged one (default: detection)")
+    det.add_argument("--report", type=Path, default=Path("reports"))
+    det.add_argument("--quiet", action="store_true")
+    det.set_defaults(func=_cmd_bench_det)
     synth = bench.add_parser("synth", help="synthetic generator speed (one core) and content statistics",
                              description="Measure frames/s of the synthetic generator on one core and count its "
                                          "classes, motion-IoU speed categories and visibility; write synth.md, "
