@@ -79,7 +79,7 @@ def test_stream_keeps_only_the_key_frame(small_config):
         assert labels.shape == (48, 64) and labels.dtype == np.uint8
         if is_key:  # key frames are segmented exactly as per frame
             assert np.array_equal(labels, per_frame.step(video.frame(t))[0])
-        held = [v for v in vars(stream).values() if isinstance(v, torch.Tensor)]
+        held = [v for v in vars(stream.features).values() if isinstance(v, torch.Tensor)]
         assert len(held) == 2  # the key image and its features, nothing per past frame
     assert keys == [t % 4 == 0 for t in range(12)]
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 from tqdm import tqdm
 
 from featflow.data.cityscapes import CityscapesVideo
@@ -27,6 +26,7 @@ from featflow.evaluation.segmentation import ConfusionMatrix
 from featflow.methods.dff import FlowSource, ShallowFlow
 from featflow.methods.schedulers import FixedInterval, KeyFrameScheduler
 from featflow.methods.segmentation import VideoSegmenter
+from featflow.methods.streams import KeyFrameFeatures
 from featflow.modeling.preprocess import image_to_tensor
 from featflow.modeling.shallow_flow import DISFlow
 
@@ -46,35 +46,24 @@ def flow_source(method: str) -> FlowSource | None:
 
 class SegmentationStream:
     """Segment a video frame by frame. Key frames (by the scheduler) run N_feat; the others propagate
-    the key frame's features. It keeps only the key frame's image and features, so memory does not
-    grow with the length of the video."""
+    the key frame's features (``featflow.methods.streams.KeyFrameFeatures``). It keeps only the key frame's
+    image and features, so memory does not grow with the length of the video."""
 
     def __init__(self, model: VideoSegmenter, method: str = "dff", scheduler: KeyFrameScheduler | None = None) -> None:
         if method == "dff" and model.flow_net is None:
             raise ValueError("method 'dff' needs a model with a flow network (a DFF checkpoint, or --flow-net)")
         self.model = model.eval()
         self.method = method
-        self.source = flow_source(method)
-        self.scheduler = scheduler or FixedInterval(1)
-        self.reset()
+        self.features = KeyFrameFeatures(model, method != "frame", scheduler, flow_source(method))
 
     def reset(self) -> None:
-        self.index = 0
-        self.key_image: Tensor | None = None
-        self.key_features: Tensor | None = None
-        self.scheduler.reset()
+        self.features.reset()
 
     @torch.no_grad()
     def step(self, frame: np.ndarray) -> tuple[np.ndarray, bool]:
         """One (H, W, 3) uint8 RGB frame -> ((H, W) uint8 class ids, whether it was a key frame)."""
         image = image_to_tensor(frame)
-        is_key = self.method == "frame" or self.key_features is None or self.scheduler.is_key(self.index)
-        if is_key:
-            self.key_image, self.key_features = image, self.model.key_features(image)
-            features = self.key_features
-        else:
-            features = self.model.propagate(self.key_features, image, self.key_image, self.source)
-        self.index += 1
+        features, is_key = self.features.step(image)
         logits = self.model.segment(features, image.shape[-2:])
         return logits.argmax(1)[0].byte().numpy(), is_key
 

@@ -14,7 +14,6 @@ The paper's ablations come from the same module: ``adaptive=False`` averages the
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
