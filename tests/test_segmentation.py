@@ -199,3 +199,27 @@ def test_shallow_flow_lines_up_with_features(size):
     assert flow.shape == (2, 2, *feature_map_size(*size)) and scale is None
     torch.testing.assert_close(flow[:, 0], torch.full_like(flow[:, 0], 2.0))  # 32 image px = 2 feature px
     torch.testing.assert_close(flow[:, 1], torch.full_like(flow[:, 1], -1.0))
+
+
+def test_fgfa_segmentation_through_the_shared_aggregation(tmp_path):
+    from featflow.engine.checkpoint import load_segmenter, save_segmenter
+    from featflow.methods.streams import AggregatedFeatures
+
+    torch.manual_seed(0)
+    model = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16, flow_net="flownet_inception",
+                           aggregation="adaptive").eval()
+    save_segmenter(tmp_path / "fgfa.safetensors", model, ["c"] * NUM_CLASSES)
+    loaded, meta = load_segmenter(tmp_path / "fgfa.safetensors")
+    assert meta["aggregation"] == "adaptive" and loaded.aggregator is not None
+    video = SyntheticVideo(SynthConfig(height=48, width=64, num_frames=5), seed=3)
+    frames = [torch.from_numpy(video.frame(t)).permute(2, 0, 1)[None].float() for t in range(5)]
+    stream = AggregatedFeatures(loaded.eval(), window=1)
+    out = [r for f in frames for r in stream.push(f)] + stream.finish()
+    assert [i for i, _ in out] == list(range(5))
+    logits = loaded.segment(out[2][1], (48, 64))
+    assert logits.shape == (1, NUM_CLASSES, 48, 64) and torch.isfinite(logits).all()
+    # training path: the segmentation loss reaches the embedding network
+    loaded.train()
+    features = loaded.aggregated_features(frames[2], [frames[0], frames[4]])
+    loaded.segment(features, (48, 64)).logsumexp(1).mean().backward()
+    assert loaded.aggregator.embedding.layers[0].weight.grad.abs().sum() > 0

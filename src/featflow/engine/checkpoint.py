@@ -101,8 +101,8 @@ def save_segmenter(path: str | os.PathLike, model: VideoSegmenter, class_names: 
                    extra: dict[str, Any] | None = None) -> None:
     """Save a video segmenter (N_feat, head and, for DFF, F) with what is needed to rebuild it."""
     metadata = {"featflow.kind": "segmenter", "arch": model.arch, "channels": str(model.channels),
-                "flow_net": model.flow_name or "", "num_classes": str(model.num_classes),
-                "class_names": json.dumps(class_names), **(extra or {})}
+                "flow_net": model.flow_name or "", "aggregation": model.aggregation or "",
+                "num_classes": str(model.num_classes), "class_names": json.dumps(class_names), **(extra or {})}
     save_weights(path, model, metadata)
 
 
@@ -130,7 +130,7 @@ def load_segmenter(path: str | os.PathLike, flow_net: str | None = None) -> tupl
     tensors, metadata = _task_metadata(path, "segmenter")
     own_flow = metadata.get("flow_net") or None
     model = VideoSegmenter(int(metadata["num_classes"]), metadata["arch"], int(metadata["channels"]),
-                           own_flow or flow_net)
+                           own_flow or flow_net, metadata.get("aggregation") or None)
     _load_state(path, model, tensors, () if own_flow else ("flow_net.",))
     return model, metadata
 

@@ -26,7 +26,8 @@ from featflow.engine.checkpoint import load_detector, load_flow_into, read_weigh
 from featflow.engine.config import to_dict
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, train
 from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid
-from featflow.methods.detection import AGGREGATIONS, VideoDetector, total_loss
+from featflow.methods.detection import VideoDetector, total_loss
+from featflow.methods.fgfa import AGGREGATIONS
 from featflow.modeling.feature_net import FEATURE_NETS
 from featflow.modeling.flow_net import FLOW_NETS
 from featflow.modeling.rpn import RPNConfig

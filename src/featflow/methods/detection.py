@@ -13,15 +13,12 @@ from torch import Tensor
 from torchvision.models.detection.image_list import ImageList
 
 from featflow.methods.dff import DeepFeatureFlow, FlowSource
-from featflow.methods.fgfa import FlowGuidedAggregation
+from featflow.methods.fgfa import AGGREGATIONS, FlowGuidedAggregation
 from featflow.modeling.feature_net import FEATURE_STRIDE, FeatureNet
 from featflow.modeling.flow_net import build_flow_net
 from featflow.modeling.rfcn import RFCNConfig, RFCNHead
 from featflow.modeling.rpn import RPNConfig, build_rpn
 from featflow.structures import Detections
-
-#: FGFA's aggregation: none, adaptive weights from the embedding network, or the plain mean (an ablation).
-AGGREGATIONS: tuple[str | None, ...] = (None, "adaptive", "mean")
 
 #: Training targets of one frame: {"boxes": (n, 4) float32 in image pixels, "labels": (n,) int64 1..C}.
 Target = dict[str, Tensor]

@@ -17,6 +17,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+#: FGFA's aggregation: none, adaptive weights from the embedding network, or the plain mean (an ablation).
+AGGREGATIONS: tuple[str | None, ...] = (None, "adaptive", "mean")
+
 
 class EmbeddingNet(nn.Module):
     """features (N, C, h, w) -> embeddings (N, 2C, h, w), the similarity space of the aggregation weights."""

@@ -2,7 +2,8 @@
 
 ``VideoSegmenter`` = N_feat (+ F) + the DeepLab-style head. Without a flow network it is the
 per-frame model; with one, ``forward(current, key)`` segments ``current`` from the key frame's
-propagated features (DFF), and ``forward(current)`` runs it per frame.
+propagated features (DFF), and ``forward(current)`` runs it per frame. With ``aggregation`` it also
+holds FGFA's embedding network, so FGFA segments through the same aggregation code as detection.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from featflow.methods.dff import DeepFeatureFlow, FlowSource
+from featflow.methods.fgfa import AGGREGATIONS, FlowGuidedAggregation
 from featflow.modeling.feature_net import FeatureNet
 from featflow.modeling.flow_net import build_flow_net
 from featflow.modeling.heads import SegmentationHead
@@ -19,10 +21,13 @@ class VideoSegmenter(DeepFeatureFlow):
     """images (N, 3, H, W) RGB [0, 255] -> logits (N, num_classes, H, W)."""
 
     def __init__(self, num_classes: int, arch: str = "resnet18", channels: int = 128,
-                 flow_net: str | None = None) -> None:
+                 flow_net: str | None = None, aggregation: str | None = None) -> None:
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {AGGREGATIONS}")
         super().__init__(FeatureNet(arch, out_channels=channels),
-                         build_flow_net(flow_net, scale_channels=channels) if flow_net else None)
-        self.arch, self.channels, self.flow_name = arch, channels, flow_net
+                         build_flow_net(flow_net, scale_channels=channels) if flow_net else None,
+                         FlowGuidedAggregation(channels, aggregation == "adaptive") if aggregation else None)
+        self.arch, self.channels, self.flow_name, self.aggregation = arch, channels, flow_net, aggregation
         self.head = SegmentationHead(channels, num_classes)
 
     @property
