@@ -261,13 +261,21 @@ def _cmd_eval_seg(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval_det(args: argparse.Namespace) -> None:
+    from featflow.data.formats.cocovid import CocoVidDataset
     from featflow.data.vid import VidDataset
     from featflow.engine.checkpoint import load_detector
     from featflow.engine.det_inference import DetStreamConfig, evaluate_detection
 
     config = DetStreamConfig(args.method, args.key_interval, args.window, args.online)  # checks the values first
+    if args.seq_nms and args.postprocess:
+        raise SystemExit("featflow eval det: --seq-nms and --postprocess are alternatives; give one")
+    if args.data.suffix == ".json":
+        if args.images is None:
+            raise SystemExit("featflow eval det: a CocoVID file needs --images (the Data/VID folder)")
+        data = CocoVidDataset(args.data, args.images)
+    else:
+        data = VidDataset(args.data, args.split)
     model, _ = load_detector(args.weights)
-    data = VidDataset(args.data, args.split)
     postprocess = "seq-nms" if args.seq_nms else args.postprocess
     ev = evaluate_detection(model, data, config, postprocess, args.save_detections, progress=not args.quiet)
     r = ev.result
@@ -309,7 +317,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                           description="Evaluate per-frame, DFF or FGFA detection on ImageNet VID-layout video with "
                                       "the VID rules (small-box threshold, motion categories from ground-truth "
                                       "tracks), optionally with box-level post-processing.")
-    det.add_argument("--data", required=True, type=Path, help="an ImageNet VID-layout folder (real or synthetic)")
+    det.add_argument("--data", required=True, type=Path,
+                     help="an ImageNet VID-layout folder (real or synthetic), or a CocoVID JSON file with --images")
+    det.add_argument("--images", type=Path, default=None, help="with a CocoVID file: the folder its file names start in")
     det.add_argument("--weights", required=True, type=Path, help="detector weights (featflow train det)")
     det.add_argument("--method", choices=DET_METHODS, default="frame")
     det.add_argument("--key-interval", type=int, default=10, help="DFF key-frame interval (default 10)")
