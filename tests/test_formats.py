@@ -7,7 +7,7 @@ from featflow.cli import main
 from featflow.data.formats import cityscapes as cs
 from featflow.data.formats import flyingchairs as chairs
 from featflow.data.formats.flo import read_flo, write_flo
-from featflow.data.formats.vid import VID_CLASSES, VidAnnotation, VidObject, read_map_vid, read_vid_xml, vid_xml, write_vid_xml
+from featflow.data.formats.vid import VID_CLASSES, VidAnnotation, VidObject, read_map_vid, read_vid_xml, write_vid_xml
 from featflow.data.io import read_image, read_label_image
 from featflow.data.synthetic import CLASS_NAMES, SynthConfig, SyntheticVideo
 from featflow.data.synthetic.export import export, synthetic_label_table

@@ -1,6 +1,5 @@
 import cv2
 import numpy as np
-import pytest
 
 from featflow.postprocess import dis_flows, motion_guided_propagation, move_boxes, seq_nms, tubelet_rescoring
 from featflow.postprocess.linking import max_score_paths

@@ -10,7 +10,7 @@ from featflow.cli import main
 from featflow.data.cityscapes import CityscapesVideo
 from featflow.data.formats import cityscapes as cs
 from featflow.data.io import read_label_image, write_image
-from featflow.data.segmentation_pairs import CityscapesPairs, SyntheticSegmentationPairs
+from featflow.data.segmentation_pairs import CityscapesPairs
 from featflow.data.synthetic import NUM_CLASSES, SynthConfig, SyntheticVideo
 from featflow.data.synthetic.export import export
 from featflow.engine.checkpoint import load_segmenter, save_segmenter
