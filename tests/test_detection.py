@@ -238,7 +238,7 @@ def test_detection_report_tables(tmp_path):
     assert data["postprocessing"][1]["postprocess"] == "seq-nms" and len(data["frame_counts"]) == 2
     assert data["num_gt"]["all"] == data["ablation"][0]["num_gt"]["all"] > 0
     text = (tmp_path / "report" / "detection.md").read_text()
-    assert "| FGFA 3 frames + flownet_inception |" in text and "FGFA gains" in text and "| 3 |" in text
+    assert "| FGFA 3 frames + flownet_inception |" in text and "FGFA (FlowNet Inception) gains" in text and "| 3 |" in text
 
 
 def test_cocovid_round_trip_reads_what_the_vid_reader_reads(tmp_path):
@@ -291,3 +291,15 @@ def test_vid_dataset_without_image_sets_and_bad_input(tmp_path):
     vidfmt.write_vid_xml(tmp_path / "vid" / "Annotations" / "VID" / "train" / data.videos[0].name / "000000.xml", ann)
     with pytest.raises(ValueError, match="n00000000"):
         data.targets(0, 0)
+
+
+def test_draw_boxes_marks_confident_detections_only():
+    from featflow.utils.visualize import draw_boxes
+
+    image = np.zeros((60, 80, 3), np.uint8)
+    palette = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8)
+    out = draw_boxes(image, np.array([[10, 20, 40, 50], [50, 5, 70, 25]]), np.array([1, 2]), np.array([0.9, 0.1]),
+                     ["a", "b"], palette)
+    assert (out[50, 25] == [255, 0, 0]).all()  # the bottom edge of the confident box
+    assert not out[15:26, 50:71].any()  # the 0.1 box is not drawn
+    assert not image.any()  # the input is left alone

@@ -1,4 +1,4 @@
-"""Pictures people would rather look at than read: colour-coded flow fields."""
+"""Pictures people would rather look at than read: colour-coded flow fields, label overlays, boxes."""
 
 from __future__ import annotations
 
@@ -56,3 +56,23 @@ def side_by_side(panels: list[np.ndarray], gap: int = 4) -> np.ndarray:
     for panel in panels[1:]:
         parts += [spacer, panel]
     return np.concatenate(parts, axis=1)
+
+
+def draw_boxes(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray, names: list[str],
+               palette: np.ndarray, min_score: float = 0.3, scale: float = 1.0) -> np.ndarray:
+    """Boxes (n, 4) in image pixels (inclusive x2, y2) with 'class score' tags, those scoring >= ``min_score``;
+    ``scale`` maps box coordinates onto ``image`` when it was resized. Labels are 1-based into ``names``."""
+    out = image.copy()
+    font = max(0.3, image.shape[0] / 900)
+    for box, label, score in sorted(zip(boxes, labels, scores), key=lambda d: d[2]):  # best drawn last, on top
+        if score < min_score:
+            continue
+        x1, y1, x2, y2 = (int(round(v * scale)) for v in box)
+        color = tuple(int(c) for c in palette[int(label) % len(palette)])
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)
+        text = f"{names[int(label) - 1]} {score:.2f}"
+        (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
+        top = max(y1 - h - base - 2, 0)
+        cv2.rectangle(out, (x1, top), (x1 + w + 4, top + h + base + 2), color, -1)
+        cv2.putText(out, text, (x1 + 2, top + h + 1), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
