@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from featflow.cli import main
 from featflow.data.synthetic import NUM_CLASSES
@@ -66,3 +67,27 @@ def test_shipped_demo_runs_and_dff_is_faster(tmp_path):
     # trained 35 minutes on the CPU, must clearly beat that, and DFF must stay close to per-frame
     assert summary.per_frame.miou > 0.15
     assert summary.dff.miou > summary.per_frame.miou - 0.03
+
+
+def test_detection_demo_with_given_weights(tmp_path, capsys):
+    from featflow.engine.checkpoint import save_detector
+    from featflow.methods.detection import VideoDetector
+    from featflow.modeling.rpn import RPNConfig
+
+    paths = []
+    for name, kwargs in (("dff", {}), ("fgfa", {"aggregation": "adaptive"})):
+        torch.manual_seed(0)
+        model = VideoDetector(8, "resnet18", 16, "flownet_inception", rpn=RPNConfig(anchor_sizes=(16, 32)), **kwargs)
+        paths.append(tmp_path / f"{name}.safetensors")
+        save_detector(paths[-1], model, [f"c{k}" for k in range(8)], {"config": json.dumps({"data": {"size": [48, 64]}})})
+    seg = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16, flow_net="flownet_inception")
+    save_segmenter(tmp_path / "seg.safetensors", seg, ["c"] * NUM_CLASSES, {"config": json.dumps({"data": {"size": [48, 64]}})})
+    assert main(["demo", "--out", str(tmp_path / "out"), "--frames", "4", "--weights", str(tmp_path / "seg.safetensors"),
+                 "--det-weights", str(paths[0]), str(paths[1]), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "detection, FGFA (11 frames)" in printed and "detection, DFF (l=10)" in printed
+    frames = list(read_video(tmp_path / "out" / "detection.mp4"))
+    assert len(frames) == 40 and frames[0].shape == (96, 3 * 128 + 2 * 4, 3)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert 0 <= summary["detection"]["fgfa"]["map"] <= 1 and summary["detection"]["dff"]["fps"] > 0
+    assert "## Detection" in (tmp_path / "out" / "summary.md").read_text()

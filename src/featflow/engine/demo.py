@@ -1,9 +1,11 @@
-"""``featflow demo``: per-frame against DFF segmentation on a freshly generated clip, with the weights
-shipped in the package; a side-by-side H.264 video (input | per-frame | DFF) and a summary.
+"""``featflow demo``: per-frame against DFF segmentation, and single-frame against DFF and FGFA detection,
+on freshly generated clips with the weights shipped in the package; side-by-side H.264 videos and a summary.
 
-The shipped model is the DFF segmenter (ResNet-18 N_feat + FlowNet Inception, trained here on
-synthetic video). "Per-frame" runs its N_feat and head on every frame; "DFF" runs N_feat on every
-l-th frame only and propagates features along FlowNet Inception's flow to the frames between.
+The shipped segmenter is a DFF model (ResNet-18 N_feat + FlowNet Inception, trained here on synthetic
+video). "Per-frame" runs its N_feat and head on every frame; "DFF" runs N_feat on every l-th frame only
+and propagates features along FlowNet Inception's flow to the frames between. Detection uses the shipped
+DFF and FGFA detectors the same way: single frame runs the DFF detector's N_feat + R-FCN on every frame,
+FGFA aggregates 2K+1 frames warped along its own flow.
 """
 
 from __future__ import annotations
@@ -22,18 +24,31 @@ from tqdm import tqdm
 from featflow.data.synthetic import CLASS_NAMES, NUM_CLASSES, SynthConfig, SyntheticVideo
 from featflow.data.synthetic.export import synthetic_label_table
 from featflow.data.video import write_video
-from featflow.engine.checkpoint import load_segmenter
+from featflow.data.detection_clips import synthetic_targets
+from featflow.engine.checkpoint import load_detector, load_segmenter
+from featflow.engine.det_inference import DetStreamConfig, detect_stream
 from featflow.engine.seg_inference import SegmentationStream
 from featflow.evaluation.segmentation import ConfusionMatrix
+from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid
 from featflow.methods.schedulers import FixedInterval
+from featflow.structures import Detections
 from featflow.utils.io import write_json, write_text
-from featflow.utils.visualize import caption, overlay, side_by_side
+from featflow.utils.visualize import caption, draw_boxes, overlay, side_by_side
 
 SHIPPED_SEGMENTER = "dff_r18_inception_synth.safetensors"
+SHIPPED_DETECTORS = {"dff": "det_dff_r18_inception_synth.safetensors", "fgfa": "det_fgfa_r18_inception_synth.safetensors"}
+
+
+def _shipped(name: str) -> Path:
+    return Path(str(resources.files("featflow") / "weights" / name))
 
 
 def shipped_segmenter() -> Path:
-    return Path(str(resources.files("featflow") / "weights" / SHIPPED_SEGMENTER))
+    return _shipped(SHIPPED_SEGMENTER)
+
+
+def shipped_detectors() -> dict[str, Path]:
+    return {method: _shipped(name) for method, name in SHIPPED_DETECTORS.items()}
 
 
 @dataclass
@@ -51,6 +66,7 @@ class DemoSummary:
     dff: MethodSummary
     speedup: float
     video: str
+    detection: "DetDemoSummary | None" = None
 
 
 def _run(stream: SegmentationStream, frames: list[np.ndarray], desc: str, progress: bool) -> tuple[list, list, float]:
@@ -65,8 +81,11 @@ def _run(stream: SegmentationStream, frames: list[np.ndarray], desc: str, progre
 
 
 def run_demo(out: str | os.PathLike = "featflow_demo", frames: int = 60, key_interval: int = 5, seed: int = 0,
-             weights: str | os.PathLike | None = None, progress: bool = True) -> DemoSummary:
-    """Generate a clip, segment it per frame and with DFF, write ``demo.mp4`` and ``summary.json/.md``."""
+             weights: str | os.PathLike | None = None, progress: bool = True, detection: bool = True,
+             det_weights: tuple[str | os.PathLike, str | os.PathLike] | None = None) -> DemoSummary:
+    """Generate a clip, segment it per frame and with DFF, write ``demo.mp4`` and ``summary.json/.md``; with
+    ``detection``, also the detection demo (``detection.mp4``) with the (DFF, FGFA) ``det_weights`` or the
+    shipped detectors."""
     if frames < 2 or key_interval < 1:
         raise ValueError("the demo needs at least 2 frames and a key interval of at least 1")
     out = Path(out)
@@ -101,14 +120,106 @@ def run_demo(out: str | os.PathLike = "featflow_demo", frames: int = 60, key_int
     out.mkdir(parents=True, exist_ok=True)
     write_video(out / "demo.mp4", (panels(t) for t in tqdm(range(frames), desc="write video", disable=not progress,
                                                            leave=False)), fps=10)
+    det = None
+    if detection and (det_weights is not None or all(p.is_file() for p in shipped_detectors().values())):
+        dff_w, fgfa_w = det_weights or (None, None)
+        det = run_detection_demo(out, seed=seed, dff_weights=dff_w, fgfa_weights=fgfa_w, progress=progress)
     summary = DemoSummary(frames, size, key_interval, MethodSummary(scores["per_frame"], per_frame_fps),
-                          MethodSummary(scores["dff"], dff_fps), dff_fps / per_frame_fps, str(out / "demo.mp4"))
+                          MethodSummary(scores["dff"], dff_fps), dff_fps / per_frame_fps, str(out / "demo.mp4"), det)
     write_json(out / "summary.json", asdict(summary))
+    det_text = detection_markdown(det) if det else ("Detection: not run (this build ships no detector weights)."
+                                                     if detection else "")
     write_text(out / "summary.md", "\n".join([
         f"# featflow demo: per-frame against DFF ({frames} synthetic frames, {size[0]}x{size[1]}, l={key_interval})",
         "", "| method | mIoU (%) | frames/s |", "|---|---|---|",
         f"| per-frame | {100 * scores['per_frame']:.1f} | {per_frame_fps:.1f} |",
         f"| DFF | {100 * scores['dff']:.1f} | {dff_fps:.1f} |", "",
         f"DFF speedup: {summary.speedup:.2f}x. Classes: {', '.join(CLASS_NAMES)}. Video: demo.mp4 "
-        "(input | per-frame | DFF; key frames marked).", ""]))
+        "(input | per-frame | DFF; key frames marked).", "", det_text]))
     return summary
+
+
+@dataclass
+class DetMethodSummary:
+    map: float
+    fast: float | None
+    fps: float
+
+
+@dataclass
+class DetDemoSummary:
+    frames: int
+    size: tuple[int, int]
+    key_interval: int
+    window: int
+    single_frame: DetMethodSummary
+    dff: DetMethodSummary
+    fgfa: DetMethodSummary
+    video: str
+
+
+def _trained_size(meta: dict[str, str], default: tuple[int, int]) -> tuple[int, int]:
+    return tuple(json.loads(meta.get("config", "{}")).get("data", {}).get("size", default))
+
+
+def run_detection_demo(out: str | os.PathLike = "featflow_demo", frames: int = 40, key_interval: int = 10,
+                       window: int = 5, seed: int = 0, dff_weights: str | os.PathLike | None = None,
+                       fgfa_weights: str | os.PathLike | None = None, progress: bool = True) -> DetDemoSummary:
+    """Generate a clip, detect objects per frame, with DFF and with FGFA; write ``detection.mp4`` and
+    ``detection.json``; -> mAP (all and fast objects) on the clip and frames/s of each method."""
+    if frames < 2 or key_interval < 1 or window < 0:
+        raise ValueError("the demo needs at least 2 frames, a key interval >= 1 and a window >= 0")
+    out = Path(out)
+    shipped = shipped_detectors()
+    dff_model, meta = load_detector(dff_weights or shipped["dff"])
+    fgfa_model, _ = load_detector(fgfa_weights or shipped["fgfa"])
+    if dff_model.flow_net is None or fgfa_model.aggregator is None:
+        raise ValueError("the detection demo needs a DFF detector and an FGFA detector")
+    names = json.loads(meta["class_names"])
+    size = _trained_size(meta, (192, 384))
+    video = SyntheticVideo(SynthConfig(size[0], size[1], frames), seed=seed, index=0, split="test")
+    images = [video.frame(t) for t in tqdm(range(frames), desc="generate clip", disable=not progress, leave=False)]
+    targets = [synthetic_targets(video.annotation(t)) for t in range(frames)]
+    truth = [VideoGroundTruth(tuple(g.boxes for g in targets), tuple(g.labels for g in targets),
+                              tuple(g.track_ids for g in targets))]
+    runs = {"single_frame": (dff_model, DetStreamConfig("frame")),
+            "dff": (dff_model, DetStreamConfig("dff", key_interval=key_interval)),
+            "fgfa": (fgfa_model, DetStreamConfig("fgfa", window=window))}
+    results, summaries = {}, {}
+    for name, (model, config) in runs.items():
+        timing: list[float] = []
+        dets: list[Detections] = [Detections.empty()] * frames
+        stream = detect_stream(model, iter(images), config, timing)
+        for index, d in tqdm(stream, total=frames, desc=name.replace("_", " "), disable=not progress, leave=False):
+            dets[index] = d
+        result = evaluate_vid([dets], truth, len(names))
+        fast = None if result.num_gt["fast"] == 0 else result.fast
+        results[name] = dets
+        summaries[name] = DetMethodSummary(result.map, fast, frames / sum(timing))
+    palette = np.array([label.color for label in synthetic_label_table().labels], np.uint8)
+
+    def panels(t: int) -> np.ndarray:
+        big = cv2.resize(images[t], (2 * size[1], 2 * size[0]), interpolation=cv2.INTER_LINEAR)
+        titles = {"single_frame": "single frame", "dff": f"DFF l={key_interval}", "fgfa": f"FGFA {2 * window + 1} frames"}
+        return side_by_side([caption(draw_boxes(big, d[t].boxes, d[t].labels, d[t].scores, names, palette, scale=2.0),
+                                     f"{titles[n]}: {summaries[n].fps:.1f} fps") for n, d in results.items()])
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_video(out / "detection.mp4", (panels(t) for t in tqdm(range(frames), desc="write video",
+                                                                disable=not progress, leave=False)), fps=10)
+    summary = DetDemoSummary(frames, size, key_interval, window, summaries["single_frame"], summaries["dff"],
+                             summaries["fgfa"], str(out / "detection.mp4"))
+    write_json(out / "detection.json", asdict(summary))
+    return summary
+
+
+def detection_markdown(s: DetDemoSummary) -> str:
+    def pct(v: float | None) -> str:
+        return "-" if v is None or v != v else f"{100 * v:.1f}"
+
+    rows = [("single frame", s.single_frame), (f"DFF l={s.key_interval}", s.dff),
+            (f"FGFA, {2 * s.window + 1} frames", s.fgfa)]
+    return "\n".join([f"## Detection ({s.frames} synthetic frames, {s.size[0]}x{s.size[1]})", "",
+                      "| method | mAP (%) | mAP fast (%) | frames/s |", "|---|---|---|---|"]
+                     + [f"| {n} | {pct(r.map)} | {pct(r.fast)} | {r.fps:.1f} |" for n, r in rows]
+                     + ["", "Video: detection.mp4 (single frame | DFF | FGFA; boxes scoring 0.3 or more).", ""])
