@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -140,12 +141,13 @@ def _evaluate(model: VideoDetector, samples: list[dict], num_classes: int) -> di
         batch = collate_clips(samples[start:start + 4])
         features = clip_features(model, batch["current"], batch["references"], batch["same"])
         detections += [[d] for d in model.detect(features, tuple(batch["current"].shape[-2:]))]
-        truth += [VideoGroundTruth((t["boxes"].numpy(),), (t["labels"].numpy(),), (torch.arange(len(t["labels"])).numpy(),))
+        truth += [VideoGroundTruth((t["boxes"].numpy(),), (t["labels"].numpy(),), (np.arange(len(t["labels"])),))
                   for t in batch["targets"]]
     return {"val_map": evaluate_vid(detections, truth, num_classes).map}
 
 
-def _datasets(cfg: DetTrainConfig, refs: ReferenceSampling) -> tuple[torch.utils.data.Dataset, list[dict], list[str], bool]:
+def _datasets(cfg: DetTrainConfig, refs: ReferenceSampling
+              ) -> tuple[torch.utils.data.Dataset, list[dict], list[str], bool]:
     """(training set, held-out samples, class names, whether the training set is a finite folder)."""
     if cfg.data.source == "synthetic":
         config = SynthConfig(cfg.data.size[0], cfg.data.size[1], 30, Degradations.parse(cfg.data.degradations))
