@@ -41,12 +41,15 @@ def test_difficulty_probe_evaluates_a_per_frame_checkpoint(tmp_path):
     weights = tmp_path / "run" / "model.safetensors"
     weights.parent.mkdir()
     save_segmenter(weights, VideoSegmenter(len(CLASS_NAMES), "resnet18", 16), list(CLASS_NAMES),
-                   {"iterations": "7", "config": json.dumps({"data": {"size": [32, 64]}, "train": {"batch_size": 8}})})
+                   {"iterations": "7", "config": json.dumps({"data": {"size": [32, 64], "degradations": "blur=0.5"},
+                                                             "train": {"batch_size": 8}})})
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({"wall_seconds": 90.0}))
     run_difficulty_probe(weights, tmp_path, videos=1, progress=False)
     data = json.loads((tmp_path / "difficulty.json").read_text())
-    assert data["training"] == {"iterations": 7, "minutes": 1.5, "size": [32, 64], "batch_size": 8}
+    assert data["training"] == {"iterations": 7, "minutes": 1.5, "size": [32, 64], "batch_size": 8,
+                                "degradations": "blur=0.5"}
     assert "1.5 minutes" in (tmp_path / "difficulty.md").read_text()
+    assert "degradations: blur=0.5" in (tmp_path / "difficulty.md").read_text()
     for cond in ("degraded", "clean"):
         assert 0.0 <= data["scores"][cond]["all"]["miou"] <= 1.0
     dff = tmp_path / "dff.safetensors"

@@ -36,7 +36,8 @@ def load_probe(weights: str | os.PathLike) -> tuple[VideoSegmenter, dict]:
     config = json.loads(metadata.get("config", "{}"))
     training = {"iterations": int(metadata.get("iterations", 0)), "minutes": None,
                 "size": config.get("data", {}).get("size", [128, 256]),
-                "batch_size": config.get("train", {}).get("batch_size")}
+                "batch_size": config.get("train", {}).get("batch_size"),
+                "degradations": config.get("data", {}).get("degradations", "default")}
     metrics = Path(weights).with_name("metrics.json")
     if metrics.is_file():
         training["minutes"] = json.loads(metrics.read_text())["wall_seconds"] / 60
@@ -96,7 +97,8 @@ def run_difficulty_probe(weights: str | os.PathLike, report: str | os.PathLike =
         "",
         f"A per-frame segmentation model ({model.arch} N_feat, random init, {model.channels} feature channels, "
         f"1x1 head) trained from scratch for {minutes} minutes on this CPU ({training['iterations']} iterations of "
-        f"{training['batch_size']} frames at {size[0]}x{size[1]}, default degradations), then evaluated on {videos} "
+        f"{training['batch_size']} frames at {size[0]}x{size[1]}, degradations: {training['degradations']}), then "
+        f"evaluated on {videos} "
         "held-out videos (every 3rd frame), each rendered twice: with the default degradations and without any "
         "(the same scenes and labels).",
         "",
