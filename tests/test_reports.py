@@ -97,6 +97,8 @@ def test_speed_row_and_segmentation_report(tmp_path):
               RowPlan("DFF separate", frame, "dff", flow_net="flownet_inception")),
         curves=(CurvePlan("resnet18 + flownet_inception", dff, frame),),
         speed=SpeedPlan(feature_net="resnet18", flow_nets=("flownet_inception",), sizes=((48, 64),), frames=4))
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": {"model": {"init": None}}, "iterations": 12,
+                                                       "wall_seconds": 60.0, "final": {"val_miou": 0.25}}))
     paths = run_segmentation_report(plan, tmp_path / "report", progress=False)
     assert {p.name for p in paths} == {"segmentation.md", "segmentation.json", "segmentation.png"}
     data = json.loads((tmp_path / "report" / "segmentation.json").read_text())
@@ -108,3 +110,4 @@ def test_speed_row_and_segmentation_report(tmp_path):
     assert "DFF fix" not in text and "| DFF separate |" in text
     own = data["curves"][0]["miou"]["1"]
     assert f"DFF's own N_feat run on every frame (l=1) gets {100 * own:.1f}" in text
+    assert "| random init | 12 | 1.0 | val_miou 0.250 |" in text  # both checkpoints share the metrics.json here
