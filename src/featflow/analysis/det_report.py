@@ -22,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from featflow.analysis.reports import machine_description, write_report  # noqa: E402
+from featflow.analysis.reports import machine_description, training_lines, training_records, write_report  # noqa: E402,E501
 from featflow.analysis.speed import measure_fgfa_speed, measure_speed  # noqa: E402
 from featflow.data.vid import VidDataset  # noqa: E402
 from featflow.engine.checkpoint import load_detector  # noqa: E402
@@ -182,6 +182,8 @@ def _markdown(plan: DetReportPlan, data: VidDataset, results: dict) -> str:
         lines += ["", "Targets: DFF at l=10 at least 7x faster than single frame with FlowNet Inception (paper: 5x with "
                       "FlowNet); FGFA with 21 frames at most 2.5x a single frame with FlowNet (paper 2.55x) and at most "
                       "1.5x with FlowNet Inception."]
+    if results.get("training"):
+        lines += training_lines(results["training"])
     return "\n".join(lines)
 
 
@@ -204,6 +206,8 @@ def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "repor
     } if sp.flow_nets or sp.fgfa_flow_nets else {}
     empty = [[Detections.empty()] * len(truth) for truth in runner.truth]
     results["num_gt"] = evaluate_vid(empty, runner.truth, len(data.classes)).num_gt
+    weights = [r.weights for r in plan.ablation + plan.postprocessing + plan.dff]
+    results["training"] = training_records(weights + ([plan.frame_count_weights] if plan.frame_count_weights else []))
     report = Path(report)
     paths = write_report(report, "detection", _markdown(plan, data, results),
                          {"plan": asdict(plan), "videos": len(data), **results, "machine": machine_description()},

@@ -11,7 +11,6 @@ From a plan (YAML) naming the trained checkpoints and the held-out data:
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from featflow.analysis.reports import machine_description, write_report  # noqa: E402
+from featflow.analysis.reports import machine_description, training_lines, training_records, write_report  # noqa: E402,E501
 from featflow.analysis.speed import format_row, measure_speed  # noqa: E402
 from featflow.data.cityscapes import CityscapesVideo  # noqa: E402
 from featflow.engine.checkpoint import load_flow_into, load_segmenter  # noqa: E402
@@ -105,18 +104,6 @@ def _curves(plan: SegReportPlan, video: CityscapesVideo, progress: bool) -> list
     return curves
 
 
-def training_record(weights: str) -> dict | None:
-    """How a checkpoint was trained, from the run's metrics.json beside it: starting point, iterations, minutes
-    (the run alone, not its starting point's), and its held-out metric during training."""
-    path = Path(weights).with_name("metrics.json")
-    if not path.is_file():
-        return None
-    metrics = json.loads(path.read_text())
-    model = metrics.get("config", {}).get("model", {})
-    return {"weights": weights, "init": model.get("init"), "iterations": metrics["iterations"],
-            "minutes": metrics["wall_seconds"] / 60, "final": metrics.get("final", {})}
-
-
 def _plot(path: Path, curves: list[dict], frame_miou: float | None) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for curve in curves:
@@ -138,17 +125,6 @@ def _plot(path: Path, curves: list[dict], frame_miou: float | None) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
-
-
-def _training_lines(records: list[dict]) -> list[str]:
-    lines = ["", "## The models", "", "Each run's own training (a run that starts from another checkpoint adds to it).",
-             "", "| weights | starts from | iterations | minutes | held-out metric during training |",
-             "|---|---|---|---|---|"]
-    for r in records:
-        final = ", ".join(f"{k} {v:.3f}" for k, v in r["final"].items() if k.startswith("val_"))
-        lines.append(f"| `{r['weights']}` | {('`' + r['init'] + '`') if r['init'] else 'random init'} | "
-                     f"{r['iterations']} | {r['minutes']:.1f} | {final} |")
-    return lines
 
 
 def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], curves: list[dict], speed: list,
@@ -203,7 +179,7 @@ def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], cur
         lines += ["", "Target: ResNet-101 + FlowNet at l=5 at least 4.5x faster than per-frame (paper: 3.7x on a "
                       "K40; the bound when propagation costs nothing is 5x)."]
     if records:
-        lines += _training_lines(records)
+        lines += training_lines(records)
     return "\n".join(lines)
 
 
@@ -222,13 +198,7 @@ def run_segmentation_report(plan: SegReportPlan, report: str | os.PathLike = "re
             speed.append(row.to_json())
     weights = list(dict.fromkeys([r.weights for r in plan.rows] + [w for c in plan.curves
                                                                     for w in (c.frame_weights, c.weights)]))
-    records: list[dict] = []
-    while weights:  # the plan's checkpoints and, recursively, the ones they started from
-        record = training_record(weights.pop(0))
-        if record is not None:
-            records.append(record)
-            if record["init"] and record["init"] not in [r["weights"] for r in records] + weights:
-                weights.append(record["init"])
+    records = training_records(weights)
     report = Path(report)
     paths = write_report(report, "segmentation", _markdown(plan, video, rows, curves, speed, records),
                          {"plan": asdict(plan), "snippets": len(video), "ablation": rows, "curves": curves,
