@@ -280,10 +280,10 @@ def _cmd_eval_det(args: argparse.Namespace) -> None:
 
     config = DetStreamConfig(args.method, args.key_interval, args.window, args.online)  # checks the values first
     if args.seq_nms and args.postprocess:
-        raise SystemExit("featflow eval det: --seq-nms and --postprocess are alternatives; give one")
+        raise UserError("--seq-nms and --postprocess are alternatives; give one")
     if args.data.suffix == ".json":
         if args.images is None:
-            raise SystemExit("featflow eval det: a CocoVID file needs --images (the Data/VID folder)")
+            raise UserError("a CocoVID file needs --images (the Data/VID folder)")
         data = CocoVidDataset(args.data, args.images)
     else:
         data = VidDataset(args.data, args.split)
@@ -402,7 +402,7 @@ def _cmd_bench_speed(args: argparse.Namespace) -> None:
 
     if args.window is not None:
         if args.task != "det":
-            raise SystemExit("featflow bench speed: --window (FGFA) is for --task det")
+            raise UserError("--window (FGFA) is for --task det")
         row = measure_fgfa_speed(args.feature_net, args.flow_net, args.size, args.window, args.frames or 2, args.device)
         print(f"FGFA {row.feature_net} + {row.flow_net} at {row.size[0]}x{row.size[1]}, {2 * row.window + 1} frames: "
               f"{row.ms_per_frame:.0f} ms per frame against {row.per_frame_ms:.0f} ms single-frame "
