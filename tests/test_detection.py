@@ -39,7 +39,8 @@ class _NoProposals(torch.nn.Module):
 def test_training_with_and_without_objects_and_proposals():
     model = _detector().train()
     images = torch.rand(2, 3, 64, 96) * 255
-    targets = [_targets([[10, 8, 40, 50]], [2]), _targets([], [])]  # the second frame has no objects
+    # the second frame has no objects; the first also a one-pixel sliver (x1 == x2), which must not train
+    targets = [_targets([[10, 8, 40, 50], [0, 5, 0, 30]], [2, 1]), _targets([], [])]
     losses = model(images, targets=targets)
     assert set(losses) == {"rpn_objectness", "rpn_box", "rfcn_cls", "rfcn_box"}
     assert all(torch.isfinite(v) for v in losses.values())

@@ -56,6 +56,8 @@ class VideoDetector(DeepFeatureFlow):
         images = ImageList(padded, [tuple(image_size)] * n)
         if targets is not None and not self.training:
             raise RuntimeError("targets are for training: call model.train() first")
+        if targets is not None:
+            targets = [trainable(t) for t in targets]
         proposals, rpn_losses = self.rpn(images, {"0": rpn_features}, targets)  # [(R_i, 4)], detached
         if targets is None:
             scores, deltas = self.rfcn(rfcn_features, proposals)
@@ -70,6 +72,14 @@ class VideoDetector(DeepFeatureFlow):
                 source: FlowSource | None = None, targets: list[Target] | None = None
                 ) -> list[Detections] | dict[str, Tensor]:
         return self.detect(self.features(current, key, same, source), tuple(current.shape[-2:]), targets)
+
+
+def trainable(target: Target, min_size: float = 1.0) -> Target:
+    """The target without degenerate boxes (under ``min_size`` pixels between x1 and x2, or y1 and y2: a sliver
+    of an object at the frame's edge), which would give RoIs of zero width and infinite box targets."""
+    boxes = target["boxes"]
+    keep = ((boxes[:, 2] - boxes[:, 0]) >= min_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_size)
+    return {"boxes": boxes[keep], "labels": target["labels"][keep]}
 
 
 def total_loss(losses: dict[str, Tensor]) -> Tensor:
