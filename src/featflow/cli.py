@@ -131,34 +131,25 @@ def _cmd_train_flow(args: argparse.Namespace) -> None:
           f"weights in {result.output / 'model.safetensors'}")
 
 
-def _cmd_train_seg(args: argparse.Namespace) -> None:
+def _cmd_train_task(args: argparse.Namespace) -> None:
+    """``train seg`` and ``train det``: the same steps with the task's config, trainer and held-out metric."""
     import dataclasses
 
     from featflow.engine.config import load_config
-    from featflow.engine.seg_training import SegTrainConfig, train_segmentation
     from featflow.engine.trainer import override_train
 
-    cfg = override_train(load_config(SegTrainConfig, args.config, kind="seg"), args.iterations, args.time_limit)
+    if args.what == "seg":
+        from featflow.engine.seg_training import SegTrainConfig as Config, train_segmentation as run
+        metric, label = "val_miou", "mIoU"
+    else:
+        from featflow.engine.det_training import DetTrainConfig as Config, train_detection as run
+        metric, label = "val_map", "mAP"
+    cfg = override_train(load_config(Config, args.config, kind=args.what), args.iterations, args.time_limit)
     if args.init is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
-    result = train_segmentation(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
-    print(f"{result.iterations} iterations in {result.wall_seconds / 60:.1f} min, validation mIoU "
-          f"{100 * result.last['val_miou']:.1f}%; weights in {result.output / 'model.safetensors'}")
-
-
-def _cmd_train_det(args: argparse.Namespace) -> None:
-    import dataclasses
-
-    from featflow.engine.config import load_config
-    from featflow.engine.det_training import DetTrainConfig, train_detection
-    from featflow.engine.trainer import override_train
-
-    cfg = override_train(load_config(DetTrainConfig, args.config, kind="det"), args.iterations, args.time_limit)
-    if args.init is not None:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
-    result = train_detection(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
-    print(f"{result.iterations} iterations in {result.wall_seconds / 60:.1f} min, validation mAP "
-          f"{100 * result.last['val_map']:.1f}%; weights in {result.output / 'model.safetensors'}")
+    result = run(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
+    print(f"{result.iterations} iterations in {result.wall_seconds / 60:.1f} min, validation {label} "
+          f"{100 * result.last[metric]:.1f}%; weights in {result.output / 'model.safetensors'}")
 
 
 def _add_train_parser(train: argparse._SubParsersAction, what: str, help: str, description: str, configs: str,
@@ -185,11 +176,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_train_parser(train, "seg", "train a video segmenter: per-frame, DFF, or a DFF ablation",
                       "Train a per-frame segmentation model, or DFF end to end (from a per-frame checkpoint and "
                       "pre-trained flow), with the segmentation loss only.", "see featflow/configs/seg/",
-                      _cmd_train_seg, init=True)
+                      _cmd_train_task, init=True)
     _add_train_parser(train, "det", "train a video detector: per-frame R-FCN, DFF or FGFA",
                       "Train a per-frame R-FCN detector, or DFF / FGFA end to end (from a per-frame checkpoint and "
                       "pre-trained flow), with the detection loss only.", "see featflow/configs/det/",
-                      _cmd_train_det, init=True)
+                      _cmd_train_task, init=True)
 
 
 # ---- featflow flow --------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from featflow.data.synthetic import SynthConfig, SyntheticVideo
+from featflow.data.interleave import InterleavedVideos
+from featflow.data.synthetic import SynthConfig
 from featflow.data.vid import FrameTargets, VidDataset
 
 
@@ -62,28 +63,18 @@ class SyntheticDetectionClips(Dataset):
 
     def __init__(self, config: SynthConfig, length: int, references: ReferenceSampling = ReferenceSampling(),
                  seed: int = 0, split: str = "train", frames_per_video: int = 8, videos_in_flight: int = 1) -> None:
-        if length < 1 or frames_per_video < 1 or videos_in_flight < 1:
-            raise ValueError("length, frames_per_video and videos_in_flight must be positive")
+        if length < 1:
+            raise ValueError("length must be positive")
         self.config, self.length, self.references, self.seed, self.split = config, length, references, seed, split
-        self.frames_per_video, self.videos_in_flight = frames_per_video, videos_in_flight
-        self._videos: dict[int, SyntheticVideo] = {}
+        self.videos = InterleavedVideos(config, seed, split, frames_per_video, videos_in_flight, cache_size=4)
 
     def __len__(self) -> int:
         return self.length
 
-    def video_of(self, index: int) -> int:
-        block, within = divmod(index, self.videos_in_flight * self.frames_per_video)
-        return block * self.videos_in_flight + within % self.videos_in_flight
-
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:
             raise IndexError(index)
-        number = self.video_of(index)
-        video = self._videos.get(number)
-        if video is None:
-            if len(self._videos) >= self.videos_in_flight:
-                self._videos.pop(next(iter(self._videos)))
-            video = self._videos[number] = SyntheticVideo(self.config, self.seed, number, self.split, cache_size=4)
+        video = self.videos[index]
         rng = np.random.default_rng([self.seed, index, 7919])
         current = int(rng.integers(0, len(video)))
         refs = self.references.draw(rng, current, len(video))

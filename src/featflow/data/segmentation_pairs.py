@@ -14,7 +14,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from featflow.data.cityscapes import CityscapesVideo
-from featflow.data.synthetic import SynthConfig, SyntheticVideo
+from featflow.data.interleave import InterleavedVideos
+from featflow.data.synthetic import SynthConfig
 
 
 def _image(array: np.ndarray) -> Tensor:
@@ -43,30 +44,23 @@ class SyntheticSegmentationPairs(Dataset):
             raise ValueError(f"videos of {config.num_frames} frames cannot hold key offsets up to {max_offset}")
         self.config, self.length, self.seed, self.split = config, length, seed, split
         self.max_offset, self.frames_per_video, self.videos_in_flight = max_offset, frames_per_video, videos_in_flight
-        self._videos: dict[int, SyntheticVideo] = {}
+        self.videos = InterleavedVideos(config, seed, split, frames_per_video, videos_in_flight, cache_size=2)
 
     def __len__(self) -> int:
         return self.length
 
+    def video_of(self, index: int) -> int:
+        return self.videos.video_of(index)
+
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         if not 0 <= index < self.length:
             raise IndexError(index)
-        number = self.video_of(index)
-        video = self._videos.get(number)
-        if video is None:
-            if len(self._videos) >= self.videos_in_flight:
-                self._videos.pop(next(iter(self._videos)))
-            video = self._videos[number] = SyntheticVideo(self.config, self.seed, number, self.split, cache_size=2)
+        video = self.videos[index]
         rng = np.random.default_rng([self.seed, index, 104729])
         current = int(rng.integers(self.max_offset, len(video)))
         offset = int(rng.integers(0, self.max_offset + 1))
         image, ann = video.render(current)
         return _pair(image, video.frame(current - offset), ann.semantic, offset)
-
-    def video_of(self, index: int) -> int:
-        """The video sample ``index`` comes from: blocks of ``videos_in_flight`` videos, visited in turn."""
-        block, within = divmod(index, self.videos_in_flight * self.frames_per_video)
-        return block * self.videos_in_flight + within % self.videos_in_flight
 
 
 class CityscapesPairs(Dataset):
