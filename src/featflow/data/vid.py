@@ -67,18 +67,12 @@ def _frame_folders(root: Path, split: str) -> list[VidVideo]:
     return videos
 
 
-class VidDataset:
-    """The videos of one split. ``image(v, t)`` reads frame t of video v as (H, W, 3) uint8 RGB;
-    ``targets(v, t)`` its boxes (frames without an annotation file have none)."""
+class VideoBoxesBase:
+    """What every VID-like source shares (a VID folder, a CocoVID file): ``classes`` ((wnid, name), ...),
+    ``videos`` (``VidVideo``), and ``image_path`` / ``targets`` per (video, frame) from the subclass."""
 
-    def __init__(self, root: str | os.PathLike, split: str = "val") -> None:
-        self.root, self.split = Path(root), split
-        map_file = self.root / "devkit" / "data" / "map_vid.txt"
-        self.classes: tuple[tuple[str, str], ...] = vid.read_map_vid(map_file) if map_file.is_file() else vid.VID_CLASSES
-        self.class_index = {wnid: i for i, (wnid, _) in enumerate(self.classes, 1)}
-        self.videos = _frames_file(self.root, split) or _frame_folders(self.root, split)
-        if not self.videos:
-            raise FileNotFoundError(f"no videos in the {split!r} split of {self.root}")
+    classes: tuple[tuple[str, str], ...]
+    videos: list[VidVideo]
 
     @property
     def class_names(self) -> list[str]:
@@ -91,11 +85,31 @@ class VidDataset:
         return len(self.videos[v].frames)
 
     def image_path(self, v: int, t: int) -> Path:
-        video = self.videos[v]
-        return self.root / "Data" / "VID" / self.split / video.name / f"{video.frames[t]}.JPEG"
+        raise NotImplementedError
+
+    def targets(self, v: int, t: int) -> FrameTargets:
+        raise NotImplementedError
 
     def image(self, v: int, t: int) -> np.ndarray:
         return read_image(self.image_path(v, t))
+
+
+class VidDataset(VideoBoxesBase):
+    """The videos of one split. ``image(v, t)`` reads frame t of video v as (H, W, 3) uint8 RGB;
+    ``targets(v, t)`` its boxes (frames without an annotation file have none)."""
+
+    def __init__(self, root: str | os.PathLike, split: str = "val") -> None:
+        self.root, self.split = Path(root), split
+        map_file = self.root / "devkit" / "data" / "map_vid.txt"
+        self.classes: tuple[tuple[str, str], ...] = vid.read_map_vid(map_file) if map_file.is_file() else vid.VID_CLASSES
+        self.class_index = {wnid: i for i, (wnid, _) in enumerate(self.classes, 1)}
+        self.videos = _frames_file(self.root, split) or _frame_folders(self.root, split)
+        if not self.videos:
+            raise FileNotFoundError(f"no videos in the {split!r} split of {self.root}")
+
+    def image_path(self, v: int, t: int) -> Path:
+        video = self.videos[v]
+        return self.root / "Data" / "VID" / self.split / video.name / f"{video.frames[t]}.JPEG"
 
     def annotation(self, v: int, t: int) -> vid.VidAnnotation | None:
         video = self.videos[v]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from featflow.data.vid import VidDataset
+from featflow.data.vid import VideoBoxesBase
 from featflow.evaluation.vid_map import VideoGroundTruth, VidResult, evaluate_vid, write_vid_results
 from featflow.methods.detection import VideoDetector
 from featflow.methods.schedulers import FixedInterval
@@ -112,7 +112,7 @@ class DetEvaluation:
 
 
 @torch.no_grad()
-def detect_dataset(model: VideoDetector, data: VidDataset, config: DetStreamConfig,
+def detect_dataset(model: VideoDetector, data: VideoBoxesBase, config: DetStreamConfig,
                    progress: bool = True) -> tuple[list[VideoDetections], float]:
     """Every video of ``data`` through the stream -> (detections per video, model ms per frame)."""
     if model.num_classes != len(data.classes):
@@ -129,7 +129,7 @@ def detect_dataset(model: VideoDetector, data: VidDataset, config: DetStreamConf
     return out, 1000 * sum(timing) / max(frames, 1)
 
 
-def ground_truth(data: VidDataset) -> list[VideoGroundTruth]:
+def ground_truth(data: VideoBoxesBase) -> list[VideoGroundTruth]:
     truth = []
     for v in range(len(data)):
         targets = [data.targets(v, t) for t in range(data.num_frames(v))]
@@ -138,7 +138,7 @@ def ground_truth(data: VidDataset) -> list[VideoGroundTruth]:
     return truth
 
 
-def evaluate_detection(model: VideoDetector, data: VidDataset, config: DetStreamConfig = DetStreamConfig(),
+def evaluate_detection(model: VideoDetector, data: VideoBoxesBase, config: DetStreamConfig = DetStreamConfig(),
                        postprocess: str | None = None, save_detections: str | os.PathLike | None = None,
                        progress: bool = True) -> DetEvaluation:
     """VID mAP (all / slow / medium / fast) and model time per frame of one method on a VID-layout split."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from featflow.data.io import read_image
-from featflow.data.vid import FrameTargets, VidDataset, VidVideo
+from featflow.data.vid import FrameTargets, VidDataset, VideoBoxesBase, VidVideo
 from featflow.utils.io import write_json
 
 
@@ -48,7 +48,7 @@ def write_cocovid(path: str | os.PathLike, data: VidDataset) -> None:
     write_json(path, vid_to_cocovid(data))
 
 
-class CocoVidDataset:
+class CocoVidDataset(VideoBoxesBase):
     """The videos of a CocoVID file, images under ``image_root`` (the ``Data/VID`` folder). Same interface as
     ``VidDataset``: ``len``, ``num_frames``, ``image``, ``image_path``, ``targets``, ``classes``, ``videos``."""
 
@@ -80,21 +80,8 @@ class CocoVidDataset:
         for ann in doc["annotations"]:
             self._boxes.setdefault(ann["image_id"], []).append(ann)
 
-    @property
-    def class_names(self) -> list[str]:
-        return [name for _, name in self.classes]
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    def num_frames(self, v: int) -> int:
-        return len(self._images[v])
-
     def image_path(self, v: int, t: int) -> Path:
         return self.image_root / self._images[v][t]["file_name"]
-
-    def image(self, v: int, t: int) -> np.ndarray:
-        return read_image(self.image_path(v, t))
 
     def targets(self, v: int, t: int) -> FrameTargets:
         anns = self._boxes.get(self._images[v][t]["id"], [])
