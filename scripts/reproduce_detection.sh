@@ -2,7 +2,7 @@
 # Reproduces reports/detection.md from scratch on a CPU machine (several hours on 2 cores).
 set -euo pipefail
 featflow synth --format vid --out data/vid_synth_val --videos 0 --val-videos 30 --size 192x384 --seed 1 --quiet
-for cfg in frame_r18 dff_r18_inception agg_r18_noflow_mean agg_r18_noflow fgfa_r18_inception fgfa_r18_inception_fix_f \
+for cfg in frame_r18 frame_r18_long dff_r18_inception agg_r18_noflow_mean agg_r18_noflow fgfa_r18_inception fgfa_r18_inception_fix_f \
            fgfa_r18_flownet; do
   featflow train det --config "$cfg" --quiet
 done
