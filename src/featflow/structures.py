@@ -54,3 +54,22 @@ class Detections:
 
 #: The detections of a video, one entry per frame in frame order.
 VideoDetections = list[Detections]
+
+
+def encode_labels(labels: np.ndarray) -> dict:
+    """(H, W) class-id map -> run-length encoding in row-major order: ``{"size": [H, W], "values": [...],
+    "counts": [...]}`` (run i is ``counts[i]`` pixels of class ``values[i]``); ``decode_labels`` inverts it."""
+    if labels.ndim != 2:
+        raise ValueError(f"expected an (H, W) label map, got shape {labels.shape}")
+    flat = labels.reshape(-1)
+    starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+    counts = np.diff(np.r_[starts, flat.size])
+    return {"size": list(labels.shape), "values": flat[starts].tolist(), "counts": counts.tolist()}
+
+
+def decode_labels(rle: dict) -> np.ndarray:
+    """``encode_labels``' output -> the (H, W) uint8 class-id map."""
+    h, w = rle["size"]
+    if sum(rle["counts"]) != h * w:
+        raise ValueError(f"run lengths add up to {sum(rle['counts'])}, not {h}x{w}")
+    return np.repeat(np.asarray(rle["values"], np.uint8), rle["counts"]).reshape(h, w)

@@ -55,6 +55,18 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     return tensors, metadata
 
 
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of a safetensors file, without reading its tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such weights file: {path}")
+    try:
+        with safe_open(str(path), "pt") as handle:
+            return handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a safetensors weights file ({err})") from None
+
+
 def pack_weights(source: str | os.PathLike, target: str | os.PathLike) -> int:
     """Copy a weights file with float tensors in float16, metadata unchanged; -> the new file's size."""
     tensors, metadata = read_weights(source)
@@ -107,8 +119,15 @@ def save_segmenter(path: str | os.PathLike, model: VideoSegmenter, class_names: 
 
 
 def _load_state(path: Path, model: nn.Module, tensors: dict[str, torch.Tensor], optional: tuple[str, ...]) -> None:
-    """Load ``tensors`` into ``model``; parts under the ``optional`` prefixes may be absent (added by the caller)."""
+    """Load ``tensors`` into ``model``; parts under the ``optional`` prefixes may be absent (added by the caller).
+    Tensors whose shapes differ from the model's (another class count or width) are named in the error."""
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    expected = model.state_dict()
+    wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(expected[k].shape)} in the model"
+             for k, v in tensors.items() if k in expected and v.shape != expected[k].shape]
+    if wrong:
+        raise ValueError(f"{path}: weights do not fit the model they describe ({len(wrong)} tensors differ in shape; "
+                         f"{'; '.join(wrong[:3])})")
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     missing = [k for k in missing if not k.startswith(optional)] if optional else missing
     if missing or unexpected:
@@ -169,3 +188,14 @@ def load_flow_into(model: DeepFeatureFlow, path: str | os.PathLike | None) -> No
     if metadata["featflow.model"] != model.flow_name:
         raise ValueError(f"flow weights are for {metadata['featflow.model']}, the model uses {model.flow_name}")
     model.flow_net.load_state_dict(net.state_dict())
+
+
+def load_model(path: str | os.PathLike) -> tuple[VideoSegmenter | VideoDetector, dict[str, str]]:
+    """Whichever task model a checkpoint holds (segmenter or detector), rebuilt from its own metadata."""
+    kind = read_metadata(path).get("featflow.kind")
+    if kind == "segmenter":
+        return load_segmenter(path)
+    if kind == "detector":
+        return load_detector(path)
+    raise ValueError(f"{path} holds no featflow segmenter or detector (featflow.kind={kind!r})")
+

@@ -54,6 +54,7 @@ def detect_stream(model: VideoDetector, frames: Iterable[np.ndarray], config: De
     """(H, W, 3) uint8 RGB frames -> (frame index, detections), in frame order (FGFA offline: K frames late).
     Seconds spent in the model are appended to ``timing`` (decoding excluded)."""
     model.eval()
+    device = next(model.parameters()).device
     size: tuple[int, int] | None = None
 
     def run(step, *args):
@@ -69,7 +70,7 @@ def detect_stream(model: VideoDetector, frames: Iterable[np.ndarray], config: De
     if config.method == "fgfa":
         stream = AggregatedFeatures(model, config.window, config.online)
         for frame in frames:
-            image = image_to_tensor(frame)
+            image = image_to_tensor(frame, device)
             size = tuple(image.shape[-2:])
             for index, features in run(stream.push, image):
                 yield index, run(head, features)
@@ -78,7 +79,7 @@ def detect_stream(model: VideoDetector, frames: Iterable[np.ndarray], config: De
         return
     keyed = KeyFrameFeatures(model, config.method == "dff", FixedInterval(config.key_interval))
     for index, frame in enumerate(frames):
-        image = image_to_tensor(frame)
+        image = image_to_tensor(frame, device)
         size = tuple(image.shape[-2:])
         features, _ = run(keyed.step, image)
         yield index, run(head, features)

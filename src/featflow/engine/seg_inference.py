@@ -62,10 +62,10 @@ class SegmentationStream:
     @torch.no_grad()
     def step(self, frame: np.ndarray) -> tuple[np.ndarray, bool]:
         """One (H, W, 3) uint8 RGB frame -> ((H, W) uint8 class ids, whether it was a key frame)."""
-        image = image_to_tensor(frame)
+        image = image_to_tensor(frame, next(self.model.parameters()).device)
         features, is_key = self.features.step(image)
         logits = self.model.segment(features, image.shape[-2:])
-        return logits.argmax(1)[0].byte().numpy(), is_key
+        return logits.argmax(1)[0].byte().cpu().numpy(), is_key
 
 
 @dataclass

@@ -29,8 +29,8 @@ def flow_input(images: Tensor) -> Tensor:
     return (images - _means_like(images)) / 255.0
 
 
-def image_to_tensor(image: np.ndarray) -> Tensor:
-    """(H, W, 3) uint8 RGB array -> (1, 3, H, W) float32 tensor in [0, 255]."""
+def image_to_tensor(image: np.ndarray, device: torch.device | str | None = None) -> Tensor:
+    """(H, W, 3) uint8 RGB array -> (1, 3, H, W) float32 tensor in [0, 255] (on ``device``)."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0).float()
+    return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).unsqueeze(0).float()

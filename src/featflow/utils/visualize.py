@@ -76,3 +76,11 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, scores:
         cv2.rectangle(out, (x1, top), (x1 + w + 4, top + h + base + 2), color, -1)
         cv2.putText(out, text, (x1 + 2, top + h + 1), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 1, cv2.LINE_AA)
     return out
+
+
+def class_palette(num_classes: int) -> np.ndarray:
+    """(num_classes + 1, 3) uint8 distinct colours (index 0: black, the background), evenly spaced hues."""
+    hsv = np.zeros((num_classes + 1, 1, 3), np.uint8)
+    hsv[1:, 0, 0] = (np.arange(num_classes) * 180 * 0.618034).astype(np.int64) % 180  # golden-ratio hue steps
+    hsv[1:, 0, 1], hsv[1:, 0, 2] = 200, 255
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[:, 0]
