@@ -6,7 +6,7 @@ import torch
 
 from featflow.cli import main
 from featflow.data.synthetic import NUM_CLASSES
-from featflow.data.video import read_video, video_fps, write_video
+from featflow.data.video import open_source, write_video
 from featflow.engine.checkpoint import save_segmenter
 from featflow.engine.demo import run_demo, shipped_segmenter
 from featflow.methods.segmentation import VideoSegmenter
@@ -16,10 +16,10 @@ from featflow.utils.visualize import caption, colorize_labels, overlay, side_by_
 def test_video_round_trip(tmp_path, rng):
     frames = [np.full((30, 41, 3), 20 * i, np.uint8) for i in range(8)]  # odd width gets padded
     assert write_video(tmp_path / "a.mp4", frames, fps=12) == 8
-    back = list(read_video(tmp_path / "a.mp4"))
+    back = list(open_source(tmp_path / "a.mp4").frames())
     assert len(back) == 8 and back[0].shape == (30, 42, 3)
     assert np.abs(back[5][:, :41].astype(int) - frames[5]).mean() < 3  # lossy, but close
-    assert video_fps(tmp_path / "a.mp4") == pytest.approx(12)
+    assert open_source(tmp_path / "a.mp4").fps == pytest.approx(12)
 
 
 def test_video_errors(tmp_path):
@@ -29,7 +29,7 @@ def test_video_errors(tmp_path):
         write_video(tmp_path / "bad.mp4", [np.zeros((8, 8, 3), np.float32)])
     (tmp_path / "junk.mp4").write_bytes(b"not a video")
     with pytest.raises(ValueError, match="cannot open"):
-        list(read_video(tmp_path / "junk.mp4"))
+        open_source(tmp_path / "junk.mp4")
     assert not (tmp_path / "empty.mp4").exists()  # nothing half-written is left behind
 
 
@@ -50,9 +50,12 @@ def test_demo_with_given_weights(tmp_path, capsys):
                    {"config": json.dumps({"data": {"size": [48, 64]}})})
     summary = run_demo(tmp_path / "out", frames=6, key_interval=3, weights=tmp_path / "dff.safetensors", progress=False)
     assert summary.size == (48, 64) and summary.dff.fps > 0 and summary.per_frame.fps > 0
-    frames = list(read_video(tmp_path / "out" / "demo.mp4"))
+    frames = list(open_source(tmp_path / "out" / "demo.mp4").frames())
     assert len(frames) == 6 and frames[0].shape == (96, 3 * 128 + 2 * 4, 3)
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["key_interval"] == 3
+    page = (tmp_path / "out" / "report.html").read_text()  # the demo's page: plots, flow fields and video inlined
+    assert page.count("data:image/png;base64,") == 2 and page.count("data:video/mp4;base64,") == 1
+    assert "<table>" in page and (tmp_path / "out" / "flow.png").is_file() and (tmp_path / "out" / "tradeoff.png").is_file()
     assert main(["demo", "--out", str(tmp_path / "cli"), "--frames", "4", "--weights", str(tmp_path / "dff.safetensors"),
                  "--quiet"]) == 0
     assert "speedup" not in capsys.readouterr().err
@@ -86,7 +89,7 @@ def test_detection_demo_with_given_weights(tmp_path, capsys):
                  "--det-weights", str(paths[0]), str(paths[1]), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "detection, FGFA (11 frames)" in printed and "detection, DFF (l=10)" in printed
-    frames = list(read_video(tmp_path / "out" / "detection.mp4"))
+    frames = list(open_source(tmp_path / "out" / "detection.mp4").frames())
     assert len(frames) == 40 and frames[0].shape == (96, 3 * 128 + 2 * 4, 3)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert 0 <= summary["detection"]["fgfa"]["map"] <= 1 and summary["detection"]["dff"]["fps"] > 0

@@ -35,6 +35,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
 def _command_line() -> str:
     """The command as typed, for reports to say how to reproduce them."""
     return "featflow " + " ".join(sys.argv[1:])
@@ -505,9 +512,102 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     hard.set_defaults(func=_cmd_bench_difficulty)
 
 
+# ---- featflow infer / models ----------------------------------------------------------------------
+
+DEFAULT_MODELS: dict[str, str] = {"seg": "seg-dff-r18-synth", "det-dff": "det-dff-r18-synth", "det": "det-fgfa-r18-synth"}
+
+
+def _cmd_infer(args: argparse.Namespace) -> int:
+    import torch
+
+    from featflow.api import load
+    from featflow.data.video import open_source
+    from featflow.engine.infer import run_infer
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here")
+    source = open_source(args.source, args.fps)
+    name = args.weights or DEFAULT_MODELS["det-dff" if args.task == "det" and args.method == "dff" else args.task]
+    model = load(name, args.device)
+    if model.task != args.task:
+        raise UserError(f"{name} holds a {'segmenter' if model.task == 'seg' else 'detector'}; --task {args.task} "
+                        f"needs a {'segmenter' if args.task == 'seg' else 'detector'}")
+    out = args.out
+    if out is None and args.json is None:
+        out = Path(f"{Path(args.source).stem}_{args.task}_{args.method or model.default_method}.mp4")
+    summary = run_infer(source, model, args.method, args.key_interval, args.window, args.online, out, args.json,
+                        progress=not args.quiet, min_score=args.min_score)
+    print(f"{summary.frames} frames, {summary.key_frames} key frames; {summary.model_fps:.1f} frames/s in the model, "
+          f"{summary.wall_fps:.1f} end to end ({summary.task} {summary.method}, {args.device})")
+    for what, path in (("video", summary.video), ("results", summary.json)):
+        if path:
+            print(f"{what}: {path}")
+    if summary.error:
+        print(f"featflow infer: error: {summary.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_infer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("infer", help="segment or detect objects in any video (or image folder) as a stream",
+                       description="Run a shipped or trained model over a video file (anything PyAV decodes) or a "
+                                   "folder of images (natural sort order), frame by frame with bounded memory; write "
+                                   "the annotated video at the source's frame rate and per-frame JSON lines.")
+    p.add_argument("source", type=Path, help="a video file or a folder of images")
+    p.add_argument("--task", choices=("seg", "det"), default="seg")
+    p.add_argument("--method", choices=("frame", "dff", "fgfa", "sff-slow", "sff-fast"), default=None,
+                   help="default: the best the weights support (det: fgfa, seg: dff)")
+    p.add_argument("--key-interval", type=_positive, default=None, help="DFF's key interval (default: seg 5, det 10)")
+    p.add_argument("--window", type=_non_negative, default=10, help="FGFA aggregates 2K+1 frames (default K=10)")
+    p.add_argument("--online", action="store_true", help="FGFA on past frames only (no delay)")
+    p.add_argument("--weights", default=None, help="a shipped model's name (featflow models) or a weights file")
+    p.add_argument("--out", type=Path, default=None, help="annotated video (.mp4; default SOURCE_TASK_METHOD.mp4)")
+    p.add_argument("--json", type=Path, default=None, help="per-frame results as JSON lines")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--fps", type=float, default=None, help="frame rate of an image folder (default 25)")
+    p.add_argument("--min-score", type=float, default=0.3, help="boxes drawn from this score (default 0.3)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_infer)
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    from featflow.api import shipped_models
+
+    for m in shipped_models():
+        figures = ", ".join(f"{k} {v}" for k, v in m.benchmark.items() if k != "source")
+        print(f"{m.name}  [{m.task}; {', '.join(m.methods)}; trained at {m.size[0]}x{m.size[1]}]\n  {m.description}"
+              + (f"\n  {figures} ({m.benchmark['source']})" if figures else ""))
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="the shipped models, with their task, methods, size and benchmark figures")
+    p.set_defaults(func=_cmd_models)
+
+
+# ---- featflow report ------------------------------------------------------------------------------
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from featflow.analysis.html import write_html_report
+
+    print(f"wrote {write_html_report(args.folder, args.out, args.title)}")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="one self-contained HTML page from a run folder (tables, plots, videos)",
+                       description="Gather a run folder's Markdown summaries (tables), plots and pictures (PNG) and "
+                                   "videos (MP4) into one HTML page with everything inlined, e.g. featflow report "
+                                   "featflow_demo or featflow report reports.")
+    p.add_argument("folder", type=Path, help="a run folder: the demo's output, reports/, ...")
+    p.add_argument("--out", type=Path, default=None, help="the page (default FOLDER/report.html)")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=_cmd_report)
+
+
 # ---- entry point ----------------------------------------------------------------------------------
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_demo, _add_synth, _add_train, _add_flow, _add_eval, _add_bench, _add_pack)
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_demo, _add_infer, _add_models, _add_report, _add_synth, _add_train, _add_flow, _add_eval, _add_bench, _add_pack)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -522,14 +622,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except (UserError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
         print(f"featflow {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"featflow {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -18,22 +18,32 @@ from importlib import resources
 from pathlib import Path
 
 import cv2
-import numpy as np
-from tqdm import tqdm
+import matplotlib
 
-from featflow.data.synthetic import CLASS_NAMES, NUM_CLASSES, SynthConfig, SyntheticVideo
-from featflow.data.synthetic.export import synthetic_label_table
-from featflow.data.video import write_video
-from featflow.data.detection_clips import synthetic_targets
-from featflow.engine.checkpoint import load_detector, load_segmenter
-from featflow.engine.det_inference import DetStreamConfig, detect_stream
-from featflow.engine.seg_inference import SegmentationStream
-from featflow.evaluation.segmentation import ConfusionMatrix
-from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid
-from featflow.methods.schedulers import FixedInterval
-from featflow.structures import Detections
-from featflow.utils.io import write_json, write_text
-from featflow.utils.visualize import caption, draw_boxes, overlay, side_by_side
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from featflow.analysis.html import write_html_report  # noqa: E402
+from featflow.data.detection_clips import synthetic_targets  # noqa: E402
+from featflow.data.io import write_image  # noqa: E402
+from featflow.data.synthetic import CLASS_NAMES, NUM_CLASSES, SynthConfig, SyntheticVideo  # noqa: E402
+from featflow.data.synthetic.export import synthetic_label_table  # noqa: E402
+from featflow.data.video import write_video  # noqa: E402
+from featflow.engine.checkpoint import load_detector, load_segmenter  # noqa: E402
+from featflow.engine.det_inference import DetStreamConfig, detect_stream  # noqa: E402
+from featflow.engine.flow_inference import predict_flow  # noqa: E402
+from featflow.engine.seg_inference import SegmentationStream  # noqa: E402
+from featflow.evaluation.segmentation import ConfusionMatrix  # noqa: E402
+from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid  # noqa: E402
+from featflow.methods.schedulers import FixedInterval  # noqa: E402
+from featflow.methods.segmentation import VideoSegmenter  # noqa: E402
+from featflow.modeling.preprocess import image_to_tensor  # noqa: E402
+from featflow.structures import Detections  # noqa: E402
+from featflow.utils.io import atomic_path, write_json, write_text  # noqa: E402
+from featflow.utils.visualize import caption, draw_boxes, flow_to_color, overlay, side_by_side  # noqa: E402
 
 SHIPPED_SEGMENTER = "dff_r18_inception_synth.safetensors"
 SHIPPED_DETECTORS = {"dff": "det_dff_r18_inception_synth.safetensors", "fgfa": "det_fgfa_r18_inception_synth.safetensors"}
@@ -67,6 +77,7 @@ class DemoSummary:
     speedup: float
     video: str
     detection: "DetDemoSummary | None" = None
+    report: str = ""
 
 
 def _run(stream: SegmentationStream, frames: list[np.ndarray], desc: str, progress: bool) -> tuple[list, list, float]:
@@ -125,7 +136,10 @@ def run_demo(out: str | os.PathLike = "featflow_demo", frames: int = 60, key_int
         dff_w, fgfa_w = det_weights or (None, None)
         det = run_detection_demo(out, seed=seed, dff_weights=dff_w, fgfa_weights=fgfa_w, progress=progress)
     summary = DemoSummary(frames, size, key_interval, MethodSummary(scores["per_frame"], per_frame_fps),
-                          MethodSummary(scores["dff"], dff_fps), dff_fps / per_frame_fps, str(out / "demo.mp4"), det)
+                          MethodSummary(scores["dff"], dff_fps), dff_fps / per_frame_fps, str(out / "demo.mp4"), det,
+                          str(out / "report.html"))
+    _flow_figure(out / "flow.png", model, images, key_interval)
+    _tradeoff_plot(out / "tradeoff.png", summary)
     write_json(out / "summary.json", asdict(summary))
     det_text = detection_markdown(det) if det else ("Detection: not run (this build ships no detector weights)."
                                                      if detection else "")
@@ -135,8 +149,58 @@ def run_demo(out: str | os.PathLike = "featflow_demo", frames: int = 60, key_int
         f"| per-frame | {100 * scores['per_frame']:.1f} | {per_frame_fps:.1f} |",
         f"| DFF | {100 * scores['dff']:.1f} | {dff_fps:.1f} |", "",
         f"DFF speedup: {summary.speedup:.2f}x. Classes: {', '.join(CLASS_NAMES)}. Video: demo.mp4 "
-        "(input | per-frame | DFF; key frames marked).", "", det_text]))
+        "(input | per-frame | DFF; key frames marked).", "", det_text, "",
+        "## Accuracy against speed (this clip, this machine)", "", "![trade-off](tradeoff.png)", "",
+        "## The flow DFF propagates along", "",
+        "Key frame, current frame and the flow F estimates from the current frame to the key frame (hue: direction, "
+        "saturation: speed; white: still).", "", "![flow fields](flow.png)", ""]))
+    write_html_report(out, title="featflow demo")
     return summary
+
+
+@torch.no_grad()
+def _flow_figure(path: Path, model: VideoSegmenter, images: list[np.ndarray], key_interval: int, count: int = 3) -> None:
+    """Rows of (key frame | current frame | F's flow from the current frame to the key frame, in colour) for the
+    last frame of each of the first ``count`` key intervals (the farthest from its key frame)."""
+    interval = max(key_interval, 2)
+    frames = [t for t in range(interval - 1, len(images), interval)][:count] or [len(images) - 1]
+    rows = []
+    for t in frames:
+        key = t - t % interval
+        flow = predict_flow(model.flow_net, image_to_tensor(images[t]), image_to_tensor(images[key]))
+        panels = [images[key], images[t], flow_to_color(flow[0].permute(1, 2, 0).numpy())]
+        panels = [cv2.resize(p, (2 * p.shape[1], 2 * p.shape[0]), interpolation=cv2.INTER_LINEAR) for p in panels]
+        rows.append(side_by_side([caption(panels[0], f"key frame {key}"), caption(panels[1], f"frame {t}"),
+                                  caption(panels[2], f"flow, frame {t} -> key {key}")]))
+    gap = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
+    write_image(path, np.concatenate([part for row in rows for part in (row, gap)][:-1], axis=0))
+
+
+def _tradeoff_plot(path: Path, summary: DemoSummary) -> None:
+    """Accuracy against frames/s of each method the demo ran (segmentation; detection when it ran)."""
+    det = summary.detection
+    fig, axes = plt.subplots(1, 2 if det else 1, figsize=(11 if det else 5.5, 4), squeeze=False)
+    seg = [("per-frame", summary.per_frame.fps, summary.per_frame.miou),
+           (f"DFF l={summary.key_interval}", summary.dff.fps, summary.dff.miou)]
+    panels = [(axes[0, 0], "segmentation", "mIoU (%)", seg)]
+    if det:
+        panels.append((axes[0, 1], "detection", "mAP (%)",
+                       [("single frame", det.single_frame.fps, det.single_frame.map),
+                        (f"DFF l={det.key_interval}", det.dff.fps, det.dff.map),
+                        (f"FGFA {2 * det.window + 1} frames", det.fgfa.fps, det.fgfa.map)]))
+    for ax, title, ylabel, points in panels:
+        for name, fps, accuracy in points:
+            ax.scatter(fps, 100 * accuracy, s=60)
+            ax.annotate(name, (fps, 100 * accuracy), textcoords="offset points", xytext=(6, 4), fontsize=9)
+        ax.set_xlabel("frames / s (this machine)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.margins(0.25)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
 
 
 @dataclass
