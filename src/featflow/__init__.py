@@ -1,8 +1,8 @@
 """featflow: flow-based video recognition (Deep Feature Flow, Flow-Guided Feature Aggregation) in PyTorch.
 
     import featflow
-    model = featflow.load("seg-dff-r18-synth")  # a shipped model (featflow.shipped_models()) or a weights file
-    for result in model.stream(frames):         # (H, W, 3) uint8 RGB frames, any number
+    model = featflow.load("seg-dff-r18-synth")   # a shipped model (featflow.shipped_models()) or a weights file
+    for result in model.stream(featflow.open_source("clip.mp4").frames()):  # or any (H, W, 3) uint8 frames
         ...
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["FrameResult", "Model", "ModelInfo", "load", "shipped_models"]
+__all__ = ["FrameResult", "Model", "ModelInfo", "load", "open_source", "shipped_models"]
 
 
 def __getattr__(name: str) -> Any:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from featflow.data.video import to_rgb
+from featflow.data.video import open_source, to_rgb
 from featflow.engine.checkpoint import load_model
 from featflow.engine.det_inference import DetStreamConfig, detect_stream
 from featflow.engine.seg_inference import SegmentationStream
@@ -32,7 +32,8 @@ from featflow.methods.schedulers import FixedInterval
 from featflow.methods.segmentation import VideoSegmenter
 from featflow.structures import Detections
 
-TASKS: tuple[str, ...] = ("seg", "det")
+__all__ = ["FrameResult", "Model", "ModelInfo", "load", "open_source", "shipped_models"]
+
 DEFAULT_KEY_INTERVAL: dict[str, int] = {"seg": 5, "det": 10}  # the papers' settings
 
 
