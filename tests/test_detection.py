@@ -343,3 +343,20 @@ eval: {samples: 2, every: 1}
     assert "validation mIoU" in capsys.readouterr().out
     assert (tmp_path / "d" / "model.safetensors").is_file() and (tmp_path / "s" / "model.safetensors").is_file()
     assert main(["train", "det", "--config", str(tmp_path / "nope.yaml")]) == 2
+
+
+def test_features_init_takes_n_feat_from_a_segmenter(tmp_path):
+    from featflow.engine.checkpoint import save_segmenter
+    from featflow.engine.det_training import DetModelConfig, build_detector
+    from featflow.methods.segmentation import VideoSegmenter
+
+    torch.manual_seed(1)
+    seg = VideoSegmenter(5, "resnet18", channels=16)
+    save_segmenter(tmp_path / "seg.safetensors", seg, [f"c{k}" for k in range(5)])
+    det = build_detector(DetModelConfig(channels=16, features_init=str(tmp_path / "seg.safetensors")), 3)
+    for name, value in seg.feature_net.state_dict().items():
+        assert torch.equal(det.feature_net.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="channels"):
+        build_detector(DetModelConfig(channels=32, features_init=str(tmp_path / "seg.safetensors")), 3)
+    with pytest.raises(ValueError, match="alternatives"):
+        DetModelConfig(init="a", features_init="b")

@@ -42,6 +42,9 @@ class DetModelConfig:
     aggregation: str | None = None  # FGFA: "adaptive" (the paper's), "mean" (equal weights; an ablation)
     anchor_sizes: tuple[int, ...] = (32, 64, 128)
     init: str | None = None  # detector checkpoint to start from (a per-frame one for DFF / FGFA)
+    # N_feat from another task's checkpoint (a segmenter), for a detector trained from scratch: the stand-in for
+    # the papers' ImageNet pre-training
+    features_init: str | None = None
     flow_init: str | None = "shipped"
     freeze_features: bool = False
     freeze_flow: bool = False
@@ -55,6 +58,8 @@ class DetModelConfig:
             raise ValueError(f"unknown aggregation {self.aggregation!r}; choose one of {AGGREGATIONS}")
         if self.freeze_flow and self.flow_net is None:
             raise ValueError("freeze_flow needs a flow network")
+        if self.init and self.features_init:
+            raise ValueError("init and features_init are alternatives (init already holds N_feat)")
 
 
 @dataclass(frozen=True)
@@ -110,12 +115,24 @@ def build_detector(cfg: DetModelConfig, num_classes: int) -> VideoDetector:
     else:
         model = VideoDetector(num_classes, cfg.arch, cfg.channels, cfg.flow_net, cfg.aggregation, rpn=rpn)
         needs_flow = cfg.flow_net is not None
+        if cfg.features_init:
+            load_features_into(model, cfg.features_init)
     if needs_flow and cfg.flow_init is not None:
         load_flow_into(model, None if cfg.flow_init == "shipped" else cfg.flow_init)
     model.feature_net.requires_grad_(not cfg.freeze_features)
     if model.flow_net is not None:
         model.flow_net.requires_grad_(not cfg.freeze_flow)
     return model
+
+
+def load_features_into(model: VideoDetector, path: str) -> None:
+    """N_feat's weights from any featflow task checkpoint (segmenter or detector) of the same arch and width."""
+    tensors, meta = read_weights(path)
+    if (meta.get("arch"), meta.get("channels")) != (model.arch, str(model.channels)):
+        raise ValueError(f"{path} holds a {meta.get('arch')} N_feat with {meta.get('channels')} channels; the detector "
+                         f"is a {model.arch} with {model.channels}")
+    prefix = "feature_net."
+    model.feature_net.load_state_dict({k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
 
 
 def clip_features(model: VideoDetector, current: Tensor, references: Tensor, same: Tensor) -> Tensor:
