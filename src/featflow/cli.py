@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -251,11 +252,13 @@ def _add_pack(sub: argparse._SubParsersAction) -> None:
 def _cmd_eval_seg(args: argparse.Namespace) -> None:
     from featflow.data.cityscapes import CityscapesVideo
     from featflow.engine.checkpoint import load_flow_into, load_segmenter
+    from featflow.engine.distributed import context
     from featflow.engine.seg_inference import evaluate_segmentation
 
     model, meta = load_segmenter(args.weights, flow_net=args.flow_net)
     if args.flow_net and not meta.get("flow_net"):  # a per-frame model composed with pre-trained flow
         load_flow_into(model, args.flow_weights)
+    model.to(context().device)
     video = CityscapesVideo(args.data, args.split)
     result = evaluate_segmentation(model, video, args.method, args.key_interval, args.save_predictions,
                                    progress=not args.quiet)
@@ -275,6 +278,7 @@ def _cmd_eval_det(args: argparse.Namespace) -> None:
     from featflow.data.vid import VidDataset
     from featflow.engine.checkpoint import load_detector
     from featflow.engine.det_inference import DetStreamConfig, evaluate_detection
+    from featflow.engine.distributed import context
 
     config = DetStreamConfig(args.method, args.key_interval, args.window, args.online)  # checks the values first
     if args.seq_nms and args.postprocess:
@@ -285,7 +289,7 @@ def _cmd_eval_det(args: argparse.Namespace) -> None:
         data = CocoVidDataset(args.data, args.images)
     else:
         data = VidDataset(args.data, args.split)
-    model, _ = load_detector(args.weights)
+    model = load_detector(args.weights)[0].to(context().device)
     postprocess = "seq-nms" if args.seq_nms else args.postprocess
     ev = evaluate_detection(model, data, config, postprocess, args.save_detections, progress=not args.quiet)
     r = ev.result
@@ -610,6 +614,10 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_demo, _add_infer, _add_models, _add_report, _add_synth, _add_train, _add_flow, _add_eval, _add_bench, _add_pack)
 
 
+#: Commands that run as one job across the processes torchrun starts (single-process without it).
+DISTRIBUTED_COMMANDS: tuple[str, ...] = ("train", "eval")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="featflow", description="Flow-based video recognition (DFF, FGFA).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -621,7 +629,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    stdout = sys.stdout
     try:
+        if args.command in DISTRIBUTED_COMMANDS:
+            from featflow.engine.distributed import init_distributed
+
+            if not init_distributed().is_main:  # under torchrun only rank 0 prints results
+                sys.stdout = open(os.devnull, "w")
         code = args.func(args)
     except (UserError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
         print(f"featflow {args.command}: error: {err}", file=sys.stderr)
@@ -629,6 +643,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"featflow {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if sys.stdout is not stdout:
+            sys.stdout.close()
+            sys.stdout = stdout
+        if args.command in DISTRIBUTED_COMMANDS:
+            from featflow.engine.distributed import shutdown
+
+            shutdown()
     return code or 0
 
 

@@ -111,3 +111,20 @@ def load_config(cls: type[T], source: str | os.PathLike, kind: str) -> T:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of settings at the top level")
     return from_dict(cls, data, where=str(path))
+
+
+#: Values of path settings that name something built in, not a file.
+BUILT_IN_SOURCES: tuple[str, ...] = ("synthetic", "shipped")
+
+
+def check_paths(config: Any, keys: tuple[str, ...]) -> None:
+    """Fail before any work starts when a path setting (dotted ``keys`` such as ``model.init``) names a file or
+    folder that does not exist; the message names the key. Unset values and ``BUILT_IN_SOURCES`` pass."""
+    for key in keys:
+        value: Any = config
+        for part in key.split("."):
+            value = getattr(value, part, None)
+        if value is None or value in BUILT_IN_SOURCES:
+            continue
+        if not Path(value).exists():
+            raise ValueError(f"{key}: no such file or folder: {value}")

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from featflow.data.vid import VideoBoxesBase
+from featflow.engine.distributed import context, gather, shard
 from featflow.evaluation.vid_map import VideoGroundTruth, VidResult, evaluate_vid, write_vid_results
 from featflow.methods.detection import VideoDetector
 from featflow.methods.schedulers import FixedInterval
@@ -115,19 +116,24 @@ class DetEvaluation:
 @torch.no_grad()
 def detect_dataset(model: VideoDetector, data: VideoBoxesBase, config: DetStreamConfig,
                    progress: bool = True) -> tuple[list[VideoDetections], float]:
-    """Every video of ``data`` through the stream -> (detections per video, model ms per frame)."""
+    """Every video of ``data`` through the stream -> (detections per video, model ms per frame). Under torchrun
+    the videos are dealt out to the ranks and the results gathered: every rank returns the whole set."""
     if model.num_classes != len(data.classes):
         raise ValueError(f"the model detects {model.num_classes} classes, the data has {len(data.classes)}")
+    ctx = context()
     timing: list[float] = []
-    out = []
-    for v in tqdm(range(len(data)), desc=f"detect {config.method}", disable=not progress, leave=False):
+    mine: dict[int, VideoDetections] = {}
+    for v in tqdm(shard(list(range(len(data))), ctx), desc=f"detect {config.method}",
+                  disable=not (progress and ctx.is_main), leave=False):
         video: VideoDetections = [Detections.empty()] * data.num_frames(v)
         frames = (data.image(v, t) for t in range(data.num_frames(v)))
         for index, dets in detect_stream(model, frames, config, timing):
             video[index] = dets
-        out.append(video)
+        mine[v] = video
+    parts = gather((mine, sum(timing)), ctx)  # under torchrun: every rank's videos, merged in video order
+    merged = {v: video for videos, _ in parts for v, video in videos.items()}
     frames = sum(data.num_frames(v) for v in range(len(data)))
-    return out, 1000 * sum(timing) / max(frames, 1)
+    return [merged[v] for v in range(len(data))], 1000 * sum(seconds for _, seconds in parts) / max(frames, 1)
 
 
 def ground_truth(data: VideoBoxesBase) -> list[VideoGroundTruth]:
@@ -147,7 +153,7 @@ def evaluate_detection(model: VideoDetector, data: VideoBoxesBase, config: DetSt
     if postprocess is not None:
         detections = [postprocess_video(d, postprocess, [data.image(v, t) for t in range(data.num_frames(v))]
                                         if postprocess == "mgp" else None) for v, d in enumerate(detections)]
-    if save_detections is not None:
+    if save_detections is not None and context().is_main:
         write_vid_results(save_detections, detections, [list(v.frame_ids) for v in data.videos])
     result = evaluate_vid(detections, ground_truth(data), len(data.classes))
     return DetEvaluation(config, postprocess, result, sum(len(d) for d in detections), ms)

@@ -24,8 +24,8 @@ from featflow.data.detection_clips import (ReferenceSampling, SyntheticDetection
 from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
 from featflow.data.vid import VidDataset
 from featflow.engine.checkpoint import load_detector, load_flow_into, read_weights, save_detector
-from featflow.engine.config import to_dict
-from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, train
+from featflow.engine.config import check_paths, to_dict
+from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, to_device, train
 from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid
 from featflow.methods.detection import VideoDetector, total_loss
 from featflow.methods.fgfa import AGGREGATIONS
@@ -153,10 +153,12 @@ def _loss(model: nn.Module, batch: dict) -> Tensor:
 def _evaluate(model: VideoDetector, samples: list[dict], num_classes: int) -> dict[str, float]:
     """mAP over held-out samples, each one a one-frame video (motion categories need whole videos)."""
     model.eval()
+    device = next(model.parameters()).device
     detections, truth = [], []
     for start in range(0, len(samples), 4):
         batch = collate_clips(samples[start:start + 4])
-        features = clip_features(model, batch["current"], batch["references"], batch["same"])
+        inputs = to_device(batch, device)
+        features = clip_features(model, inputs["current"], inputs["references"], inputs["same"])
         detections += [[d] for d in model.detect(features, tuple(batch["current"].shape[-2:]))]
         truth += [VideoGroundTruth((t["boxes"].numpy(),), (t["labels"].numpy(),), (np.arange(len(t["labels"])),))
                   for t in batch["targets"]]
@@ -183,6 +185,7 @@ def _datasets(cfg: DetTrainConfig, refs: ReferenceSampling
 def train_detection(cfg: DetTrainConfig, out: Path | None = None, resume: bool = False,
                     progress: bool = True) -> TrainResult:
     """Train the detector ``cfg`` describes; weights, optimizer state and metrics go to ``out``."""
+    check_paths(cfg, ("data.source", "model.init", "model.flow_init"))
     out = Path(out or cfg.output)
     torch.manual_seed(cfg.data.seed)
     refs = reference_sampling(cfg.model, cfg.data.max_offset)

@@ -44,5 +44,6 @@ class FlowNetEstimator:
     def __call__(self, current: np.ndarray, key: np.ndarray) -> np.ndarray:
         if current.shape != key.shape:
             raise ValueError(f"current {current.shape} and key {key.shape} differ in size")
-        flow = predict_flow(self.net, image_to_tensor(current), image_to_tensor(key), self.stride)
-        return flow[0].permute(1, 2, 0).numpy()
+        device = next(self.net.parameters()).device
+        flow = predict_flow(self.net, image_to_tensor(current, device), image_to_tensor(key, device), self.stride)
+        return flow[0].permute(1, 2, 0).cpu().numpy()

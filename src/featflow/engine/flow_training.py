@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from featflow.data.flow_pairs import FlyingChairsPairs, SyntheticFlowPairs
 from featflow.data.synthetic import Degradations, SynthConfig
 from featflow.engine.checkpoint import load_flow_net, save_flow_net
-from featflow.engine.config import to_dict
+from featflow.engine.config import check_paths, to_dict
 from featflow.engine.flow_inference import FlowNetEstimator
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, train
 from featflow.evaluation.flow_metrics import FlowPair, evaluate_flow, held_out_pairs
@@ -103,6 +103,7 @@ def _loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
 def train_flow(cfg: FlowTrainConfig, out: Path | None = None, resume: bool = False,
                progress: bool = True) -> TrainResult:
     """Train ``cfg.model`` on flow pairs; checkpoints and metrics go to ``out`` (default ``cfg.output``)."""
+    check_paths(cfg, ("data.source",))
     torch.manual_seed(cfg.data.seed)
     net = build_flow_net(cfg.model)
     val_pairs = held_out_pairs(_synth_config(cfg.data), cfg.eval.pairs, seed=cfg.data.seed, split="val",

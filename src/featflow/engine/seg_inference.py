@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from featflow.data.cityscapes import CityscapesVideo
 from featflow.data.formats import cityscapes as cs
+from featflow.engine.distributed import context, gather, shard
 from featflow.data.io import write_image
 from featflow.evaluation.segmentation import ConfusionMatrix
 from featflow.methods.dff import FlowSource, ShallowFlow
@@ -90,13 +91,14 @@ def predict_labelled_frame(model: VideoSegmenter, video: CityscapesVideo, index:
     """Train ids predicted for snippet ``index``'s labelled frame, reached from a key frame ``offset``
     frames before it (offset 0: the frame itself)."""
     labelled = video.snippets[index].frame
-    current = image_to_tensor(video.image(index, labelled))
+    device = next(model.parameters()).device
+    current = image_to_tensor(video.image(index, labelled), device)
     if method == "frame" or offset == 0:
         features = model.key_features(current)
     else:
-        key = image_to_tensor(video.image(index, labelled - offset))
+        key = image_to_tensor(video.image(index, labelled - offset), device)
         features = model.propagate(model.key_features(key), current, key, source)
-    return model.segment(features, current.shape[-2:]).argmax(1)[0].byte().numpy()
+    return model.segment(features, current.shape[-2:]).argmax(1)[0].byte().cpu().numpy()
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,8 @@ def time_stream(model: VideoSegmenter, video: CityscapesVideo, method: str, key_
 def offset_matrices(model: VideoSegmenter, video: CityscapesVideo, method: str, offsets: list[int],
                     save_predictions: str | os.PathLike | None = None, progress: bool = True) -> list[ConfusionMatrix]:
     """One confusion matrix per key offset: the labelled frame of every snippet predicted from the key
-    frame ``offset`` frames before it."""
+    frame ``offset`` frames before it. Under torchrun the snippets are dealt out to the ranks and the counts
+    added up: every rank returns the matrices of the whole set."""
     if model.num_classes != video.num_classes:
         raise ValueError(f"the model predicts {model.num_classes} classes, the data has {video.num_classes}")
     if method == "dff" and model.flow_net is None:
@@ -140,7 +143,9 @@ def offset_matrices(model: VideoSegmenter, video: CityscapesVideo, method: str, 
     source = flow_source(method)
     matrices = [ConfusionMatrix(video.num_classes) for _ in offsets]
     to_id = video.table.train_id_to_id()
-    for index in tqdm(range(len(video)), desc=f"eval {method}", disable=not progress, leave=False):
+    ctx = context()
+    for index in tqdm(shard(list(range(len(video))), ctx), desc=f"eval {method}", disable=not (progress and ctx.is_main),
+                      leave=False):
         truth = video.label(index)
         for matrix, offset in zip(matrices, offsets):
             pred = predict_labelled_frame(model, video, index, method, offset, source)
@@ -149,6 +154,9 @@ def offset_matrices(model: VideoSegmenter, video: CityscapesVideo, method: str, 
                 s = video.snippets[index]
                 name = f"{cs.frame_stem(s.city, s.seq, s.frame)}_pred_labelIds.png"
                 write_image(Path(save_predictions) / f"offset_{offset}" / name, to_id[pred])
+    if ctx.distributed:  # under torchrun: the snippets were dealt out to the ranks; add up their counts
+        for k, counts in enumerate(zip(*gather([m.matrix for m in matrices], ctx))):
+            matrices[k].matrix = sum(counts)
     return matrices
 
 

@@ -22,8 +22,8 @@ from featflow.data.cityscapes import CityscapesVideo
 from featflow.data.segmentation_pairs import CityscapesPairs, SyntheticSegmentationPairs
 from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
 from featflow.engine.checkpoint import load_flow_into, load_segmenter, read_weights, save_segmenter
-from featflow.engine.config import to_dict
-from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, train
+from featflow.engine.config import check_paths, to_dict
+from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, to_device, train
 from featflow.evaluation.segmentation import IGNORE, ConfusionMatrix
 from featflow.methods.segmentation import VideoSegmenter
 from featflow.modeling.feature_net import FEATURE_NETS
@@ -128,18 +128,21 @@ def _loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
 @torch.no_grad()
 def _evaluate(model: nn.Module, samples: list[dict], num_classes: int) -> dict[str, float]:
     model.eval()
+    device = next(model.parameters()).device
     matrix = ConfusionMatrix(num_classes)
     for start in range(0, len(samples), 8):
         batch = torch.utils.data.default_collate(samples[start:start + 8])
-        key = None if model.flow_net is None else batch["key"]
-        pred = model(batch["current"], key, batch["same"]).argmax(1)
-        matrix.update(pred.numpy(), batch["label"].numpy())
+        inputs = to_device(batch, device)
+        key = None if model.flow_net is None else inputs["key"]
+        pred = model(inputs["current"], key, inputs["same"]).argmax(1)
+        matrix.update(pred.cpu().numpy(), batch["label"].numpy())
     return {"val_miou": matrix.miou()}
 
 
 def train_segmentation(cfg: SegTrainConfig, out: Path | None = None, resume: bool = False,
                        progress: bool = True) -> TrainResult:
     """Train the segmenter ``cfg`` describes; weights, optimizer state and metrics go to ``out``."""
+    check_paths(cfg, ("data.source", "model.init", "model.flow_init"))
     out = Path(out or cfg.output)
     torch.manual_seed(cfg.data.seed)
     max_offset = cfg.data.max_offset if cfg.model.flow_net else 0

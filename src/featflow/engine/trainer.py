@@ -5,6 +5,12 @@ when that comes first), gradient clipping, periodic evaluation with a checkpoint
 safetensors + optimizer state read back with ``weights_only=True``), resume after an interruption,
 a progress bar, and ``metrics.json`` with the whole history. What differs between models (the loss,
 the evaluation, how weights are saved) comes in as functions.
+
+Under ``torchrun`` (``featflow.engine.distributed``) every rank trains a DistributedDataParallel copy on its
+share of each global batch (``train.batch_size`` is the global batch, so the learning rate applies to the same
+batch whatever the number of processes); rank 0 alone evaluates and writes. The random state is a function of
+(seed, iteration, rank), set at every iteration, and the sampler's order a function of the position in the run,
+so a resumed run continues exactly as the uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from featflow.engine.checkpoint import read_weights
+from featflow.engine.distributed import (DistContext, barrier, broadcast_buffers, context, gather, local_batch,
+                                         mean_over_ranks)
 from featflow.utils.io import atomic_path, write_json
 
 T = TypeVar("T")
@@ -83,6 +92,7 @@ class TrainResult:
     iterations: int
     wall_seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    model: nn.Module | None = None  # the trained model (this rank's copy under torchrun)
 
     @property
     def last(self) -> dict[str, Any]:
@@ -107,6 +117,42 @@ class TrainTask:
     collate: Callable[[list], Any] | None = None  # batches of samples (default: torch's default_collate)
 
 
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors in (nested dicts / lists / tuples of) a batch moved to ``device``."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def seed_iteration(seed: int, iteration: int, rank: int = 0) -> None:
+    """The random state of an iteration, a function of (seed, iteration, rank) only: a resumed run draws the
+    same numbers as an uninterrupted one (RPN / R-FCN sampling, anything else drawn in the loss)."""
+    torch.manual_seed((seed * 1_000_003 + iteration * 7_919 + rank) % (2 ** 63))
+
+
+def rank_positions(positions: list[int], global_batch: int, ctx: DistContext) -> list[int]:
+    """This rank's samples: its contiguous slice of every global batch (all ranks together see each batch
+    a single process would)."""
+    size = global_batch // ctx.world_size
+    return [p for i, p in enumerate(positions) if (i % global_batch) // size == ctx.rank]
+
+
+class _Objective(nn.Module):
+    """The task's loss as one module, so DistributedDataParallel sees the whole computation in its forward."""
+
+    def __init__(self, model: nn.Module, loss: Callable[[nn.Module, Any], Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, batch: Any) -> Tensor:
+        return self.loss(self.model, batch)
+
+
 def _save_state(out: Path, optimizer: torch.optim.Optimizer, iteration: int, wall: float, history: list) -> None:
     state = {"iteration": iteration, "optimizer": optimizer.state_dict(), "wall_seconds": wall,
              "history": json.dumps(history)}
@@ -116,11 +162,15 @@ def _save_state(out: Path, optimizer: torch.optim.Optimizer, iteration: int, wal
 
 def train(task: TrainTask, cfg: OptimConfig, out: Path, eval_every: int, resume: bool = False,
           progress: bool = True) -> TrainResult:
-    """Run (or resume) ``task`` for ``cfg.iterations`` iterations; checkpoints and metrics go to ``out``."""
+    """Run (or resume) ``task`` for ``cfg.iterations`` iterations; checkpoints and metrics go to ``out``
+    (under torchrun: on every rank, rank 0 writing)."""
     if eval_every < 1:
         raise ValueError(f"{task.name}: evaluations must be at least 1 iteration apart, got {eval_every}")
-    out.mkdir(parents=True, exist_ok=True)
-    model = task.model
+    ctx = context()
+    per_rank = local_batch(cfg.batch_size, ctx)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    model = task.model.to(ctx.device)
     params = list(task.parameters) if task.parameters is not None else [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"{task.name}: nothing to train (every parameter is frozen)")
@@ -130,40 +180,53 @@ def train(task: TrainTask, cfg: OptimConfig, out: Path, eval_every: int, resume:
         state_path = out / STATE_FILE
         if not state_path.is_file():
             raise FileNotFoundError(f"nothing to resume: {state_path} does not exist")
-        state = torch.load(state_path, weights_only=True)
+        state = torch.load(state_path, weights_only=True, map_location=ctx.device)
         weights_iteration = read_weights(out / WEIGHTS_FILE)[1].get("iterations")
         if weights_iteration is not None and int(weights_iteration) != int(state["iteration"]):
             raise ValueError(f"{out}: the weights are from iteration {weights_iteration} but the optimizer state from "
                              f"{state['iteration']} (the last checkpoint was interrupted); start again without --resume")
         task.load_weights(out / WEIGHTS_FILE, model)
+        model.to(ctx.device)
         optimizer.load_state_dict(state["optimizer"])
         start, wall_before = int(state["iteration"]), float(state["wall_seconds"])
         history = json.loads(state["history"])
-    order = list(epoch_order(len(task.dataset), start * cfg.batch_size, cfg.iterations * cfg.batch_size, task.seed,
-                             task.shuffle))
-    loader = DataLoader(task.dataset, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers, drop_last=True,
-                        collate_fn=task.collate)
+    positions = list(epoch_order(len(task.dataset), start * cfg.batch_size, cfg.iterations * cfg.batch_size, task.seed,
+                                 task.shuffle))
+    loader = DataLoader(task.dataset, batch_size=per_rank, sampler=rank_positions(positions, cfg.batch_size, ctx),
+                        num_workers=cfg.workers, drop_last=True, collate_fn=task.collate)
+    objective: nn.Module = _Objective(model, task.loss)
+    if ctx.distributed:  # gradients averaged over ranks in backward; rank 0's weights broadcast at the start
+        objective = DistributedDataParallel(objective, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
+                                            find_unused_parameters=True)
     began = time.monotonic()
 
     def wall() -> float:
         return wall_before + time.monotonic() - began
 
+    last_saved = start if history else None
+
     def checkpoint(iteration: int, smooth: float | None) -> None:
-        metrics = task.evaluate(model)
-        model.train()
-        history.append({"iteration": iteration, "loss": smooth, **metrics, "wall_seconds": wall()})
-        task.save_weights(out / WEIGHTS_FILE, model, iteration)
-        _save_state(out, optimizer, iteration, wall(), history)
-        bar.write(f"iteration {iteration}: loss {smooth if smooth is None else round(smooth, 4)}, "
-                  + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        nonlocal last_saved
+        last_saved = iteration
+        if ctx.is_main:
+            metrics = task.evaluate(model)
+            model.train()
+            history.append({"iteration": iteration, "loss": smooth, **metrics, "wall_seconds": wall()})
+            task.save_weights(out / WEIGHTS_FILE, model, iteration)
+            _save_state(out, optimizer, iteration, wall(), history)
+            bar.write(f"iteration {iteration}: loss {smooth if smooth is None else round(smooth, 4)}, "
+                      + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        barrier(ctx)
 
     iteration, smooth = start, (history[-1]["loss"] if history else None)
     model.train()
-    bar = tqdm(total=cfg.iterations, initial=start, desc=f"train {task.name}", disable=not progress)
+    bar = tqdm(total=cfg.iterations, initial=start, desc=f"train {task.name}", disable=not (progress and ctx.is_main))
     for batch in loader:
+        minutes = mean_over_ranks(wall() / 60, ctx) if cfg.time_limit_minutes else 0.0  # one clock for all ranks
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_factor(iteration, cfg, wall() / 60)
-        loss = task.loss(model, batch)
+            group["lr"] = cfg.lr * lr_factor(iteration, cfg, minutes)
+        seed_iteration(task.seed, iteration, ctx.rank)
+        loss = objective(to_device(batch, ctx.device))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{task.name}: loss became {loss.item()} at iteration {iteration}; lower the lr")
         optimizer.zero_grad(set_to_none=True)
@@ -171,19 +234,25 @@ def train(task: TrainTask, cfg: OptimConfig, out: Path, eval_every: int, resume:
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
         iteration += 1
-        smooth = loss.item() if smooth is None else 0.98 * smooth + 0.02 * loss.item()
+        value = mean_over_ranks(loss.item(), ctx)  # the global batch's loss
+        smooth = value if smooth is None else 0.98 * smooth + 0.02 * value
         bar.update()
         bar.set_postfix(loss=f"{smooth:.4f}")
-        out_of_time = cfg.time_limit_minutes is not None and wall() / 60 > cfg.time_limit_minutes
+        out_of_time = cfg.time_limit_minutes is not None and mean_over_ranks(wall() / 60, ctx) > cfg.time_limit_minutes
         if iteration % eval_every == 0 or iteration == cfg.iterations or out_of_time:
             checkpoint(iteration, smooth)
         if out_of_time:
             bar.write(f"time limit of {cfg.time_limit_minutes} min reached at iteration {iteration}")
             break
-    if not history or history[-1]["iteration"] != iteration:  # nothing ran: record where the model stands
+    if last_saved != iteration:  # nothing ran: record where the model stands
         checkpoint(iteration, smooth)
     bar.close()
-    result = TrainResult(out, iteration, history[-1]["wall_seconds"], history)
-    write_json(out / "metrics.json", {"name": task.name, "config": task.config, "iterations": iteration,
-                                       "wall_seconds": result.wall_seconds, "final": history[-1], "history": history})
+    if ctx.distributed:  # every rank ends with rank 0's BatchNorm statistics and record of the run
+        broadcast_buffers(model, ctx)
+        history = gather(history, ctx)[0]
+    result = TrainResult(out, iteration, history[-1]["wall_seconds"], history, model)
+    if ctx.is_main:
+        write_json(out / "metrics.json", {"name": task.name, "config": task.config, "iterations": iteration,
+                                           "world_size": ctx.world_size, "wall_seconds": result.wall_seconds,
+                                           "final": history[-1], "history": history})
     return result
