@@ -185,7 +185,7 @@ def _datasets(cfg: DetTrainConfig, refs: ReferenceSampling
 def train_detection(cfg: DetTrainConfig, out: Path | None = None, resume: bool = False,
                     progress: bool = True) -> TrainResult:
     """Train the detector ``cfg`` describes; weights, optimizer state and metrics go to ``out``."""
-    check_paths(cfg, ("data.source", "model.init", "model.flow_init"))
+    check_paths(cfg, ("data.source", "model.init", "model.features_init", "model.flow_init"))
     out = Path(out or cfg.output)
     torch.manual_seed(cfg.data.seed)
     refs = reference_sampling(cfg.model, cfg.data.max_offset)
