@@ -231,7 +231,7 @@ def test_detection_report_tables(tmp_path):
     from featflow.data.synthetic.export import export
     from featflow.engine.checkpoint import save_detector
 
-    export("vid", tmp_path / "vid", SynthConfig(height=48, width=64, num_frames=5), videos=0, val_videos=2,
+    export("vid", tmp_path / "vid", SynthConfig(height=48, width=64, num_frames=5), videos=0, val_videos=3,
            progress=False)
     names = [f"c{k}" for k in range(8)]
     paths = {}
@@ -241,7 +241,7 @@ def test_detection_report_tables(tmp_path):
         paths[name] = str(tmp_path / f"{name}.safetensors")
         save_detector(paths[name], VideoDetector(8, "resnet18", 16, rpn=SMALL, **kwargs), names)
     plan = DetReportPlan(
-        data=str(tmp_path / "vid"), key_interval=2, window=1,
+        data=str(tmp_path / "vid"), videos=2, key_interval=2, window=1,
         ablation=(DetRowPlan("single frame", paths["frame"]), DetRowPlan("FGFA", paths["fgfa"], "fgfa")),
         postprocessing=(DetRowPlan("single frame", paths["frame"]),
                         DetRowPlan("single frame + Seq-NMS", paths["frame"], postprocess="seq-nms")),
@@ -256,6 +256,7 @@ def test_detection_report_tables(tmp_path):
     assert data["num_gt"]["all"] == data["ablation"][0]["num_gt"]["all"] > 0
     text = (tmp_path / "report" / "detection.md").read_text()
     assert "| FGFA 3 frames + flownet_inception |" in text and "FGFA (FlowNet Inception) gains" in text and "| 3 |" in text
+    assert data["videos"] == 2 and "its first 2 of 3 videos" in text  # the plan's subset of the held-out videos
 
 
 def test_cocovid_round_trip_reads_what_the_vid_reader_reads(tmp_path):

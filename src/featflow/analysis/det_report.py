@@ -56,6 +56,7 @@ class DetSpeedPlan:
 class DetReportPlan:
     data: str
     split: str = "val"
+    videos: int | None = None  # the first N videos of the split (None: all)
     key_interval: int = 10  # DFF
     window: int = 10  # FGFA: 2K+1 test frames
     ablation: tuple[DetRowPlan, ...] = ()
@@ -125,11 +126,12 @@ def _plot(path: Path, counts: list[dict]) -> None:
     plt.close(fig)
 
 
-def _markdown(plan: DetReportPlan, data: VidDataset, results: dict) -> str:
+def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) -> str:
     frames = sum(data.num_frames(v) for v in range(len(data)))
     gt = results["num_gt"]
     lines = ["# Video object detection: single frame, DFF, FGFA and box-level post-processing", "",
-             f"Held-out data: {len(data)} videos ({frames} frames) of `{plan.data}` (split `{plan.split}`, ImageNet VID "
+             f"Held-out data: {len(data)} videos ({frames} frames) of `{plan.data}` (split `{plan.split}`"
+             + (f", its first {len(data)} of {total} videos" if len(data) < total else "") + ", ImageNet VID "
              f"layout), ground-truth boxes: {gt['all']} (slow {gt['slow']}, medium {gt['medium']}, fast {gt['fast']}). "
              "Small models trained here on the CPU (configs in `featflow/configs/det/`). mAP@0.5 with the VID rules "
              "(small-box threshold, +1 pixel convention, VOC all-point AP) and the motion categories from ground-truth "
@@ -190,6 +192,9 @@ def _markdown(plan: DetReportPlan, data: VidDataset, results: dict) -> str:
 def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "reports", command: str = "featflow bench det",
                          progress: bool = True) -> list[Path]:
     data = VidDataset(plan.data, plan.split)
+    total = len(data)
+    if plan.videos is not None:
+        data = data.first(plan.videos)
     runner = _Runner(data, progress)
 
     def rows(plans: tuple[DetRowPlan, ...]) -> list[dict]:
@@ -209,7 +214,7 @@ def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "repor
     weights = [r.weights for r in plan.ablation + plan.postprocessing + plan.dff]
     results["training"] = training_records(weights + ([plan.frame_count_weights] if plan.frame_count_weights else []))
     report = Path(report)
-    paths = write_report(report, "detection", _markdown(plan, data, results),
+    paths = write_report(report, "detection", _markdown(plan, data, total, results),
                          {"plan": asdict(plan), "videos": len(data), **results, "machine": machine_description()},
                          command)
     if results["frame_counts"]:

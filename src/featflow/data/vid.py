@@ -9,6 +9,8 @@ the results format uses), else from the folders under ``Data/VID/{split}``.
 
 from __future__ import annotations
 
+import copy
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +94,14 @@ class VideoBoxesBase:
 
     def image(self, v: int, t: int) -> np.ndarray:
         return read_image(self.image_path(v, t))
+
+    def first(self, count: int) -> "VideoBoxesBase":
+        """The same source restricted to its first ``count`` videos (a quicker benchmark)."""
+        if count < 1:
+            raise ValueError(f"a subset needs at least one video, got {count}")
+        subset = copy.copy(self)
+        subset.videos = self.videos[:count]
+        return subset
 
 
 class VidDataset(VideoBoxesBase):
