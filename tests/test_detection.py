@@ -361,3 +361,8 @@ def test_features_init_takes_n_feat_from_a_segmenter(tmp_path):
         build_detector(DetModelConfig(channels=32, features_init=str(tmp_path / "seg.safetensors")), 3)
     with pytest.raises(ValueError, match="alternatives"):
         DetModelConfig(init="a", features_init="b")
+    dff = build_detector(DetModelConfig(channels=16, flow_net="flownet_inception", freeze_scale=True,
+                                        features_init=str(tmp_path / "seg.safetensors"), freeze_features=True), 3)
+    assert not any(p.requires_grad for p in dff.flow_net.scale_conv.parameters())  # the scale field stays at 1
+    assert all(p.requires_grad for n, p in dff.flow_net.named_parameters() if not n.startswith("scale_conv"))
+    assert not any(p.requires_grad for p in dff.feature_net.parameters())

@@ -48,6 +48,7 @@ class DetModelConfig:
     flow_init: str | None = "shipped"
     freeze_features: bool = False
     freeze_flow: bool = False
+    freeze_scale: bool = False  # DFF's scale field kept at 1 (F's flow still trained)
 
     def __post_init__(self) -> None:
         if self.arch not in FEATURE_NETS:
@@ -56,8 +57,8 @@ class DetModelConfig:
             raise ValueError(f"unknown flow network {self.flow_net!r}; choose one of {', '.join(FLOW_NETS)}")
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {self.aggregation!r}; choose one of {AGGREGATIONS}")
-        if self.freeze_flow and self.flow_net is None:
-            raise ValueError("freeze_flow needs a flow network")
+        if (self.freeze_flow or self.freeze_scale) and self.flow_net is None:
+            raise ValueError("freeze_flow and freeze_scale need a flow network")
         if self.init and self.features_init:
             raise ValueError("init and features_init are alternatives (init already holds N_feat)")
 
@@ -122,6 +123,8 @@ def build_detector(cfg: DetModelConfig, num_classes: int) -> VideoDetector:
     model.feature_net.requires_grad_(not cfg.freeze_features)
     if model.flow_net is not None:
         model.flow_net.requires_grad_(not cfg.freeze_flow)
+        if cfg.freeze_scale:
+            model.flow_net.scale_conv.requires_grad_(False)
     return model
 
 
