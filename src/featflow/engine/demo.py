@@ -5,7 +5,9 @@ The shipped segmenter is a DFF model (ResNet-18 N_feat + FlowNet Inception, trai
 video). "Per-frame" runs its N_feat and head on every frame; "DFF" runs N_feat on every l-th frame only
 and propagates features along FlowNet Inception's flow to the frames between. Detection uses the shipped
 DFF and FGFA detectors the same way: single frame runs the DFF detector's N_feat + R-FCN on every frame,
-FGFA aggregates 2K+1 frames warped along its own flow.
+FGFA aggregates 2K+1 frames warped along its own flow. Besides the videos and the summary, the demo draws
+the accuracy-speed trade-off of what it ran (``tradeoff.png``) and the flow F estimates between a few frames and
+their key frames (``flow.png``), and gathers everything into one self-contained ``report.html``.
 """
 
 from __future__ import annotations
