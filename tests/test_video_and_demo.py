@@ -48,7 +48,8 @@ def test_demo_with_given_weights(tmp_path, capsys):
     model = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16, flow_net="flownet_inception")
     save_segmenter(tmp_path / "dff.safetensors", model, ["c"] * NUM_CLASSES,
                    {"config": json.dumps({"data": {"size": [48, 64]}})})
-    summary = run_demo(tmp_path / "out", frames=6, key_interval=3, weights=tmp_path / "dff.safetensors", progress=False)
+    summary = run_demo(tmp_path / "out", frames=6, key_interval=3, weights=tmp_path / "dff.safetensors", progress=False,
+                       detection=False)
     assert summary.size == (48, 64) and summary.dff.fps > 0 and summary.per_frame.fps > 0
     frames = list(open_source(tmp_path / "out" / "demo.mp4").frames())
     assert len(frames) == 6 and frames[0].shape == (96, 3 * 128 + 2 * 4, 3)
@@ -57,7 +58,7 @@ def test_demo_with_given_weights(tmp_path, capsys):
     assert page.count("data:image/png;base64,") == 2 and page.count("data:video/mp4;base64,") == 1
     assert "<table>" in page and (tmp_path / "out" / "flow.png").is_file() and (tmp_path / "out" / "tradeoff.png").is_file()
     assert main(["demo", "--out", str(tmp_path / "cli"), "--frames", "4", "--weights", str(tmp_path / "dff.safetensors"),
-                 "--quiet"]) == 0
+                 "--no-detection", "--quiet"]) == 0
     assert "speedup" not in capsys.readouterr().err
 
 
