@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from featflow.methods.detection import VideoDetector, total_loss
-from featflow.methods.fgfa import aggregation_weights
+from featflow.methods.fgfa import aggregation_weights, cosine_similarity
 from featflow.methods.streams import AggregatedFeatures, KeyFrameFeatures
 from featflow.modeling.rfcn import RFCNConfig, RFCNHead
 from featflow.modeling.rpn import RPNConfig
@@ -79,8 +79,13 @@ def test_rfcn_targets_and_ohem_keep_the_hardest_rois():
 
 def test_fgfa_weights_and_identical_frames():
     current = torch.randn(1, 6, 2, 3)
-    refs = torch.stack([current, -current, current], 1)  # the same embedding twice and its opposite once
-    w = aggregation_weights(current, refs)
+    refs = [current, -current, 2 * current]  # the same direction twice and its opposite once
+    cos = torch.stack([cosine_similarity(current, r) for r in refs], 1)
+    assert torch.allclose(cos, torch.tensor([1.0, -1.0, 1.0]).view(1, 3, 1, 1, 1).expand(1, 3, 1, 2, 3), atol=1e-6)
+    other = torch.randn_like(current)
+    assert torch.allclose(cosine_similarity(current, other)[:, 0],
+                          torch.nn.functional.cosine_similarity(current, other, dim=1), atol=1e-6)
+    w = aggregation_weights(cos)
     assert w.shape == (1, 3, 1, 2, 3)
     assert torch.allclose(w.sum(1), torch.ones(1, 1, 2, 3))
     assert torch.allclose(w[:, 0], w[:, 2]) and (w[:, 0] > w[:, 1]).all()  # cos 1 beats cos -1
@@ -90,6 +95,12 @@ def test_fgfa_weights_and_identical_frames():
     embedding = model.aggregator.embedding(features)
     out = model.aggregate(embedding, [features] * 3, [embedding] * 3)
     assert torch.allclose(out, features, atol=1e-5)
+    other = torch.randn(1, 16, 4, 6)  # two different frames: the softmax of their cosines weighs them
+    e_other = model.aggregator.embedding(other)
+    w_own, w_other = aggregation_weights(torch.stack([cosine_similarity(embedding, embedding),
+                                                      cosine_similarity(embedding, e_other)], 1)).unbind(1)
+    out = model.aggregate(embedding, [features, other], [embedding, e_other])
+    assert torch.allclose(out, w_own * features + w_other * other, atol=1e-5)
 
 
 def test_aggregation_ablations_without_flow_and_without_adaptive_weights():

@@ -47,7 +47,7 @@ def test_flow_pairs_are_deterministic_and_consistent():
 
 def test_multiscale_loss_is_zero_for_perfect_predictions():
     net = build_flow_net("flownet_half", scale_channels=4)
-    frames = torch.randn(1, 3, 64, 96)
+    frames = flow_input(torch.rand(1, 3, 64, 96) * 255)
     out = net(frames, frames, pyramid=True)
     target = torch.zeros(1, 2, 64, 96)
     target[:, 0] = 3.0

@@ -42,7 +42,7 @@ def test_unknown_networks_are_named_in_errors():
 @pytest.mark.parametrize("size", [(97, 131), (64, 64), (33, 47)])
 def test_flow_net_output_lines_up_with_features(name, size):
     net = build_flow_net(name, scale_channels=24)
-    frames = torch.randn(1, 3, *size)
+    frames = flow_input(torch.rand(1, 3, *size) * 255)  # (1, 3, ceil(H/2), ceil(W/2))
     out = net(frames, frames, pyramid=True)
     h16, w16 = feature_map_size(*size)
     assert out.flow.shape == (1, 2, h16, w16)
@@ -54,7 +54,7 @@ def test_flow_net_output_lines_up_with_features(name, size):
 @pytest.mark.parametrize("name", FLOW_NETS)
 def test_scale_field_starts_at_exactly_one(name):
     net = build_flow_net(name, scale_channels=8)
-    out = net(torch.randn(2, 3, 48, 64), torch.randn(2, 3, 48, 64))
+    out = net(torch.randn(2, 3, 24, 32), torch.randn(2, 3, 24, 32))
     assert torch.equal(out.scale, torch.ones_like(out.scale))
     # the bias of 1 is a constant, not a parameter: training cannot move it
     assert all(p.shape != (8,) for p in net.scale_conv.parameters())
@@ -69,4 +69,6 @@ def test_flow_net_rejects_mismatched_frames():
 def test_input_conventions():
     images = torch.tensor(PIXEL_MEANS).view(1, 3, 1, 1).expand(1, 3, 2, 2) + 255.0
     torch.testing.assert_close(feature_input(images), torch.full((1, 3, 2, 2), 255.0))
-    torch.testing.assert_close(flow_input(images), torch.ones(1, 3, 2, 2))
+    torch.testing.assert_close(flow_input(images), torch.ones(1, 3, 1, 1))  # and at half resolution
+    odd = torch.arange(3 * 3 * 5, dtype=torch.float32).view(1, 3, 3, 5)
+    assert flow_input(odd).shape == (1, 3, 2, 3)  # sizes round up

@@ -58,3 +58,19 @@ def test_mismatched_shapes_are_rejected():
         warp(torch.randn(1, 3, 4, 5), torch.zeros(1, 2, 4, 6))
     with pytest.raises(ValueError, match="expected features"):
         warp(torch.randn(1, 3, 4, 5), torch.zeros(1, 3, 4, 5))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_matches_bilinear_grid_sampling_with_zero_padding(channels_last):
+    torch.manual_seed(0)
+    n, c, h, w = 2, 5, 7, 9
+    features = torch.randn(n, c, h, w)
+    if channels_last:
+        features = features.contiguous(memory_format=torch.channels_last)
+    flow = torch.randn(n, 2, h, w) * 4  # many samples fall partly or wholly outside the map
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    gx = (2 * (xs + flow[:, 0]) + 1) / w - 1  # pixel coordinates -> grid_sample's align_corners=False grid
+    gy = (2 * (ys + flow[:, 1]) + 1) / h - 1
+    expected = torch.nn.functional.grid_sample(features, torch.stack([gx, gy], -1), mode="bilinear",
+                                               padding_mode="zeros", align_corners=False)
+    torch.testing.assert_close(warp(features, flow), expected, atol=1e-5, rtol=0)

@@ -121,7 +121,7 @@ class Model:
         return next(self.net.parameters()).device
 
     def to(self, device: str | torch.device) -> "Model":
-        self.net.to(device)
+        self.net.for_inference(device)
         return self
 
     def stream(self, frames: Iterable[np.ndarray | torch.Tensor], method: str | None = None,

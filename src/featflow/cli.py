@@ -258,7 +258,7 @@ def _cmd_eval_seg(args: argparse.Namespace) -> None:
     model, meta = load_segmenter(args.weights, flow_net=args.flow_net)
     if args.flow_net and not meta.get("flow_net"):  # a per-frame model composed with pre-trained flow
         load_flow_into(model, args.flow_weights)
-    model.to(context().device)
+    model.for_inference(context().device)
     video = CityscapesVideo(args.data, args.split)
     result = evaluate_segmentation(model, video, args.method, args.key_interval, args.save_predictions,
                                    progress=not args.quiet)
@@ -289,7 +289,7 @@ def _cmd_eval_det(args: argparse.Namespace) -> None:
         data = CocoVidDataset(args.data, args.images)
     else:
         data = VidDataset(args.data, args.split)
-    model = load_detector(args.weights)[0].to(context().device)
+    model = load_detector(args.weights)[0].for_inference(context().device)
     postprocess = "seq-nms" if args.seq_nms else args.postprocess
     ev = evaluate_detection(model, data, config, postprocess, args.save_detections, progress=not args.quiet)
     r = ev.result

@@ -63,7 +63,7 @@ def flow_net_cost(name: str, height: int = 600, width: int = 1000, scale_channel
     """Multiply-adds of F (half-resolution flow, stride-16 heads, scale conv included) for one pair."""
     with torch.device("meta"):
         net = build_flow_net(name, scale_channels).eval()
-        frame = torch.empty(1, 3, height, width)
+        frame = torch.empty(1, 3, -(-height // 2), -(-width // 2))  # F's half-resolution input
     return count_multiply_adds(net, frame, frame)
 
 

@@ -78,7 +78,7 @@ class _Runner:
     def row(self, name: str, weights: str, config: DetStreamConfig, postprocess: str | None = None) -> dict:
         key = (weights, config)
         if key not in self.raw:
-            model, _ = load_detector(weights)
+            model = load_detector(weights)[0].for_inference()
             self.raw[key] = detect_dataset(model, self.data, config, self.progress)
         detections, ms = self.raw[key]
         if postprocess is not None:

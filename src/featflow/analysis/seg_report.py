@@ -70,7 +70,7 @@ def _model(weights: str, flow_net: str | None = None, flow_weights: str | None =
     model, meta = load_segmenter(weights, flow_net=flow_net)
     if flow_net and not meta.get("flow_net"):
         load_flow_into(model, flow_weights)
-    return model
+    return model.for_inference()
 
 
 def _ablation(plan: SegReportPlan, video: CityscapesVideo, progress: bool) -> list[dict]:

@@ -71,7 +71,7 @@ def measure_speed(task: str = "seg", feature_net: str = "resnet101", flow_net: s
     frames = frames or 2 * key_interval
     torch.manual_seed(seed)
     model, head = _paper_model(task, feature_net, flow_net)
-    model.eval().to(device)
+    model.for_inference(device)
     images = [torch.rand(1, 3, *size, device=device) * 255 for _ in range(min(frames, 4))]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
@@ -143,7 +143,7 @@ class AggregationSpeedRow:
 
 @torch.no_grad()
 def measure_fgfa_speed(feature_net: str = "resnet101", flow_net: str = "flownet", size: tuple[int, int] = (600, 1000),
-                       window: int = 10, frames: int = 2, device: str = "cpu", seed: int = 0) -> AggregationSpeedRow:
+                       window: int = 10, frames: int = 4, device: str = "cpu", seed: int = 0) -> AggregationSpeedRow:
     """Time FGFA detection per frame in the steady state of the offline stream: the ring buffer is filled first
     (untimed), then each pushed frame outputs one frame that aggregates 2K+1 frames. The single-frame detector
     is timed on the same frames in the same run."""
@@ -151,7 +151,7 @@ def measure_fgfa_speed(feature_net: str = "resnet101", flow_net: str = "flownet"
         raise ValueError("window must be >= 0 and frames >= 1")
     torch.manual_seed(seed)
     model, head = _paper_model("det", feature_net, flow_net, aggregation="adaptive")
-    model.eval().to(device)
+    model.for_inference(device)
     images = [torch.rand(1, 3, *size, device=device) * 255 for _ in range(min(2 * window + 1 + frames, 4))]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     head(model.key_features(images[0]), size)  # warm-up

@@ -103,6 +103,7 @@ def run_demo(out: str | os.PathLike = "featflow_demo", frames: int = 60, key_int
         raise ValueError("the demo needs at least 2 frames and a key interval of at least 1")
     out = Path(out)
     model, meta = load_segmenter(weights or shipped_segmenter())
+    model.for_inference()
     if model.flow_net is None:
         raise ValueError("the demo needs a DFF segmenter (with a flow network)")
     size = tuple(json.loads(meta.get("config", "{}")).get("data", {}).get("size", (128, 256)))  # trained size
@@ -238,7 +239,8 @@ def run_detection_demo(out: str | os.PathLike = "featflow_demo", frames: int = 4
     out = Path(out)
     shipped = shipped_detectors()
     dff_model, meta = load_detector(dff_weights or shipped["dff"])
-    fgfa_model, _ = load_detector(fgfa_weights or shipped["fgfa"])
+    fgfa_model = load_detector(fgfa_weights or shipped["fgfa"])[0].for_inference()
+    dff_model.for_inference()
     if dff_model.flow_net is None or fgfa_model.aggregator is None:
         raise ValueError("the detection demo needs a DFF detector and an FGFA detector")
     names = json.loads(meta["class_names"])

@@ -74,15 +74,24 @@ class DeepFeatureFlow(nn.Module):
                 part.train(False)
         return self
 
+    def for_inference(self, device: torch.device | str | None = None) -> "DeepFeatureFlow":
+        """Evaluation mode on ``device`` (default: where the model is). On the CPU the weights are stored
+        channels-last, oneDNN's fast layout for convolutions (ResNet-101 at 600x1000: 1.43 s -> 1.16 s)."""
+        device = torch.device(device) if device is not None else next(self.parameters()).device
+        self.eval().to(device)
+        if device.type == "cpu":
+            self.to(memory_format=torch.channels_last)
+        return self
+
     def key_features(self, images: Tensor) -> Tensor:
         """N_feat: (N, 3, H, W) RGB [0, 255] -> (N, C, ceil(H/16), ceil(W/16))."""
         return self.feature_net(feature_input(images))
 
-    def learned_flow(self, current: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
-        """F: the current -> key flow (feature pixels) and the scale field."""
+    def learned_flow(self, current: Tensor, key: Tensor, with_scale: bool = True) -> tuple[Tensor, Tensor | None]:
+        """F: the current -> key flow (feature pixels) and the scale field (None unless ``with_scale``)."""
         if self.flow_net is None:
             raise RuntimeError("this model has no flow network: it can only run per frame")
-        out = self.flow_net(flow_input(current), flow_input(key))
+        out = self.flow_net(flow_input(current), flow_input(key), with_scale=with_scale)
         return out.flow, out.scale
 
     def propagate(self, key_features: Tensor, current: Tensor, key: Tensor, source: FlowSource | None = None) -> Tensor:
@@ -117,19 +126,22 @@ class DeepFeatureFlow(nn.Module):
         features = self.key_features(images)
         return features, self._aggregator().embed(features)
 
-    def align(self, features: Tensor, embedding: Tensor, current: Tensor, reference: Tensor,
-              source: FlowSource | None = None) -> tuple[Tensor, Tensor]:
-        """A reference frame's features and embedding warped to ``current`` along the current -> reference flow
-        (unchanged when the model has no flow: the "without flow" ablation)."""
-        if source is None and self.flow_net is None:
-            return features, embedding
-        flow, _ = (source or self.learned_flow)(current, reference)  # FGFA uses no scale field
-        warped = warp(torch.cat([features, embedding], 1), flow)  # one sampling pass for both
-        return warped.split([features.shape[1], embedding.shape[1]], dim=1)
+    def align(self, maps: Tensor, current: Tensor, reference: Tensor, source: FlowSource | None = None) -> Tensor:
+        """A reference frame's maps (N, M, h, w), e.g. its features and embedding stacked along channels, warped
+        to ``current`` along the current -> reference flow in one sampling pass (unchanged when the model has
+        no flow: the "without flow" ablation). FGFA uses no scale field."""
+        if source is not None:
+            flow, _ = source(current, reference)
+        elif self.flow_net is not None:
+            flow, _ = self.learned_flow(current, reference, with_scale=False)
+        else:
+            return maps
+        return warp(maps, flow)
 
     def aggregate(self, current_embedding: Tensor, features: list[Tensor], embeddings: list[Tensor]) -> Tensor:
-        """Aligned features [(N, C, h, w)] * T and embeddings -> the aggregated features (N, C, h, w)."""
-        return self._aggregator()(current_embedding, torch.stack(features, 1), torch.stack(embeddings, 1))
+        """Aligned features [(N, C, h, w)] * T and embeddings [(N, E, h, w)] * T -> the aggregated features."""
+        aggregator = self._aggregator()
+        return aggregator(features, [aggregator.similarity(current_embedding, e) for e in embeddings])
 
     def aggregated_features(self, current: Tensor, references: list[Tensor], include_current: bool = False,
                             source: FlowSource | None = None) -> Tensor:
@@ -137,10 +149,9 @@ class DeepFeatureFlow(nn.Module):
         (and from itself when ``include_current``), every frame's N_feat run in one batch."""
         n = len(current)
         features, embeddings = self.frame_features(torch.cat([current, *references]))
-        features, embeddings = list(features.split(n)), list(embeddings.split(n))
-        aligned_f, aligned_e = ([features[0]], [embeddings[0]]) if include_current else ([], [])
-        for i, reference in enumerate(references, start=1):
-            f, e = self.align(features[i], embeddings[i], current, reference, source)
-            aligned_f.append(f)
-            aligned_e.append(e)
-        return self.aggregate(embeddings[0], aligned_f, aligned_e)
+        channels = features.shape[1]
+        maps = torch.cat([features, embeddings], 1).split(n)  # [(N, C + E, h, w)] per frame
+        aligned = [maps[0]] if include_current else []
+        aligned += [self.align(m, current, reference, source) for m, reference in zip(maps[1:], references)]
+        aligned_f, aligned_e = zip(*(a.split([channels, a.shape[1] - channels], dim=1) for a in aligned))
+        return self.aggregate(embeddings[:n], list(aligned_f), list(aligned_e))

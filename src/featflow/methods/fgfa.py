@@ -14,7 +14,9 @@ The paper's ablations come from the same module: ``adaptive=False`` averages the
 
 from __future__ import annotations
 
-import torch.nn.functional as F
+from collections.abc import Sequence
+
+import torch
 from torch import Tensor, nn
 
 #: FGFA's aggregation: none, adaptive weights from the embedding network, or the plain mean (an ablation).
@@ -36,14 +38,25 @@ class EmbeddingNet(nn.Module):
         return self.layers(features)
 
 
-def aggregation_weights(current: Tensor, references: Tensor) -> Tensor:
-    """Embeddings of the current frame (N, E, h, w) and of T warped frames (N, T, E, h, w) -> (N, T, 1, h, w)."""
-    cos = (F.normalize(references, dim=2) * F.normalize(current, dim=1).unsqueeze(1)).sum(2, keepdim=True)
-    return cos.softmax(dim=1)
+def cosine_similarity(current: Tensor, embedding: Tensor) -> Tensor:
+    """Per-pixel cosine of two embeddings (N, E, h, w) -> (N, 1, h, w), the logits of the aggregation weights."""
+    dot = torch.einsum("nchw,nchw->nhw", current, embedding)  # a batched dot product: no (N, E, h, w) temporary
+    norms = torch.linalg.vector_norm(current, dim=1) * torch.linalg.vector_norm(embedding, dim=1)
+    return (dot / norms.clamp_min(1e-12)).unsqueeze(1)
+
+
+def aggregation_weights(similarities: Tensor) -> Tensor:
+    """Cosines of T frames (N, T, 1, h, w) -> their weights, a softmax across the frames (no temperature)."""
+    return similarities.softmax(dim=1)
 
 
 class FlowGuidedAggregation(nn.Module):
-    """The embedding network and the weighted average of already-warped features."""
+    """The embedding network and the weighted average of already-warped features.
+
+    The aggregation takes one cosine map per frame rather than the warped embeddings themselves, so that a
+    stream can compare each reference with the current frame as soon as it is warped and drop its
+    embedding (2C channels) at once: memory and time then grow with the features alone.
+    """
 
     def __init__(self, channels: int, adaptive: bool = True) -> None:
         super().__init__()
@@ -56,12 +69,22 @@ class FlowGuidedAggregation(nn.Module):
             return features.new_zeros(features.shape[0], 0, *features.shape[2:])
         return self.embedding(features)
 
-    def forward(self, current_embedding: Tensor, features: Tensor, embeddings: Tensor) -> Tensor:
-        """current_embedding (N, E, h, w); warped features (N, T, C, h, w) and their embeddings (N, T, E, h, w)
-        -> aggregated features (N, C, h, w)."""
-        if features.shape[1] == 0:
+    def similarity(self, current_embedding: Tensor, embedding: Tensor) -> Tensor | None:
+        """The cosine map (N, 1, h, w) of a warped frame's embedding against the current frame's; None
+        without adaptive weights."""
+        return cosine_similarity(current_embedding, embedding) if self.adaptive else None
+
+    def forward(self, features: Sequence[Tensor], similarities: Sequence[Tensor | None]) -> Tensor:
+        """Warped features [(N, C, h, w)] * T and their cosine maps [(N, 1, h, w)] * T -> (N, C, h, w)."""
+        if not features:
             raise ValueError("aggregation needs at least one frame")
-        if not self.adaptive:
-            return features.mean(1)
-        weights = aggregation_weights(current_embedding, embeddings)  # (N, T, 1, h, w)
-        return (weights * features).sum(1)
+        if len(similarities) != len(features):
+            raise ValueError(f"{len(features)} frames but {len(similarities)} similarity maps")
+        if self.adaptive:
+            weights = aggregation_weights(torch.stack(list(similarities), 1)).unbind(1)  # [(N, 1, h, w)] * T
+        else:
+            weights = [1.0 / len(features)] * len(features)
+        out = features[0] * weights[0]
+        for f, w in zip(features[1:], weights[1:]):  # accumulated: no (N, T, C, h, w) copy of the features
+            out = out + f * w
+        return out

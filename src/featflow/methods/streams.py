@@ -53,13 +53,15 @@ class KeyFrameFeatures:
 class _Entry:
     index: int
     image: Tensor  # (1, 3, H, W)
-    features: Tensor  # (1, C, h, w)
-    embedding: Tensor  # (1, E, h, w)
+    maps: Tensor  # (1, C + E, h, w): the frame's features and embedding, stacked to be warped in one pass
 
 
 class AggregatedFeatures:
     """FGFA as a stream. ``push(image)`` returns the (frame index, aggregated features) pairs that became
-    ready (offline: frame t once frame t+K has arrived; online: the frame itself); ``finish()`` the rest."""
+    ready (offline: frame t once frame t+K has arrived; online: the frame itself); ``finish()`` the rest.
+
+    Each reference is compared with the current frame as soon as it is warped; only its warped features
+    and its cosine map are kept for the weighted sum."""
 
     def __init__(self, model: DeepFeatureFlow, window: int = 10, online: bool = False,
                  source: FlowSource | None = None) -> None:
@@ -68,33 +70,41 @@ class AggregatedFeatures:
         if model.aggregator is None:
             raise ValueError("FGFA needs a model with an aggregation (embedding) network (an FGFA checkpoint)")
         self.model, self.window, self.online, self.source = model, window, online, source
+        self.aggregator = model.aggregator
         self.reset()
 
     def reset(self) -> None:
         self.buffer: deque[_Entry] = deque(maxlen=2 * self.window + 1)
         self.next_out = 0  # the next frame whose features are due
         self.count = 0
+        self.channels = 0  # C: where the features end and the embedding begins in an entry's maps
 
     def _aggregate(self, t: int, last: int) -> Tensor:
         """Frame t from the window t-K..t+K (online: t-K..t), clipped to frames 0..last and padded by repeats."""
         high = t if self.online else t + self.window
         by_index = {e.index: e for e in self.buffer}
         current = by_index[t]
-        aligned: dict[int, tuple[Tensor, Tensor]] = {t: (current.features, current.embedding)}
-        features, embeddings = [], []
+        own_features, own_embedding = current.maps.split([self.channels, current.maps.shape[1] - self.channels], 1)
+        aligned = {t: (own_features, self.aggregator.similarity(own_embedding, own_embedding))}
+        features, similarities = [], []
         for j in range(t - self.window, high + 1):
             j = min(max(j, 0), last)  # the ends repeat the first / last frame
             if j not in aligned:  # F once per (current, reference) pair
                 ref = by_index[j]
-                aligned[j] = self.model.align(ref.features, ref.embedding, current.image, ref.image, self.source)
+                warped = self.model.align(ref.maps, current.image, ref.image, self.source)
+                f, e = warped.split([self.channels, warped.shape[1] - self.channels], 1)
+                aligned[j] = (f, self.aggregator.similarity(own_embedding, e))
             features.append(aligned[j][0])
-            embeddings.append(aligned[j][1])
-        return self.model.aggregate(current.embedding, features, embeddings)
+            similarities.append(aligned[j][1])
+        return self.aggregator(features, similarities)
 
     @torch.no_grad()
     def push(self, image: Tensor) -> list[tuple[int, Tensor]]:
         features, embedding = self.model.frame_features(image)
-        self.buffer.append(_Entry(self.count, image, features, embedding))
+        self.channels = features.shape[1]
+        # channels-last: the warp gathers whole pixels (all C + E channels in one run of memory)
+        maps = torch.cat([features, embedding], 1).contiguous(memory_format=torch.channels_last)
+        self.buffer.append(_Entry(self.count, image, maps))
         self.count += 1
         ready = []
         while self.next_out < self.count and (self.online or self.next_out + self.window < self.count):

