@@ -117,6 +117,27 @@ def test_aggregation_ablations_without_flow_and_without_adaptive_weights():
         _detector(aggregation="max")
 
 
+def test_for_inference_runs_channels_last_on_the_cpu_with_the_same_outputs():
+    model = _detector(flow_net="flownet_inception", aggregation="adaptive").eval()
+    frames = [torch.rand(1, 3, 32, 48) * 255 for _ in range(3)]
+    stream = AggregatedFeatures(model, window=1)
+    before = [out for frame in frames for out in stream.push(frame)] + stream.finish()
+    key = model.key_features(frames[0])
+    propagated = model.propagate(key, frames[1], frames[0])
+    assert model.for_inference("cpu") is model and not model.training
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
+    stream = AggregatedFeatures(model, window=1)
+    after = [out for frame in frames for out in stream.push(frame)] + stream.finish()
+    assert [i for i, _ in after] == [i for i, _ in before]
+    for (_, a), (_, b) in zip(before, after):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(model.propagate(model.key_features(frames[0]), frames[1], frames[0]), propagated,
+                               atol=1e-4, rtol=1e-4)
+    # FGFA has no scale field: its flow skips the scale head
+    flow, scale = model.learned_flow(frames[1], frames[0], with_scale=False)
+    assert scale is None and flow.shape == (1, 2, 2, 3)
+
+
 class _CountingZeroFlow:
     """A flow source with zero flow that records each (current, reference) call."""
 

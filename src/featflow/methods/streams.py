@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from featflow.methods.dff import DeepFeatureFlow, FlowSource
+from featflow.methods.dff import DeepFeatureFlow, FlowSource, StreamFlow
 from featflow.methods.schedulers import FixedInterval, KeyFrameScheduler
 
 
@@ -27,7 +27,9 @@ class KeyFrameFeatures:
                  source: FlowSource | None = None) -> None:
         if propagate and model.flow_net is None and source is None:
             raise ValueError("propagating features needs a model with a flow network (a DFF checkpoint) or a flow source")
-        self.model, self.propagate, self.source = model, propagate, source
+        self.model, self.propagate = model, propagate
+        # the key frame's input to F is prepared once, not once per frame that propagates from it
+        self.source = source or (StreamFlow(model, with_scale=True, capacity=2) if propagate else None)
         self.scheduler = scheduler or FixedInterval(1)
         self.reset()
 
@@ -69,7 +71,10 @@ class AggregatedFeatures:
             raise ValueError(f"the aggregation window K must be >= 0, got {window}")
         if model.aggregator is None:
             raise ValueError("FGFA needs a model with an aggregation (embedding) network (an FGFA checkpoint)")
-        self.model, self.window, self.online, self.source = model, window, online, source
+        self.model, self.window, self.online = model, window, online
+        # each frame's input to F is prepared once for its 2K pairings (FGFA uses no scale field)
+        learned = StreamFlow(model, with_scale=False, capacity=2 * window + 2) if model.flow_net is not None else None
+        self.source = source or learned
         self.aggregator = model.aggregator
         self.reset()
 
