@@ -58,7 +58,7 @@ class ShallowFlow:
 class StreamFlow:
     """A model's F as a flow source for streams, which pair each frame with many others: every frame's
     half-resolution input (``flow_input``) is prepared once and kept for the last ``capacity`` distinct frames
-    (at 600x1000 on the CPU that is 1.7 ms a frame, paid once instead of once per pair).
+    (at 600x1000 on the CPU that is about 2 ms a frame, paid once instead of once per pair).
 
     Frames are recognised by identity: the streams pass the tensors they were given, and the cache holds each
     frame it remembers, so no other tensor can take its identity while it is there."""
