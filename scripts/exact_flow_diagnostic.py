@@ -93,7 +93,7 @@ def detect(model: VideoDetector, method: str, images: list[Tensor], source: Exac
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("data/vid_synth_val"))
     parser.add_argument("--split", default="val")
@@ -102,7 +102,15 @@ def main() -> None:
     parser.add_argument("--dff", required=True)
     parser.add_argument("--fgfa", required=True)
     parser.add_argument("--report", type=Path, default=Path("reports"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not (args.data / "featflow_synth.json").is_file():
+        parser.error(f"{args.data} has no featflow_synth.json: the exact flow needs data exported by "
+                     "`featflow synth --format vid`, whose generator settings it records")
+    if args.videos < 1:
+        parser.error(f"--videos must be at least 1, got {args.videos}")
+    for weights in (args.frame, args.dff, args.fgfa):
+        if not Path(weights).is_file():
+            parser.error(f"no weights at {weights}")
     data = VidDataset(args.data, args.split).first(args.videos)
     truth = ground_truth(data)
     runs = [("single frame", "frame", args.frame, None)]

@@ -187,6 +187,30 @@ def test_dff_feature_stream_key_frames():
         KeyFrameFeatures(_detector(), propagate=True)
 
 
+def test_streams_prepare_each_frames_flow_input_once(monkeypatch):
+    import featflow.methods.dff as dff
+    from featflow.methods.schedulers import FixedInterval
+
+    prepared = []
+    real = dff.flow_input
+    monkeypatch.setattr(dff, "flow_input", lambda images: prepared.append(images) or real(images))
+    model = _detector(flow_net="flownet_inception", aggregation="adaptive").eval()
+    frames = [torch.rand(1, 3, 32, 48) * 255 for _ in range(7)]
+    stream = AggregatedFeatures(model, window=2)
+    out = [o for f in frames for o in stream.push(f)] + stream.finish()
+    assert len(out) == 7 and len(prepared) == 7  # once per frame, though each frame is in up to 4 pairs
+    assert all(any(p is f for p in prepared) for f in frames)
+    prepared.clear()
+    keyed = KeyFrameFeatures(model, propagate=True, scheduler=FixedInterval(3))
+    for f in frames:
+        keyed.step(f)
+    assert len(prepared) == 6  # the 4 non-key frames and their key frames 0 and 3, once each (8 without the cache)
+    # the cached input is the one F would have computed: the stream's features equal the model's own path
+    keyed = KeyFrameFeatures(model, propagate=True, scheduler=FixedInterval(3))
+    streamed = [keyed.step(f)[0] for f in frames[:3]]
+    torch.testing.assert_close(streamed[2], model.features(frames[2], frames[0]), atol=1e-5, rtol=1e-5)
+
+
 def test_train_detect_and_evaluate_end_to_end(tmp_path):
     from featflow.data.synthetic import SynthConfig
     from featflow.data.synthetic.export import export
@@ -398,3 +422,36 @@ def test_features_init_takes_n_feat_from_a_segmenter(tmp_path):
     assert not any(p.requires_grad for p in dff.flow_net.scale_conv.parameters())  # the scale field stays at 1
     assert all(p.requires_grad for n, p in dff.flow_net.named_parameters() if not n.startswith("scale_conv"))
     assert not any(p.requires_grad for p in dff.feature_net.parameters())
+
+
+def _exact_flow_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "exact_flow_diagnostic.py"
+    spec = importlib.util.spec_from_file_location("exact_flow_diagnostic", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_exact_flow_source_reads_the_generators_flow_on_the_feature_grid(tmp_path, capsys):
+    from featflow.data.synthetic import SynthConfig
+    from featflow.data.synthetic.video import SyntheticVideo
+
+    script = _exact_flow_script()
+    video = SyntheticVideo(SynthConfig(height=40, width=56, num_frames=4), seed=3, index=0, split="val")
+    frames = [torch.zeros(1, 3, 40, 56) for _ in range(4)]
+    exact = torch.from_numpy(video.flow(3, 1)[0]).permute(2, 0, 1)  # (2, H, W) image pixels, frame 3 -> 1
+    for sampling in script.SAMPLINGS:
+        source = script.ExactFlow(video, sampling)
+        source.frames = {id(f): t for t, f in enumerate(frames)}
+        flow, scale = source(frames[3], frames[1])
+        assert scale is None and flow.shape == (1, 2, 3, 4)  # ceil(40/16) x ceil(56/16)
+        if sampling == "point":
+            torch.testing.assert_close(flow[0], exact[:, ::16, ::16] / 16)
+        else:
+            torch.testing.assert_close(flow[0, :, 1, 1], exact[:, 8:25, 8:25].mean((1, 2)) / 16)
+    with pytest.raises(SystemExit):  # not a featflow export: a one-line error, not a traceback
+        script.main(["--data", str(tmp_path), "--frame", "a", "--dff", "b", "--fgfa", "c"])
+    assert "featflow_synth.json" in capsys.readouterr().err
