@@ -12,12 +12,15 @@ from featflow.modeling.flow_net import build_flow_net
 def test_synth_report(tmp_path):
     paths = run_synth_benchmark(tmp_path, videos=2, size=(32, 64), command="featflow bench synth --test",
                                 progress=False)
-    assert {p.name for p in paths} == {"synth.md", "synth.json", "synth.png"}
+    assert {p.name for p in paths} == {"synth.md", "synth.json", "synth.png", "synth_cells.png"}
     data = json.loads((tmp_path / "synth.json").read_text())
     assert data["command"] == "featflow bench synth --test"
-    speed = data["speed"]["default degradations"]
+    speed = data["speed"]["shapes, default degradations"]
     assert speed["render_fps"] > 0 and speed["fps_with_setup"] <= speed["render_fps"]
-    assert abs(sum(data["content"]["motion_share"].values()) - 1) < 1e-9
+    for content in data["content"].values():
+        assert abs(sum(content["motion_share"].values()) - 1) < 1e-9
+        assert 0 <= content["cells"]["share_at_least_4"] <= 1
+        assert set(content["deterioration"]) == {"smear", "defocus", "foreshortening", "hidden"}
     assert "Reproduce with" in (tmp_path / "synth.md").read_text()
 
 

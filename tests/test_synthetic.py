@@ -134,9 +134,11 @@ def test_degradations_change_pixels_not_labels():
     assert min(diffs) > 1.0
 
 
-@pytest.mark.parametrize("name", ["motion_blur", "defocus", "noise", "flicker", "occluders"])
+@pytest.mark.parametrize("name", ["motion_blur", "defocus", "noise", "flicker", "occluders", "bursts",
+                                  "object_defocus", "pose"])
 def test_each_degradation_has_its_own_effect(name):
-    strengths = {n: 0.0 for n in ("motion_blur", "defocus", "noise", "flicker", "occluders")}
+    strengths = {n: 0.0 for n in ("motion_blur", "defocus", "noise", "flicker", "occluders", "bursts",
+                                  "object_defocus", "pose")}
     strengths[name] = 3.0
     changed = 0
     for index in range(8):
@@ -150,6 +152,8 @@ def test_degradation_parsing():
     assert Degradations.parse("off") == Degradations.off()
     assert Degradations.parse("default") == Degradations()
     assert Degradations.parse("noise=2,flicker=0") == Degradations(noise=2.0, flicker=0.0)
+    assert Degradations.parse("video") == Degradations.video() == Degradations(bursts=1, object_defocus=1, pose=1)
+    assert Degradations.parse("video,pose=0") == Degradations(bursts=1, object_defocus=1)
     with pytest.raises(ValueError, match="NAME=STRENGTH"):
         Degradations.parse("blur=2")
     with pytest.raises(ValueError, match="strength"):
@@ -194,3 +198,88 @@ def test_the_world_covers_every_view_of_the_camera(frames):
             m = invert(video.scene.camera.matrix(t))
             corners = m[:, :2] @ np.array([[0, 127, 0, 127], [0, 0, 63, 63]]) + m[:, 2:]
             assert corners.min() >= 0 and corners[0].max() <= world_w - 1 and corners[1].max() <= world_h - 1
+
+
+# ---- the VID-geometry benchmark --------------------------------------------------------------------------
+
+
+def test_vid_geometry_boxes_span_feature_cells_and_every_speed():
+    """Most boxes span >= 4 stride-16 cells along their shorter side (as VID's objects at 600x1000), and each
+    motion-IoU category holds at least 20% of the boxes."""
+    from featflow.analysis.synth_report import content_statistics
+
+    stats = content_statistics(SynthConfig.vid(224, 384), videos=8, seed=3, progress=False)
+    assert stats["cells"]["share_at_least_4"] > 0.6, stats["cells"]
+    assert all(share >= 0.2 for share in stats["motion_share"].values()), stats["motion_share"]
+    # the shapes geometry does not: its objects cover 2-8 cells of a 12x24 map
+    small = content_statistics(SynthConfig(192, 384, 30), videos=2, seed=3, progress=False)
+    assert small["cells"]["share_at_least_4"] < 0.3
+    # deterioration hits often, and an object hit hard is often seen better within +-9 frames
+    assert stats["deterioration"]["smear"]["strong_share"] > 0.05
+    assert stats["deterioration"]["defocus"]["hit_share"] > 0.1
+    assert stats["seen_better_within_9_frames"] > 0.2
+
+
+def test_motion_blur_follows_each_objects_speed_at_that_moment():
+    """The smear of a box is the distance its object moves during the exposure at that frame: it tracks the
+    object's speed frame by frame (bursts included), and fast objects are smeared more than slow ones."""
+    config = SynthConfig.vid(96, 160, 30, Degradations(motion_blur=1.0, bursts=1.0, noise=0,
+                                                                        defocus=0, flicker=0, occluders=0))
+    by_category: dict[str, list[float]] = {"slow": [], "fast": []}
+    varies = 0
+    for index in range(6):
+        video = SyntheticVideo(config, seed=4, index=index)
+        exposure = video.scene.schedule.exposure
+        tracks = {tr.track_id: tr for tr in video.tracks}
+        smears: dict[int, list[float]] = {}
+        for t in range(30):
+            ann = video.annotation(t)
+            for k, smear in zip(ann.track_ids, ann.deterioration["smear"]):
+                tr = tracks[int(k)]
+                expected = np.hypot(*(tr.position(t + exposure / 2) - tr.position(t - exposure / 2)))
+                assert smear == pytest.approx(expected, rel=1e-4, abs=1e-4)
+                smears.setdefault(int(k), []).append(float(smear))
+                if tr.category in by_category:
+                    by_category[tr.category].append(float(smear))
+        varies += sum(max(v) > 2 * min(v) + 1 for k, v in smears.items() if tracks[k].appearance.bursts)
+    assert np.mean(by_category["fast"]) > 3 * np.mean(by_category["slow"])
+    assert varies > 0  # a burst makes the blur of one object rise and fall
+
+
+def test_flow_stays_exact_with_bursts_and_pose_changes():
+    config = SynthConfig.vid(96, 160, 24, Degradations(
+        motion_blur=0, defocus=0, noise=0, flicker=0, occluders=0, bursts=1.0, pose=1.0))
+    turned = 0
+    for index in range(3):
+        video = SyntheticVideo(config, seed=12, index=index)
+        turned += sum(tr.appearance.yaw_amp > 0 for tr in video.tracks)
+        for source, target in ((3, 4), (10, 2)):
+            flow, valid = video.flow(source, target)
+            a = video.frame(source).astype(np.float32)
+            err = np.abs(_backward_warp(video.frame(target), flow) - a).mean(-1)
+            assert np.median(err[valid]) < 1.0
+            assert err[valid].mean() < 3.5
+    assert turned > 0
+
+
+def test_appearance_changes_off_leave_the_videos_as_they_were(clean_config):
+    """With the per-object changes at strength 0 (the default), tracks have none, so the default videos (and
+    the models trained on them) are unchanged."""
+    from featflow.data.synthetic.scene import similarity
+
+    video = SyntheticVideo(clean_config, seed=1, index=0)
+    for tr in video.tracks:
+        assert tr.appearance.bursts == () and tr.appearance.defocus == ()
+        assert tr.appearance.foreshortening(7.0) == 1.0
+        center = np.full(2, (tr.sprite.size - 1) / 2.0)
+        angle = tr.angle0 + tr.spin * (7.0 - tr.t_center)
+        assert np.allclose(tr.matrix(7.0), similarity(tr.scale(7.0), angle, center, tr.position(7.0)))
+
+
+def test_geometry_names():
+    assert SynthConfig.build("vid", 224, 384).object_size == SynthConfig.vid().object_size
+    assert SynthConfig.build("shapes", 64, 128) == SynthConfig(64, 128)
+    with pytest.raises(ValueError, match="geometry"):
+        SynthConfig.build("cityscapes", 64, 128)
+    with pytest.raises(ValueError, match="object_size"):
+        SynthConfig(64, 128, object_size=(0.5, 0.2))

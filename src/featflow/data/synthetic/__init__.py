@@ -2,11 +2,13 @@
 
 from featflow.data.synthetic.classes import CLASS_NAMES, NUM_CLASSES, OBJECT_CLASSES
 from featflow.data.synthetic.degrade import Degradations
-from featflow.data.synthetic.scene import SPEED_CATEGORIES, SynthConfig
-from featflow.data.synthetic.video import SPLITS, FrameAnnotation, SyntheticVideo
+from featflow.data.synthetic.scene import GEOMETRIES, SPEED_CATEGORIES, SynthConfig
+from featflow.data.synthetic.video import DETERIORATIONS, SPLITS, FrameAnnotation, SyntheticVideo
 
 __all__ = [
     "CLASS_NAMES",
+    "DETERIORATIONS",
+    "GEOMETRIES",
     "NUM_CLASSES",
     "OBJECT_CLASSES",
     "SPEED_CATEGORIES",

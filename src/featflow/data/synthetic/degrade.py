@@ -9,12 +9,22 @@
 - occluders: translucent blobs and streaks near the lens (opacity up to 0.7 times the strength), drifting
   slowly over the image.
 
-Degradations change the images only: the labels and the flow describe the scene behind them.
+Per-object changes of appearance over time, as real objects show them (off in ``"default"``, on in ``"video"``):
+- bursts: an object's speed is not constant; it makes sudden moves (a head turns, an animal jumps) of
+  0.2-0.7 of its size within 3-8 frames, so its motion blur peaks for a few frames (Poisson, about one
+  burst per 20 frames per object times the strength);
+- object_defocus: an object moves out of the focal plane for a few frames (blur of the object alone, peak
+  sigma 1.5-4 px per 256 rows times the strength; about one episode per 25 frames per object);
+- pose: out-of-plane rotation, the object turning towards and away from the camera, seen as foreshortening
+  along one of its axes (yaw up to 70 degrees times the strength, periods of 20-80 frames).
+
+Degradations change the images only: the labels and the flow describe the scene behind them (pose and bursts
+are motion, so the labels and flow follow them).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import cv2
 import numpy as np
@@ -27,6 +37,9 @@ class Degradations:
     noise: float = 1.0
     flicker: float = 1.0
     occluders: float = 1.0
+    bursts: float = 0.0
+    object_defocus: float = 0.0
+    pose: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -36,16 +49,26 @@ class Degradations:
 
     @classmethod
     def off(cls) -> "Degradations":
-        return cls(0.0, 0.0, 0.0, 0.0, 0.0)
+        return cls(**{f.name: 0.0 for f in fields(cls)})
+
+    @classmethod
+    def video(cls) -> "Degradations":
+        """Everything on: the frame-level degradations and the per-object appearance changes."""
+        return cls(**{f.name: 1.0 for f in fields(cls)})
 
     @classmethod
     def parse(cls, text: str) -> "Degradations":
-        """``"default"``, ``"off"``, or ``"name=strength,..."`` over the default (e.g. ``"noise=2,flicker=0"``)."""
+        """``"default"``, ``"video"``, ``"off"``, or ``"name=strength,..."`` over the default (e.g.
+        ``"noise=2,flicker=0"``); ``"video,name=strength,..."`` starts from ``"video"`` instead."""
         text = text.strip()
-        if text in ("", "default"):
-            return cls()
-        if text in ("off", "none"):
-            return cls.off()
+        presets = {"": cls, "default": cls, "video": cls.video, "off": cls.off, "none": cls.off}
+        head, _, rest = text.partition(",")
+        if head.strip() in presets and "=" not in head:
+            base, text = presets[head.strip()](), rest
+        else:
+            base = cls()
+        if not text.strip():
+            return base
         values: dict[str, float] = {}
         names = {f.name for f in fields(cls)}
         for item in text.split(","):
@@ -57,7 +80,7 @@ class Degradations:
                 values[name] = float(value)
             except ValueError:
                 raise ValueError(f"bad strength {value!r} for degradation {name}") from None
-        return cls(**values)
+        return replace(base, **values)
 
 
 def line_kernel(dx: float, dy: float) -> np.ndarray | None:

@@ -6,19 +6,24 @@ frame, and the exact motion between any two frames, can be computed on its own.
 Geometry: affine maps are (2, 3) float64 matrices acting on pixel centres (x, y, 1).
 - ``Camera.matrix(t)``: world (background canvas pixels) -> image.
 - ``Track.matrix(t)``: object sprite pixels -> image. Objects move in image space, independent of the
-  camera, so their speed category (slow / medium / fast in motion-IoU terms) is under control.
+  camera, so their speed category (slow / medium / fast in motion-IoU terms) is under control. Sudden
+  moves (bursts) and out-of-plane turns (foreshortening) are part of that map, so labels and flow follow them.
+
+Object sizes are a fraction of the frame height (``SynthConfig.object_size``). The default (0.15-0.55)
+gives objects of 2-8 cells of a stride-16 feature map at 192x384; ``SynthConfig.vid`` follows ImageNet
+VID, where at 600x1000 most objects span 4 or more cells along their shorter side.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
 from featflow.data.synthetic import textures
 from featflow.data.synthetic.classes import NUM_CLASSES, Sprite, blob, make_sprite, sample_object_sprite
-from featflow.data.synthetic.degrade import DegradationSchedule, Degradations, sample_schedule
+from featflow.data.synthetic.degrade import DefocusEpisode, DegradationSchedule, Degradations, sample_schedule
 
 SPEED_CATEGORIES: tuple[str, ...] = ("slow", "medium", "fast")
 #: Object speed per frame as a fraction of its diameter, by category. A box moving this fast keeps
@@ -26,6 +31,10 @@ SPEED_CATEGORIES: tuple[str, ...] = ("slow", "medium", "fast")
 SPEED_RANGES: dict[str, tuple[float, float]] = {"slow": (0.0, 0.005), "medium": (0.013, 0.026), "fast": (0.045, 0.12)}
 _SPIN = {"slow": 0.002, "medium": 0.008, "fast": 0.025}  # rad/frame (std)
 _SCALE_AMP = {"slow": 0.04, "medium": 0.1, "fast": 0.2}
+#: How much of the per-object appearance change (bursts, out-of-plane turns) an object of each speed category
+#: shows: an object at rest rarely jumps or turns (its box would not stay put, which is what "slow" means in
+#: motion-IoU terms), a fast one moves unevenly and turns as it goes.
+_CHANGE = {"slow": 0.2, "medium": 0.6, "fast": 1.0}
 
 
 def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -55,6 +64,8 @@ class SynthConfig:
     degradations: Degradations = field(default_factory=Degradations)
     speed_mix: tuple[float, float, float] = (0.4, 0.35, 0.25)  # slow, medium, fast
     objects: tuple[int, int] = (6, 12)  # objects per video (per 60 frames for longer videos)
+    object_size: tuple[float, float] = (0.15, 0.55)  # object diameter as a fraction of the height (log-uniform)
+    placement: tuple[float, float] = (-0.05, 1.05)  # range of an object's centre, as a fraction of the frame
 
     def __post_init__(self) -> None:
         if self.height < 16 or self.width < 16:
@@ -65,6 +76,37 @@ class SynthConfig:
             raise ValueError(f"speed_mix must be three non-negative weights, got {self.speed_mix}")
         if not 1 <= self.objects[0] <= self.objects[1]:
             raise ValueError(f"objects must be a range (min >= 1, max >= min), got {self.objects}")
+        if not 0.01 <= self.object_size[0] <= self.object_size[1] <= 2.0:
+            raise ValueError(f"object_size must be a range of fractions of the height in [0.01, 2], "
+                             f"got {self.object_size}")
+        if not -1.0 <= self.placement[0] <= self.placement[1] <= 2.0:
+            raise ValueError(f"placement must be a range of fractions of the frame in [-1, 2], got {self.placement}")
+
+    @classmethod
+    def vid(cls, height: int = 224, width: int = 384, num_frames: int = 30,
+            degradations: Degradations | None = None) -> "SynthConfig":
+        """ImageNet VID's geometry: few, large objects (diameter 0.45-0.95 of the height, 2-5 per video),
+        so that most boxes span 4 or more stride-16 cells along their shorter side, as VID's objects do
+        at 600x1000, framed by the camera (centred in the middle 60% of the frame when their track is
+        half-way; fast ones still cross the edge); every frame-level degradation and per-object appearance
+        change is on."""
+        return cls(height, width, num_frames, degradations or Degradations.video(), objects=(2, 5),
+                   object_size=(0.45, 0.95), placement=(0.2, 0.8))
+
+    @classmethod
+    def build(cls, geometry: str, height: int, width: int, num_frames: int = 30,
+              degradations: Degradations | None = None) -> "SynthConfig":
+        """The config of a named geometry (one of GEOMETRIES): "shapes" (many small objects, the default) or
+        "vid" (``SynthConfig.vid``)."""
+        if geometry not in GEOMETRIES:
+            raise ValueError(f"unknown synthetic geometry {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
+        if geometry == "vid":
+            return cls.vid(height, width, num_frames, degradations)
+        return cls(height, width, num_frames, degradations if degradations is not None else Degradations())
+
+
+#: Named synthetic geometries (``SynthConfig.build``).
+GEOMETRIES: tuple[str, ...] = ("shapes", "vid")
 
 
 @dataclass(frozen=True)
@@ -87,6 +129,43 @@ class Camera:
         return similarity(zoom, roll, self.center0 + self.velocity * t, self.image_center)
 
 
+def _smoothstep(x: float) -> float:
+    """0 before 0, 1 after 1, 3x^2 - 2x^3 in between (continuous speed at both ends)."""
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+@dataclass(frozen=True)
+class Burst:
+    """A sudden move: ``displacement`` (x, y) pixels covered between ``start`` and ``start + duration``."""
+
+    start: float
+    duration: float
+    displacement: np.ndarray
+
+    def offset(self, t: float) -> np.ndarray:
+        return self.displacement * _smoothstep((t - self.start) / self.duration)
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """How one object's appearance changes over time, beyond its steady motion (none by default)."""
+
+    bursts: tuple[Burst, ...] = ()
+    defocus: tuple[DefocusEpisode, ...] = ()
+    yaw_amp: float = 0.0  # out-of-plane turn (rad): the object is foreshortened by cos(yaw) along ``yaw_axis``
+    yaw_freq: float = 0.0
+    yaw_phase: float = 0.0
+    yaw_axis: float = 0.0  # in the sprite's own frame (rad)
+
+    def foreshortening(self, t: float) -> float:
+        """cos(yaw) at time t, kept at 0.3 or more (an object seen edge-on is not annotated in VID either)."""
+        return max(float(np.cos(self.yaw_amp * np.sin(self.yaw_freq * t + self.yaw_phase))), 0.3)
+
+    def defocus_sigma(self, t: float) -> float:
+        return max((e.sigma(t) for e in self.defocus), default=0.0)
+
+
 @dataclass(frozen=True)
 class Track:
     """One object: class, appearance, depth order and an analytic image-space trajectory."""
@@ -106,6 +185,7 @@ class Track:
     scale_amp: float
     scale_freq: float
     scale_phase: float
+    appearance: Appearance = Appearance()
 
     def position(self, t: float) -> np.ndarray:
         dt = t - self.t_center
@@ -115,6 +195,8 @@ class Track:
             h1 = self.heading + self.turn * dt
             r = self.speed / self.turn
             step = r * np.array([np.sin(h1) - np.sin(self.heading), np.cos(self.heading) - np.cos(h1)])
+        for burst in self.appearance.bursts:
+            step = step + burst.offset(t)
         return self.center + step
 
     def scale(self, t: float) -> float:
@@ -123,7 +205,14 @@ class Track:
     def matrix(self, t: float) -> np.ndarray:
         sprite_center = np.full(2, (self.sprite.size - 1) / 2.0)
         angle = self.angle0 + self.spin * (t - self.t_center)
-        return similarity(self.scale(t), angle, sprite_center, self.position(t))
+        matrix = similarity(self.scale(t), angle, sprite_center, self.position(t))
+        squash = self.appearance.foreshortening(t)
+        if squash < 1.0:  # foreshorten about the sprite's centre along its yaw axis, before the similarity
+            c, s = np.cos(self.appearance.yaw_axis), np.sin(self.appearance.yaw_axis)
+            axis = np.array([[c, -s], [s, c]])
+            linear = axis @ np.diag([squash, 1.0]) @ axis.T
+            matrix = compose(matrix, np.hstack([linear, (sprite_center - linear @ sprite_center)[:, None]]))
+        return matrix
 
 
 @dataclass(frozen=True)
@@ -186,7 +275,7 @@ def _sample_camera(rng: np.random.Generator, config: SynthConfig) -> tuple[Camer
 def _sample_track(rng: np.random.Generator, config: SynthConfig, track_id: int) -> Track:
     h, w = config.height, config.width
     label = int(rng.integers(1, NUM_CLASSES))
-    diameter = float(np.exp(rng.uniform(np.log(0.15), np.log(0.55))) * h)
+    diameter = float(np.exp(rng.uniform(*np.log(config.object_size))) * h)
     mix = np.asarray(config.speed_mix, float)
     category = SPEED_CATEGORIES[int(rng.choice(3, p=mix / mix.sum()))]
     lo, hi = SPEED_RANGES[category]
@@ -197,7 +286,7 @@ def _sample_track(rng: np.random.Generator, config: SynthConfig, track_id: int) 
         depth=rng.random(),
         category=category,
         t_center=rng.uniform(0, max(config.num_frames - 1, 1)),
-        center=np.array([rng.uniform(-0.05, 1.05) * w, rng.uniform(-0.05, 1.05) * h]),
+        center=np.array([rng.uniform(*config.placement) * w, rng.uniform(*config.placement) * h]),
         speed=rng.uniform(lo, hi) * diameter,
         heading=rng.uniform(0, 2 * np.pi),
         turn=rng.normal(0, 0.01),
@@ -209,12 +298,44 @@ def _sample_track(rng: np.random.Generator, config: SynthConfig, track_id: int) 
     )
 
 
-def sample_scene(config: SynthConfig, rng: np.random.Generator) -> Scene:
-    """Draw everything one video needs from ``rng``."""
+def sample_appearance(rng: np.random.Generator, deg: Degradations, num_frames: int, height: int,
+                      diameter: float, category: str) -> Appearance:
+    """One object's appearance changes over the video. Every draw happens whatever the strengths (a strength
+    only scales its result), so turning one change off leaves the others exactly as they were."""
+    unit, change = height / 256.0, _CHANGE[category]
+    bursts = tuple(
+        Burst(start=rng.uniform(-4, num_frames), duration=rng.uniform(3, 8),
+              displacement=deg.bursts * rng.uniform(0.2, 0.7) * diameter * _unit_vector(rng.uniform(0, 2 * np.pi)))
+        for _ in range(rng.poisson(change * num_frames / 20.0)))
+    defocus = tuple(
+        DefocusEpisode(start=rng.uniform(-4, num_frames), length=rng.uniform(3, 10),
+                       peak_sigma=deg.object_defocus * unit * rng.uniform(1.5, 4.0))
+        for _ in range(rng.poisson(num_frames / 25.0)))
+    yaw_amp = deg.pose * change * rng.uniform(0.0, np.radians(70))
+    yaw_freq, yaw_phase, yaw_axis = 2 * np.pi / rng.uniform(20, 80), rng.uniform(0, 2 * np.pi), rng.uniform(0, np.pi)
+    return Appearance(bursts if deg.bursts > 0 else (), defocus if deg.object_defocus > 0 else (),
+                      yaw_amp, yaw_freq, yaw_phase, yaw_axis)
+
+
+def _unit_vector(angle: float) -> np.ndarray:
+    return np.array([np.cos(angle), np.sin(angle)])
+
+
+def sample_scene(config: SynthConfig, rng: np.random.Generator,
+                 appearance_rng: np.random.Generator | None = None) -> Scene:
+    """Draw everything one video needs from ``rng``; the per-object appearance changes come from their own
+    ``appearance_rng`` (default: a generator seeded from ``rng``'s first draw after the scene), so that with
+    those changes off a video is exactly what it was before they existed."""
     camera, world = _sample_camera(rng, config)
     background = make_background(rng, *world)
     lo, hi = config.objects
     count = int(round(rng.integers(lo, hi + 1) * max(1.0, config.num_frames / 60.0)))
-    tracks = sorted((_sample_track(rng, config, i) for i in range(count)), key=lambda tr: tr.depth)
+    tracks = [_sample_track(rng, config, i) for i in range(count)]
     schedule = sample_schedule(rng, config.degradations, config.num_frames, config.height, config.width)
+    if appearance_rng is None:
+        appearance_rng = np.random.default_rng(int(rng.integers(2 ** 63)))
+    tracks = [replace(tr, appearance=sample_appearance(appearance_rng, config.degradations, config.num_frames,
+                                                       config.height, tr.sprite.size - 4, tr.category))
+              for tr in tracks]
+    tracks.sort(key=lambda tr: tr.depth)
     return Scene(config, background, camera, tuple(tracks), schedule)

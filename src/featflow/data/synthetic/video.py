@@ -19,7 +19,7 @@ from featflow.data.synthetic.degrade import finish_frame, line_kernel, motion_bl
 from featflow.data.synthetic.scene import Scene, SynthConfig, Track, compose, invert, sample_scene
 
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
-_SCENE_STREAM, _FRAME_STREAM = 1, 2
+_SCENE_STREAM, _FRAME_STREAM, _APPEARANCE_STREAM = 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,17 @@ class FrameAnnotation:
     labels: np.ndarray  # (K,) int64 class of each box (1..8)
     track_ids: np.ndarray  # (K,) int64
     visible: np.ndarray  # (K,) float32 visible part of the object's whole area (others and the frame edge hide it)
+    # how each box's appearance is deteriorated in this frame (for the benchmark's statistics; None for
+    # annotations made elsewhere)
+    deterioration: dict[str, np.ndarray] | None = None  # name -> (K,) float32, see DETERIORATIONS
+
+
+#: Per-box deterioration measures of ``FrameAnnotation.deterioration``:
+#: - smear: length in pixels of the object's motion during the exposure (its motion blur);
+#: - defocus: blur sigma in pixels on the object (the frame's defocus and the object's own, combined);
+#: - foreshortening: cos of the out-of-plane turn (1 = facing the camera);
+#: - hidden: share of the object not visible (other objects, the frame edge).
+DETERIORATIONS: tuple[str, ...] = ("smear", "defocus", "foreshortening", "hidden")
 
 
 def _shifted(matrix: np.ndarray, x0: int, y0: int) -> np.ndarray:
@@ -58,7 +69,8 @@ class SyntheticVideo:
         self.seed, self.index, self.split = seed, index, split
         # distinct non-zero stream tags: numpy ignores trailing zeros of a seed list
         self._key = [seed, SPLITS[split], index]
-        self.scene: Scene = sample_scene(self.config, np.random.default_rng(self._key + [_SCENE_STREAM]))
+        self.scene: Scene = sample_scene(self.config, np.random.default_rng(self._key + [_SCENE_STREAM]),
+                                         np.random.default_rng(self._key + [_APPEARANCE_STREAM]))
         self._cache: OrderedDict[int, tuple[np.ndarray, FrameAnnotation]] = OrderedDict()
         self._cache_size = max(1, cache_size)
         self._tracks = {tr.track_id: tr for tr in self.scene.tracks}
@@ -111,13 +123,14 @@ class SyntheticVideo:
             background = motion_blur(background, *(after - before))
         frame = background.astype(np.float32)  # (H, W, 3)
         instance = np.zeros((h, w), np.int32)
-        drawn: list[tuple[Track, float, tuple[int, int, int, int]]] = []
+        drawn: list[tuple[Track, float, tuple[int, int, int, int], tuple[float, float]]] = []
         for track in scene.tracks:  # far to near
             matrix = track.matrix(t)
             smear = track.position(t + exposure / 2) - track.position(t - exposure / 2) if exposure > 0 else np.zeros(2)
+            sigma = track.appearance.defocus_sigma(t)
             side = track.sprite.size - 1
             xs, ys = _apply(matrix, np.array([0, side, 0, side]), np.array([0, 0, side, side]))
-            pad = int(np.ceil(np.abs(smear).max() / 2)) + 2
+            pad = int(np.ceil(np.abs(smear).max() / 2 + 3 * sigma)) + 2
             x0, y0 = max(int(np.floor(xs.min())) - pad, 0), max(int(np.floor(ys.min())) - pad, 0)
             x1, y1 = min(int(np.ceil(xs.max())) + pad + 1, w), min(int(np.ceil(ys.max())) + pad + 1, h)
             if x0 >= x1 or y0 >= y1:
@@ -129,21 +142,29 @@ class SyntheticVideo:
             alpha *= 1.0 / 255.0
             region = frame[y0:y1, x0:x1]
             instance[y0:y1, x0:x1][warped[..., 3] >= 128] = track.track_id + 1
-            if line_kernel(*smear) is not None:  # blur the premultiplied layer along the object's motion
-                premultiplied = motion_blur(cv2.multiply(rgb, cv2.merge([alpha] * 3)), *smear)
-                alpha = motion_blur(alpha, *smear)
+            streak, defocused = line_kernel(*smear) is not None, sigma > 0.3
+            if streak or defocused:  # blur the premultiplied layer: along the object's motion, then out of focus
+                premultiplied = cv2.multiply(rgb, cv2.merge([alpha] * 3))
+                if streak:
+                    premultiplied, alpha = motion_blur(premultiplied, *smear), motion_blur(alpha, *smear)
+                if defocused:
+                    premultiplied = cv2.GaussianBlur(premultiplied, (0, 0), sigma)
+                    alpha = cv2.GaussianBlur(alpha, (0, 0), sigma)
                 region[...] = cv2.add(cv2.multiply(region, cv2.merge([1.0 - alpha] * 3)), premultiplied)
             else:
                 region[...] = cv2.blendLinear(rgb, region, alpha, 1.0 - alpha)
-            drawn.append((track, abs(np.linalg.det(matrix[:, :2])) * track.sprite.area, (x0, y0, x1, y1)))
-        annotation = self._annotate(instance, drawn)
+            drawn.append((track, abs(np.linalg.det(matrix[:, :2])) * track.sprite.area, (x0, y0, x1, y1),
+                          (float(np.hypot(*smear)), sigma)))
+        annotation = self._annotate(instance, drawn, t)
         rng = np.random.default_rng(self._key + [_FRAME_STREAM, t])
         return finish_frame(frame, scene.schedule, t, rng), annotation
 
-    def _annotate(self, instance: np.ndarray, drawn: list[tuple[Track, float, tuple[int, int, int, int]]]
-                  ) -> FrameAnnotation:
-        boxes, labels, ids, visible = [], [], [], []
-        for track, full_area, (x0, y0, x1, y1) in drawn:
+    def _annotate(self, instance: np.ndarray,
+                  drawn: list[tuple[Track, float, tuple[int, int, int, int], tuple[float, float]]],
+                  t: int) -> FrameAnnotation:
+        boxes, labels, ids, visible, measures = [], [], [], [], []
+        frame_sigma = self.scene.schedule.defocus_sigma(t)
+        for track, full_area, (x0, y0, x1, y1), (smear, sigma) in drawn:
             mask = instance[y0:y1, x0:x1] == track.track_id + 1  # an object's pixels lie inside its drawing region
             count = int(np.count_nonzero(mask))
             if count == 0:
@@ -153,6 +174,9 @@ class SyntheticVideo:
             labels.append(track.label)
             ids.append(track.track_id)
             visible.append(min(1.0, count / max(full_area, 1.0)))
+            measures.append((smear, float(np.hypot(sigma, frame_sigma)), track.appearance.foreshortening(t),
+                             1.0 - visible[-1]))
+        table = np.asarray(measures, np.float32).reshape(-1, len(DETERIORATIONS))
         return FrameAnnotation(
             semantic=self._labels[instance],
             instance=instance,
@@ -160,6 +184,7 @@ class SyntheticVideo:
             labels=np.asarray(labels, np.int64),
             track_ids=np.asarray(ids, np.int64),
             visible=np.asarray(visible, np.float32),
+            deterioration={name: table[:, i] for i, name in enumerate(DETERIORATIONS)},
         )
 
     def layer_motion(self, layer: int, source: int, target: int) -> np.ndarray:
