@@ -30,7 +30,6 @@ from torch import Tensor
 from tqdm import tqdm
 
 from featflow.analysis.reports import machine_description, write_report
-from featflow.data.synthetic.degrade import Degradations
 from featflow.data.synthetic.scene import SynthConfig
 from featflow.data.synthetic.video import SyntheticVideo
 from featflow.data.vid import VidDataset
@@ -68,10 +67,7 @@ class ExactFlow:
 
 def synth_video(root: Path, index: int, split: str) -> SyntheticVideo:
     meta = json.loads((root / "featflow_synth.json").read_text())
-    c = meta["config"]
-    config = SynthConfig(c["height"], c["width"], c["num_frames"], Degradations(**c["degradations"]),
-                         tuple(c["speed_mix"]), tuple(c["objects"]))
-    return SyntheticVideo(config, meta["seed"], index, split)
+    return SyntheticVideo(SynthConfig.from_dict(meta["config"]), meta["seed"], index, split)
 
 
 @torch.no_grad()

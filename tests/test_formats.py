@@ -159,3 +159,8 @@ def test_synth_cli(tmp_path, capsys):
     assert "30 frames" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["synth", "--format", "vid", "--out", str(tmp_path), "--size", "abc"])
+    # the VID geometry: its own object sizes and the per-object appearance changes, recorded with the data
+    assert main(["synth", "--format", "vid", "--geometry", "vid", "--out", str(tmp_path / "v"), "--videos", "1",
+                 "--frames", "4", "--size", "64x96", "--quiet"]) == 0
+    meta = json.loads((tmp_path / "v" / "featflow_synth.json").read_text())
+    assert meta["config"]["object_size"] == [0.45, 0.95] and meta["config"]["degradations"]["pose"] == 1.0

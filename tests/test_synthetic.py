@@ -276,6 +276,15 @@ def test_appearance_changes_off_leave_the_videos_as_they_were(clean_config):
         assert np.allclose(tr.matrix(7.0), similarity(tr.scale(7.0), angle, center, tr.position(7.0)))
 
 
+def test_config_round_trips_through_its_json():
+    import json
+    from dataclasses import asdict
+
+    config = SynthConfig.vid(64, 96, 12)
+    assert SynthConfig.from_dict(json.loads(json.dumps(asdict(config)))) == config
+    assert SynthConfig.from_dict({"height": 64, "width": 96}) == SynthConfig(64, 96)  # older files: defaults
+
+
 def test_geometry_names():
     assert SynthConfig.build("vid", 224, 384).object_size == SynthConfig.vid().object_size
     assert SynthConfig.build("shapes", 64, 128) == SynthConfig(64, 128)

@@ -96,8 +96,8 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
     default_frames = {"cityscapes": 30, "flyingchairs": 10, "vid": 60}
     frames = args.frames if args.frames is not None else default_frames[args.format]
-    config = SynthConfig(height=args.size[0], width=args.size[1], num_frames=frames,
-                         degradations=Degradations.parse(args.degradations))
+    config = SynthConfig.build(args.geometry, args.size[0], args.size[1], frames,
+                               None if args.degradations is None else Degradations.parse(args.degradations))
     counts = export(args.format, args.out, config, args.videos, args.val_videos, args.seed, progress=not args.quiet)
     print(f"wrote {', '.join(f'{n} {split}' for split, n in counts.items())} "
           f"{'pairs' if args.format == 'flyingchairs' else 'videos'} to {args.out}")
@@ -105,6 +105,7 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     from featflow.data.synthetic.export import FORMATS
+    from featflow.data.synthetic.scene import GEOMETRIES
 
     p = sub.add_parser("synth", help="generate synthetic videos with exact ground truth in a real dataset layout",
                        description="Generate 'flying shapes' videos (exact labels, boxes, tracks and flow) and write "
@@ -117,9 +118,13 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
                    help="frames per video (default: 30 for cityscapes, which requires 30; 60 for vid; 10 for flyingchairs)")
     p.add_argument("--size", type=parse_size, default=(256, 512), help="frame size HxW (default 256x512)")
     p.add_argument("--seed", type=_non_negative, default=0)
-    p.add_argument("--degradations", default="default",
-                   help="'default', 'off', or NAME=STRENGTH,... over the default (motion_blur, defocus, noise, "
-                        "flicker, occluders)")
+    p.add_argument("--geometry", choices=GEOMETRIES, default="shapes",
+                   help="'shapes': many small objects (default); 'vid': ImageNet VID's geometry, few large objects "
+                        "with every per-object appearance change on")
+    p.add_argument("--degradations", default=None,
+                   help="'default', 'video' (default and per-object changes), 'off', or NAME=STRENGTH,... over the "
+                        "default (motion_blur, defocus, noise, flicker, occluders, bursts, object_defocus, pose); "
+                        "default: the geometry's own ('default' for shapes, 'video' for vid)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)
 

@@ -16,7 +16,7 @@ VID, where at 600x1000 most objects span 4 or more cells along their shorter sid
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import cv2
 import numpy as np
@@ -103,6 +103,16 @@ class SynthConfig:
         if geometry == "vid":
             return cls.vid(height, width, num_frames, degradations)
         return cls(height, width, num_frames, degradations if degradations is not None else Degradations())
+
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SynthConfig":
+        """The config ``dataclasses.asdict`` wrote (``featflow_synth.json``); fields it lacks keep their default."""
+        known = {f.name for f in fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        if "degradations" in values:
+            values["degradations"] = Degradations(**values["degradations"])
+        return cls(**values)
 
 
 #: Named synthetic geometries (``SynthConfig.build``).
