@@ -34,14 +34,16 @@ def test_confusion_matrix_absent_classes_and_errors():
 
 
 def test_motion_iou_of_known_motions():
-    # a 10-wide box moving 1 px per frame: IoU with the box k frames away is (10 - k) / (10 + k)
+    # a box from column t to column t + 10 moving 1 px per frame: 11 pixels wide in the VID convention (x2 is
+    # the last pixel, as the evaluation counts it; this test used to assume 10), so its IoU with the box k
+    # frames away is (11 - k) / (11 + k)
     frames = np.arange(21)
     boxes = np.stack([frames, np.zeros(21), frames + 10, np.full(21, 10)], 1).astype(float)
     miou = motion_iou(frames, np.zeros(21, int), boxes)
-    expected_middle = np.mean([(10 - k) / (10 + k) for k in range(1, 11)])
+    expected_middle = np.mean([(11 - k) / (11 + k) for k in range(1, 11)])
     assert miou[10] == pytest.approx(expected_middle)
-    assert miou[0] == pytest.approx(np.mean([(10 - k) / (10 + k) for k in range(1, 11)]))
-    # a still box is slow, a lonely box too; categories follow the thresholds
+    assert miou[0] == pytest.approx(np.mean([(11 - k) / (11 + k) for k in range(1, 11)]))
+    # a still box is slow (a lonely box is fast: tests/test_vid_eval.py); categories follow the thresholds
     still = motion_iou(np.arange(5), np.ones(5, int), np.tile([0, 0, 10, 10], (5, 1)))
     assert np.allclose(still, 1.0)
     assert list(motion_category(np.array([0.95, 0.8, 0.5, 0.9, 0.7]))) == ["slow", "medium", "fast", "medium", "medium"]

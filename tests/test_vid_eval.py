@@ -1,5 +1,5 @@
-"""ImageNet VID mAP: hand-computed APs, the small-box threshold, motion categories, results files, and a
-cross-check against pycocotools."""
+"""ImageNet VID mAP: hand-computed APs, the small-box threshold, motion categories under FGFA's rules (cross-class
+overlaps, fractional false positives), motion IoU, results files, and a cross-check against pycocotools."""
 
 import json
 import math
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from featflow.data.formats.vid import VID_CLASSES, VidAnnotation, VidObject
+from featflow.evaluation.motion_iou import box_iou_vid, motion_category, motion_iou
 from featflow.evaluation.vid_map import (VideoGroundTruth, average_precision, evaluate_vid,
                                          ground_truth_from_annotations, read_frame_ids, read_vid_results,
                                          write_vid_results)
@@ -84,6 +85,89 @@ def test_motion_categories_and_the_ignore_rule():
     assert json.loads(json.dumps(result.to_json()))["medium"] is None
 
 
+# Motion-category cases. S is a still object (motion IoU 1: slow); a 100 x 100 box moving 50 px between two
+# frames overlaps its other position over 50 x 100 of a 150 x 100 union: motion IoU 1/3 (fast).
+S, FAR = (0, 0, 99, 99), (500, 500, 599, 599)
+
+
+def moving(x: int, t: int) -> tuple:
+    """A 100 x 100 box starting at column x that moves 50 px per frame, in frame t."""
+    return (x + 50 * t, 0, x + 99 + 50 * t, 99)
+
+
+def test_unmatched_detection_on_an_object_of_another_class_is_dropped():
+    # The issue's case: a still class-1 object (slow) and a moving class-2 object (fast), two frames
+    gt = [truth([[(1, 0, S), (2, 1, moving(200, t))] for t in range(2)])]
+    assert [list(c) for c in gt[0].motion_categories()] == [["slow", "fast"]] * 2
+    # frame 0: a class-1 detection on the class-2 object (0.9, unmatched: wrong class) and one on S (0.8)
+    det = [[dets([(1, 0.9, moving(200, 0)), (1, 0.8, S)]), dets([])]]
+    result = evaluate_vid(det, gt, num_classes=2)
+    # slow, class 1: 2 positives (S in both frames). The 0.9 detection overlaps the class-2 object (out of
+    # 'slow') with IoU 1 and S (in 'slow') with IoU 0, so it is dropped; the 0.8 one is a TP: precision 1 up
+    # to recall 1/2 -> AP = 1/2 * 1 = 0.5. (Comparing overlaps only within class 1 made it a FP: precision
+    # 0, 1/2 at recall 0, 1/2 -> AP 0.25.) Class 2 has no slow ground truth, so slow mAP = 0.5.
+    assert result.ap_per_class["slow"][0] == pytest.approx(0.5) and result.slow == pytest.approx(0.5)
+    assert math.isnan(result.ap_per_class["slow"][1])
+    # all, class 1: FP then TP of 2 positives -> 1/2 * 1/2 = 0.25; class 2 is never detected: 0 -> mAP 0.125
+    assert result.ap_per_class["all"] == pytest.approx([0.25, 0.0]) and result.map == pytest.approx(0.125)
+    # fast: only class 2 has ground truth, never detected
+    assert result.fast == 0.0 and math.isnan(result.ap_per_class["fast"][0])
+
+
+def test_a_tie_is_a_fractional_false_positive():
+    # S (slow, class 1) and two moving class-2 objects (fast) in two frames
+    gt = [truth([[(1, 0, S), (2, 1, moving(200, t)), (2, 2, moving(400, t))] for t in range(2)])]
+    assert [list(c) for c in gt[0].motion_categories()] == [["slow", "fast", "fast"]] * 2
+    # frame 0: a class-1 detection far from everything (0.9), one on S (0.8); frame 1: one on S (0.7)
+    det = [[dets([(1, 0.9, FAR), (1, 0.8, S)]), dets([(1, 0.7, S)])]]
+    result = evaluate_vid(det, gt, num_classes=2)
+    # slow, class 1: the far detection overlaps boxes in and out of 'slow' equally (0 = 0): a FP of weight
+    # 2/3, the frame's share of boxes out of 'slow'. Ranked: FP 2/3, TP, TP of 2 positives:
+    # precision 0, 1 / (1 + 2/3) = 3/5, 2 / (2 + 2/3) = 3/4 at recall 0, 1/2, 1 -> AP = 1/2 * 3/4 + 1/2 * 3/4 = 3/4
+    assert result.ap_per_class["slow"][0] == pytest.approx(3 / 4)
+    # all: a full FP: precision 0, 1/2, 2/3 -> AP = 2/3 (as it was in 'slow' before the tie rule)
+    assert result.ap_per_class["all"][0] == pytest.approx(2 / 3)
+    # no tie where the frame has no box out of the category (the empty side counts as overlap -1): with
+    # only S in the frame, the far detection is a full FP in 'slow' (a tie would weigh 0/1 and drop it):
+    # FP, TP, TP -> 2/3, not 1
+    only_still = [truth([[(1, 0, S)]] * 2)]
+    det = [[dets([(1, 0.95, FAR), (1, 0.9, S)]), dets([(1, 0.8, S)])]]
+    assert evaluate_vid(det, only_still, 1).slow == pytest.approx(2 / 3)
+
+
+def test_a_frame_without_truth_weighs_by_the_data_sets_share():
+    # video 0: S (slow, class 1) and two moving class-2 objects (fast) in two frames: 6 boxes, 2 of them slow
+    # (share 1/3) and 4 fast (share 2/3); video 1: one frame without ground truth
+    gt = [truth([[(1, 0, S), (2, 1, moving(200, t)), (2, 2, moving(400, t))] for t in range(2)]), truth([[]])]
+    assert [list(c) for c in gt[0].motion_categories()] == [["slow", "fast", "fast"]] * 2
+    det = [[dets([(1, 0.9, S), (2, 0.9, moving(200, 0))]), dets([(1, 0.8, S)])],
+           [dets([(1, 0.95, S), (2, 0.95, FAR)])]]  # video 1: a class-1 and a class-2 detection, ranked first
+    result = evaluate_vid(det, gt, num_classes=2)
+    # slow, class 1: the video-1 detection is a FP of weight 1/3 (the data set's share of slow boxes), then
+    # 2 TPs of 2 positives: precision 0, 1 / (4/3) = 3/4, 2 / (7/3) = 6/7 at recall 0, 1/2, 1 -> AP = 6/7
+    assert result.ap_per_class["slow"][0] == pytest.approx(6 / 7)
+    # fast, class 2: a FP of weight 2/3 (the share of fast boxes), then 1 TP of 4 positives: precision 3/5
+    # at recall 1/4 -> AP = 1/4 * 3/5 = 3/20
+    assert result.ap_per_class["fast"][1] == pytest.approx(3 / 20)
+    # all: full FPs. Class 1: precision 0, 1/2, 2/3 -> 2/3; class 2: 1/2 at recall 1/4 -> 1/8
+    assert result.ap_per_class["all"] == pytest.approx([2 / 3, 1 / 8])
+
+
+def test_motion_iou_of_thin_and_lone_boxes():
+    # a one-pixel-wide box (x1 == x2) is 1 x 10 pixels: finite IoU (it was 0/0 = NaN, and a NaN motion IoU
+    # fell into 'medium')
+    thin = np.array([[10, 0, 10, 9], [10, 0, 10, 9], [11, 0, 11, 9]], float)  # frames 0, 1, 2; moves 1 px last
+    assert box_iou_vid(thin[:1], thin).tolist() == [[1.0, 1.0, 0.0]]
+    # frame 0: IoU 1 with frame 1, 0 with frame 2 -> 1/2; frame 1 likewise; frame 2: 0 and 0 -> 0
+    assert motion_iou(np.arange(3), np.zeros(3, int), thin).tolist() == [0.5, 0.5, 0.0]
+    # a box without a neighbour in t-10..t+10 gets motion IoU 0 (fast), as FGFA reads its motion-IoU file:
+    # track 1 appears once; track 2 at frames 0 and 11 (11 apart); track 3 at frames 0 and 10 (10 apart: near)
+    frames, tracks = np.array([0, 0, 11, 0, 10]), np.array([1, 2, 2, 3, 3])
+    miou = motion_iou(frames, tracks, np.tile([0, 0, 9, 9], (5, 1)))
+    assert miou.tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]
+    assert list(motion_category(miou)) == ["fast", "fast", "fast", "slow", "slow"]
+
+
 def test_empty_frames_missing_detections_and_classes_without_truth():
     gt = [truth([[], [(1, 0, A)], []]), truth([])]
     # frame 0: a class-1 FP on a frame without GT (ranked first); class 2 has detections but no GT
@@ -92,7 +176,9 @@ def test_empty_frames_missing_detections_and_classes_without_truth():
     assert result.ap_per_class["all"][0] == pytest.approx(0.5)
     assert np.isnan(result.ap_per_class["all"][1:]).all() and result.map == pytest.approx(0.5)
     nothing = evaluate_vid([[dets([])] * 3, []], gt, 3)
-    assert nothing.map == 0.0 and nothing.slow == 0.0 and nothing.num_gt["all"] == 1
+    # the only box has no neighbour in frames t-10..t+10: motion IoU 0, so it is fast (FGFA's rule; featflow
+    # used to call it slow), and 'slow' has no ground truth at all
+    assert nothing.map == 0.0 and nothing.fast == 0.0 and math.isnan(nothing.slow) and nothing.num_gt["all"] == 1
     empty = evaluate_vid([], [], 30)
     assert math.isnan(empty.map) and empty.num_gt == {"all": 0, "slow": 0, "medium": 0, "fast": 0}
     with pytest.raises(ValueError, match="videos"):

@@ -1,19 +1,34 @@
-"""ImageNet VID detection mAP, overall and per motion category (slow / medium / fast, as FGFA reports it).
+"""ImageNet VID detection mAP, overall and per motion category (slow / medium / fast), following the
+ILSVRC devkit and FGFA's motion evaluation (``imagenet_vid_eval_motion.py``).
 
-Matching follows the ILSVRC devkit: boxes in the inclusive-pixel convention (a box is x2 - x1 + 1 wide,
-and the intersection of two boxes min(x2) - max(x1) + 1 wide); a ground-truth box of size w x h is hit
-at IoU >= min(0.5, w*h / ((w+10) * (h+10))), so small objects get a looser threshold. In each frame the
-detections, in score order, greedily take the unmatched ground truth of their class with the highest
-IoU that reaches that box's threshold. AP per class is VOC all-point AP over the detections of all
-frames of all videos ranked by score; mAP averages it over the classes that have ground truth.
+Matching (the same in every category): boxes in the inclusive-pixel convention (``box_iou_vid``); a
+ground-truth box of size w x h is hit at IoU >= min(0.5, w*h / ((w+10) * (h+10))), so small objects get
+a looser threshold. In each frame the detections, in score order, greedily take the not yet taken ground
+truth of their class with the highest IoU that reaches that box's threshold. AP per class is VOC
+all-point AP over the detections of all frames of all videos ranked by score (precision
+tp / (tp + fp), recall tp / positives, both cumulative); mAP averages it over the classes that have
+ground truth in the category.
 
-A motion category keeps only its ground-truth boxes (by ``motion_iou``); the others are ignored. The
-matching itself does not change (it runs against all ground truth of the class), then:
-- a detection matched to ignored ground truth is dropped (neither true nor false positive);
-- an unmatched detection is dropped when its best IoU with ignored ground truth of its class is strictly
-  higher than with kept ground truth of its class (it most likely looks at an ignored object);
-- every other unmatched detection is a false positive.
-With all ground truth kept this is the plain VID mAP.
+A motion category (by ``motion_iou``) keeps its own ground-truth boxes as positives; the others are out of
+the category. Per frame, each detection is then
+- matched to ground truth in the category: a true positive;
+- matched to ground truth out of the category: dropped (neither true nor false positive);
+- unmatched: compared by IoU with every ground-truth box of the frame, of any class. With ``inside`` its
+  best IoU with boxes in the category and ``outside`` with boxes out of it (-1 where there is no such
+  box), it is a false positive of weight 1 when inside > outside, dropped when outside > inside, and on a
+  tie a fractional false positive: in a frame with ground truth (both sets present, e.g. zero overlap
+  with everything) the weight is the frame's share of boxes out of the category; in a frame without
+  ground truth it is the share of all ground-truth boxes of the evaluated data set that are in the
+  category (``category_shares``). Note the asymmetry, which is FGFA's: the share out of the category in
+  a frame with ground truth, the share in it in a frame without.
+For 'all' every box is in the category, so every unmatched detection is a full false positive: the plain
+VID mAP. One detail differs from FGFA: its motion ranges [0, 0.7], [0.7, 0.9], [0.9, 1] share their ends,
+so a box with motion IoU exactly 0.7 or 0.9 counts in two categories there; here it is medium only
+(``motion_category``).
+
+The evaluation runs in two steps that the bootstrap (``featflow.evaluation.bootstrap``) shares: each
+video's detections get their outcomes once (``per_video_outcomes``), then any multiset of videos is
+ranked and scored (``rank_outcomes``, ``vid_result`` with per-video counts).
 
 Results files hold one detection per line, ``frame_id class_index score x1 y1 x2 y2``, with the 1-based
 frame ids of ``ImageSets/VID/VID_val_frames.txt``.
@@ -23,13 +38,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from featflow.data.formats.vid import VidAnnotation
-from featflow.evaluation.motion_iou import motion_category, motion_iou
+from featflow.evaluation.motion_iou import box_iou_vid, motion_category, motion_iou
 from featflow.structures import Detections, VideoDetections
 from featflow.utils.io import write_text
 
@@ -37,7 +53,6 @@ IOU_THRESHOLD = 0.5
 PIXEL_TOLERANCE = 10
 MOTIONS = ("slow", "medium", "fast")
 CATEGORIES = ("all",) + MOTIONS
-_TP, _FP, _DROPPED = 1, 0, -1
 
 
 @dataclass(frozen=True)
@@ -93,29 +108,17 @@ def ground_truth_from_annotations(annotations: list[VidAnnotation], class_index:
     return VideoGroundTruth(tuple(boxes), tuple(labels), tuple(tracks))
 
 
-def box_iou_vid(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU with the +1 pixel convention: a (n, 4), b (m, 4) -> (n, m)."""
-    a, b = a[:, None, :].astype(np.float64), b[None, :, :].astype(np.float64)
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1, 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1, 0, None)
-    inter = iw * ih
-    area = lambda x: (x[..., 2] - x[..., 0] + 1) * (x[..., 3] - x[..., 1] + 1)  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
-
-
 def iou_thresholds(boxes: np.ndarray) -> np.ndarray:
     """The devkit's per-box IoU threshold, min(0.5, w*h / ((w+10)(h+10))): boxes (m, 4) -> (m,)."""
     w, h = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
     return np.minimum(IOU_THRESHOLD, w * h / ((w + PIXEL_TOLERANCE) * (h + PIXEL_TOLERANCE)))
 
 
-def _frame_outcomes(det: Detections, boxes: np.ndarray, labels: np.ndarray, motion: np.ndarray) -> np.ndarray:
-    """The outcome of each detection of one frame in each of CATEGORIES: (4, n) of _TP / _FP / _DROPPED."""
-    out = np.full((len(CATEGORIES), len(det)), _FP, np.int8)
-    if not len(det) or not len(labels):
-        return out
-    iou = box_iou_vid(det.boxes, boxes) * (det.labels[:, None] == labels[None, :])  # (n, m); 0 across classes
-    hits = iou >= iou_thresholds(boxes)[None, :]
+def _match(det: Detections, iou: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Greedy matching in one frame: the ground-truth index each detection takes, -1 for none (n,).
+
+    iou (n, m) with every ground-truth box; a detection may take a box of its class only."""
+    hits = (det.labels[:, None] == labels[None, :]) & (iou >= thresholds[None, :])  # (n, m)
     matched = np.full(len(det), -1)
     taken = np.zeros(len(labels), bool)
     order = np.argsort(-det.scores, kind="stable")
@@ -124,24 +127,169 @@ def _frame_outcomes(det: Detections, boxes: np.ndarray, labels: np.ndarray, moti
         j = int(free.argmax())
         if free[j] >= 0:
             matched[i], taken[j] = j, True
+    return matched
+
+
+def _frame_outcomes(det: Detections, boxes: np.ndarray, labels: np.ndarray,
+                    kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One frame with ground truth: per category, the detections' true positives (4, n) bool and
+    false-positive weights (4, n) float64; kept (4, m) says which boxes are in each category."""
+    iou = box_iou_vid(det.boxes, boxes)  # (n, m), boxes of every class
+    matched = _match(det, iou, labels, iou_thresholds(boxes))
     has = matched >= 0
-    for c, category in enumerate(CATEGORIES):
-        kept = np.ones(len(labels), bool) if category == "all" else motion == category
-        out[c, has] = np.where(kept[matched[has]], _TP, _DROPPED)
-        closer_to_ignored = iou[:, ~kept].max(1, initial=0.0) > iou[:, kept].max(1, initial=0.0)
-        out[c, ~has & closer_to_ignored] = _DROPPED
+    tp = has[None, :] & kept[:, np.maximum(matched, 0)]  # (4, n); matched out of the category: dropped
+    inside = np.stack([iou[:, k].max(1, initial=-1.0) for k in kept])  # (4, n); -1: no box in the category
+    outside = np.stack([iou[:, ~k].max(1, initial=-1.0) for k in kept])  # (4, n); -1: none out of it
+    tie = (~kept).mean(1, keepdims=True)  # (4, 1) the frame's share of boxes out of the category
+    fp = np.where(inside > outside, 1.0, np.where(inside < outside, 0.0, tie))
+    fp[:, has] = 0.0
+    return tp, fp
+
+
+@dataclass(frozen=True)
+class VideoOutcomes:
+    """What each detection of one video counts for in each of CATEGORIES, before any ranking.
+
+    A detection in a frame without ground truth (``no_truth``) has fp 0 here: its weight, the data set's
+    share of boxes in the category, is filled in by ``rank_outcomes`` once the data set is known."""
+
+    scores: np.ndarray  # (n,) float32, the detections of all frames in frame order
+    labels: np.ndarray  # (n,) int64
+    tp: np.ndarray  # (4, n) bool: a true positive in CATEGORIES[c]
+    fp: np.ndarray  # (4, n) float64: false-positive weight in CATEGORIES[c]
+    no_truth: np.ndarray  # (n,) bool: in a frame without ground truth
+    positives: np.ndarray  # (4, num_classes + 1) int64: ground-truth boxes per category and class (0 unused)
+
+
+def video_outcomes(video: VideoDetections, truth: VideoGroundTruth, num_classes: int) -> VideoOutcomes:
+    """The outcomes of one video's detections (per frame) against its ground truth (same frames)."""
+    if len(video) != len(truth):
+        raise ValueError(f"{len(video)} frames of detections, {len(truth)} of ground truth")
+    tps, fps, no_truth = [np.zeros((len(CATEGORIES), 0), bool)], [np.zeros((len(CATEGORIES), 0))], []
+    kept_all = [np.zeros((len(CATEGORIES), 0), bool)]
+    for t, (det, boxes, gt, motion) in enumerate(zip(video, truth.boxes, truth.labels, truth.motion_categories())):
+        for what, lab in (("detection", det.labels), ("ground-truth", gt)):
+            if len(lab) and lab.max() > num_classes:
+                raise ValueError(f"frame {t}: {what} label {lab.max()} > num_classes = {num_classes}")
+        kept = np.stack([np.ones(len(gt), bool) if c == "all" else motion == c for c in CATEGORIES])  # (4, m)
+        if len(gt) and len(det):
+            tp, fp = _frame_outcomes(det, boxes, gt, kept)
+        else:
+            tp, fp = np.zeros((len(CATEGORIES), len(det)), bool), np.zeros((len(CATEGORIES), len(det)))
+        tps.append(tp)
+        fps.append(fp)
+        no_truth.append(np.full(len(det), not len(gt)))
+        kept_all.append(kept)
+    gt_labels = np.concatenate((np.zeros(0, np.int64),) + truth.labels)
+    kept = np.concatenate(kept_all, 1)  # (4, boxes of the video)
+    positives = np.stack([np.bincount(gt_labels[k], minlength=num_classes + 1) for k in kept])
+    return VideoOutcomes(np.concatenate([np.zeros(0, np.float32)] + [d.scores for d in video]),
+                         np.concatenate([np.zeros(0, np.int64)] + [d.labels for d in video]),
+                         np.concatenate(tps, 1), np.concatenate(fps, 1), np.concatenate([np.zeros(0, bool)] + no_truth),
+                         positives.astype(np.int64))
+
+
+def per_video_outcomes(detections: list[VideoDetections], ground_truth: list[VideoGroundTruth],
+                       num_classes: int) -> list[VideoOutcomes]:
+    """``video_outcomes`` of each video; detections and ground truth cover the same videos and frames."""
+    if len(detections) != len(ground_truth):
+        raise ValueError(f"{len(detections)} videos of detections for {len(ground_truth)} videos of ground truth")
+    out = []
+    for v, (video, truth) in enumerate(zip(detections, ground_truth)):
+        try:
+            out.append(video_outcomes(video, truth, num_classes))
+        except ValueError as err:
+            raise ValueError(f"video {v}: {err}") from None
     return out
 
 
-def average_precision(tp: np.ndarray, num_positives: int) -> float:
-    """VOC all-point AP of ranked detections (best first): tp (n,) bool, out of ``num_positives`` objects."""
-    tp = np.asarray(tp, bool)
-    hits = np.cumsum(tp)
+def category_shares(outcomes: Sequence[VideoOutcomes]) -> np.ndarray:
+    """(4,) the share of the ground-truth boxes of these videos in each of CATEGORIES (1 for 'all'; 1 for
+    every category when there is no ground truth at all, where no AP is defined anyway)."""
+    per_category = np.sum([o.positives.sum(1) for o in outcomes], 0) if outcomes else np.zeros(len(CATEGORIES))
+    total = per_category[CATEGORIES.index("all")]
+    return per_category / total if total else np.ones(len(CATEGORIES))
+
+
+@dataclass(frozen=True)
+class RankedOutcomes:
+    """The detections of a list of videos in one ranking, grouped by class: class k's detections, best
+    first, lie in [bounds[k], bounds[k + 1]). Equal scores keep the order of the videos, frames and
+    detections."""
+
+    video: np.ndarray  # (n,) int64: the video of each detection
+    tp: np.ndarray  # (4, n) bool
+    fp: np.ndarray  # (4, n) float64, the weights of detections in frames without ground truth filled in
+    bounds: np.ndarray  # (num_classes + 2,) int64
+    positives: np.ndarray  # (V, 4, num_classes + 1) int64: ground-truth boxes per video, category and class
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.positives)
+
+    @property
+    def num_classes(self) -> int:
+        return self.positives.shape[2] - 1
+
+
+def rank_outcomes(outcomes: Sequence[VideoOutcomes], num_classes: int,
+                  shares: np.ndarray | None = None) -> RankedOutcomes:
+    """Rank the detections of ``outcomes`` once. ``shares`` (4,): the share of ground-truth boxes in each
+    category, the false-positive weight of a detection in a frame without ground truth; default: the
+    shares of these videos (``category_shares``)."""
+    shares = category_shares(outcomes) if shares is None else np.asarray(shares, np.float64)
+    scores = np.concatenate([np.zeros(0, np.float32)] + [o.scores for o in outcomes])
+    labels = np.concatenate([np.zeros(0, np.int64)] + [o.labels for o in outcomes])
+    video = np.concatenate([np.zeros(0, np.int64)] + [np.full(len(o.scores), v) for v, o in enumerate(outcomes)])
+    tp = np.concatenate([np.zeros((len(CATEGORIES), 0), bool)] + [o.tp for o in outcomes], 1)
+    fp = np.concatenate([np.zeros((len(CATEGORIES), 0))] + [o.fp for o in outcomes], 1)
+    no_truth = np.concatenate([np.zeros(0, bool)] + [o.no_truth for o in outcomes])
+    fp = np.where(no_truth[None, :], shares[:, None], fp)  # (4, n)
+    order = np.lexsort((-scores, labels))  # by class, then best first; stable, so ties keep their order
+    bounds = np.searchsorted(labels[order], np.arange(num_classes + 2))
+    positives = np.stack([o.positives for o in outcomes]) if outcomes else np.zeros(
+        (0, len(CATEGORIES), num_classes + 1), np.int64)
+    return RankedOutcomes(video[order], tp[:, order], fp[:, order], bounds, positives)
+
+
+def average_precision(tp: np.ndarray, num_positives: float, fp: np.ndarray | None = None) -> float:
+    """VOC all-point AP of ranked detections (best first) out of ``num_positives`` objects.
+
+    tp (n,): the true positives each detection counts, as bool flags or weights (a video the bootstrap
+    draws twice counts twice); fp (n,): false-positive weights, fractional under the motion-category rules
+    (default: each detection that is no true positive is one false positive). Entries that count neither
+    (weight 0) leave precision and recall as they are, so they are skipped."""
+    tp = np.asarray(tp, np.float64).reshape(-1)
+    fp = (tp == 0).astype(np.float64) if fp is None else np.asarray(fp, np.float64).reshape(-1)
+    if len(tp) != len(fp):
+        raise ValueError(f"{len(tp)} true-positive and {len(fp)} false-positive weights")
+    keep = (tp > 0) | (fp > 0)
+    hits, false = np.cumsum(tp[keep]), np.cumsum(fp[keep])
     recall = np.concatenate([[0.0], hits / num_positives, [1.0]])
-    precision = np.concatenate([[0.0], hits / np.arange(1, len(tp) + 1), [0.0]])
+    precision = np.concatenate([[0.0], hits / (hits + false), [0.0]])
     precision = np.maximum.accumulate(precision[::-1])[::-1]  # the best precision at this recall or more
     step = np.flatnonzero(recall[1:] != recall[:-1])
     return float(np.sum((recall[step + 1] - recall[step]) * precision[step + 1]))
+
+
+def ap_per_class(ranked: RankedOutcomes, category: str, counts: np.ndarray | None = None) -> np.ndarray:
+    """(num_classes,) AP of classes 1..num_classes in ``category``; NaN for a class without ground truth
+    there. counts (V,): how often each video is in the evaluated set (default once each; a bootstrap
+    resample repeats some videos and leaves others out)."""
+    c = CATEGORIES.index(category)
+    counts = np.ones(ranked.num_videos) if counts is None else np.asarray(counts, np.float64)
+    positives = counts @ ranked.positives[:, c, :]  # (num_classes + 1,)
+    weight = counts[ranked.video]  # (n,) how often each detection is in the set
+    ap = np.full(ranked.num_classes, np.nan)
+    for k in np.flatnonzero(positives[1:] > 0) + 1:
+        s = slice(ranked.bounds[k], ranked.bounds[k + 1])
+        ap[k - 1] = average_precision(ranked.tp[c, s] * weight[s], positives[k], ranked.fp[c, s] * weight[s])
+    return ap
+
+
+def mean_ap(ap: np.ndarray) -> float:
+    """The mean over the classes with an AP (ground truth); NaN when no class has one."""
+    return float(np.nanmean(ap)) if np.isfinite(ap).any() else math.nan
 
 
 @dataclass(frozen=True)
@@ -165,43 +313,20 @@ class VidResult:
                 "num_gt": dict(self.num_gt)}
 
 
+def vid_result(ranked: RankedOutcomes, counts: np.ndarray | None = None) -> VidResult:
+    """The VidResult of the ranked videos, each counted ``counts[v]`` times (default once)."""
+    counts = np.ones(ranked.num_videos) if counts is None else np.asarray(counts, np.float64)
+    ap = {category: ap_per_class(ranked, category, counts) for category in CATEGORIES}
+    boxes = counts @ ranked.positives.sum(2) if ranked.num_videos else np.zeros(len(CATEGORIES))  # (4,)
+    num_gt = {category: int(round(float(n))) for category, n in zip(CATEGORIES, boxes)}
+    means = {category: mean_ap(v) for category, v in ap.items()}
+    return VidResult(means["all"], means["slow"], means["medium"], means["fast"], ap, num_gt)
+
+
 def evaluate_vid(detections: list[VideoDetections], ground_truth: list[VideoGroundTruth],
                  num_classes: int) -> VidResult:
     """VID mAP of ``detections`` (per video, per frame) against ``ground_truth`` (same videos and frames)."""
-    if len(detections) != len(ground_truth):
-        raise ValueError(f"{len(detections)} videos of detections for {len(ground_truth)} videos of ground truth")
-    # per frame, then concatenated; the empty first entries make an evaluation of nothing well-defined
-    scores, labels = [np.zeros(0, np.float32)], [np.zeros(0, np.int64)]
-    outcomes = [np.zeros((len(CATEGORIES), 0), np.int8)]  # (4, n) per frame
-    gt_labels, gt_motion = [np.zeros(0, np.int64)], [np.zeros(0, str)]
-    for v, (video, truth) in enumerate(zip(detections, ground_truth)):
-        if len(video) != len(truth):
-            raise ValueError(f"video {v}: {len(video)} frames of detections, {len(truth)} of ground truth")
-        motion = truth.motion_categories()
-        for t, (det, boxes, gt, mo) in enumerate(zip(video, truth.boxes, truth.labels, motion)):
-            for what, lab in (("detection", det.labels), ("ground-truth", gt)):
-                if len(lab) and lab.max() > num_classes:
-                    raise ValueError(f"video {v} frame {t}: {what} label {lab.max()} > num_classes = {num_classes}")
-            scores.append(det.scores)
-            labels.append(det.labels)
-            outcomes.append(_frame_outcomes(det, boxes, gt, mo))
-            gt_labels.append(gt)
-            gt_motion.append(mo)
-    order = np.argsort(-np.concatenate(scores), kind="stable")  # one ranking over all frames of all videos
-    labels_ranked, outcomes_ranked = np.concatenate(labels)[order], np.concatenate(outcomes, 1)[:, order]
-    all_gt, all_motion = np.concatenate(gt_labels), np.concatenate(gt_motion)
-    ap: dict[str, np.ndarray] = {}
-    num_gt: dict[str, int] = {}
-    for c, category in enumerate(CATEGORIES):
-        kept_gt = all_gt if category == "all" else all_gt[all_motion == category]
-        num_gt[category] = len(kept_gt)
-        positives = np.bincount(kept_gt, minlength=num_classes + 1)
-        ap[category] = np.full(num_classes, np.nan)
-        for k in np.flatnonzero(positives[1:]) + 1:
-            outcome = outcomes_ranked[c, labels_ranked == k]
-            ap[category][k - 1] = average_precision(outcome[outcome != _DROPPED] == _TP, int(positives[k]))
-    means = {k: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for k, v in ap.items()}
-    return VidResult(means["all"], means["slow"], means["medium"], means["fast"], ap, num_gt)
+    return vid_result(rank_outcomes(per_video_outcomes(detections, ground_truth, num_classes), num_classes))
 
 
 def read_frame_ids(path: str | os.PathLike) -> dict[str, list[int]]:
