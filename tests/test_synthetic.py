@@ -117,7 +117,7 @@ def test_classes_and_speeds_cover_the_benchmark():
             labels.update(int(x) for x in ann.labels)
             frames += [t] * len(ann.boxes)
             tracks += list(ann.track_ids)
-            boxes += list(ann.boxes)
+            boxes += list(ann.vid_boxes)
         categories += list(motion_category(motion_iou(np.array(frames), np.array(tracks), np.array(boxes))))
     assert labels == set(range(1, len(CLASS_NAMES)))  # all 8 object classes appear
     share = {c: categories.count(c) / len(categories) for c in ("slow", "medium", "fast")}

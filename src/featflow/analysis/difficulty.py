@@ -50,7 +50,7 @@ def _categories(video: SyntheticVideo) -> dict[tuple[int, int], str]:
         ann = video.annotation(t)
         frames += [t] * len(ann.boxes)
         tracks += [int(k) for k in ann.track_ids]
-        boxes += list(ann.boxes)
+        boxes += list(ann.vid_boxes)
     cats = motion_category(motion_iou(np.array(frames), np.array(tracks), np.array(boxes)))
     return {(f, k): str(c) for f, k, c in zip(frames, tracks, cats)}
 

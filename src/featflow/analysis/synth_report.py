@@ -74,7 +74,7 @@ def content_statistics(config: SynthConfig, videos: int, seed: int = 0, progress
             labels.update(CLASS_NAMES[int(k)] for k in ann.labels)
             frames += [t] * len(ann.boxes)
             tracks += list(ann.track_ids)
-            boxes += list(ann.boxes)
+            boxes += list(ann.vid_boxes)
             visible += list(ann.visible)
             short += list(np.minimum(ann.boxes[:, 2] - ann.boxes[:, 0], ann.boxes[:, 3] - ann.boxes[:, 1]) / stride)
             objects_per_frame.append(len(ann.boxes))

@@ -51,9 +51,7 @@ def _clip(current: np.ndarray, references: list[np.ndarray], same: list[bool], t
 
 def synthetic_targets(annotation) -> FrameTargets:
     """The generator's boxes (x1, y1 exclusive) in VID's inclusive convention."""
-    boxes = annotation.boxes.astype(np.float32).copy()
-    boxes[:, 2:] -= 1
-    return FrameTargets(boxes, annotation.labels.astype(np.int64), annotation.track_ids.astype(np.int64))
+    return FrameTargets(annotation.vid_boxes, annotation.labels.astype(np.int64), annotation.track_ids.astype(np.int64))
 
 
 class SyntheticDetectionClips(Dataset):

@@ -36,6 +36,13 @@ class FrameAnnotation:
     # annotations made elsewhere)
     deterioration: dict[str, np.ndarray] | None = None  # name -> (K,) float32, see DETERIORATIONS
 
+    @property
+    def vid_boxes(self) -> np.ndarray:
+        """The boxes in ImageNet VID's inclusive-pixel convention (x1, y1 = last column, row): (K, 4) float32."""
+        boxes = self.boxes.astype(np.float32).copy()
+        boxes[:, 2:] -= 1
+        return boxes
+
 
 #: Per-box deterioration measures of ``FrameAnnotation.deterioration``:
 #: - smear: length in pixels of the object's motion during the exposure (its motion blur);
