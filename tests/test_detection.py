@@ -303,7 +303,7 @@ def test_detection_report_tables(tmp_path):
                         DetRowPlan("single frame + Seq-NMS", paths["frame"], postprocess="seq-nms")),
         dff=(DetRowPlan("DFF", paths["dff"], "dff"),), frame_count_weights=paths["fgfa"], frame_count_windows=(0, 1),
         speed=DetSpeedPlan(feature_net="resnet18", flow_nets=("flownet_inception",), size=(48, 64), key_interval=2,
-                           window=1, fgfa_flow_nets=("flownet_inception",), frames=2))
+                           window=1, fgfa_flow_nets=("flownet_inception",), frames=2), bootstrap_samples=50)
     out = run_detection_report(plan, tmp_path / "report", progress=False)
     assert {p.name for p in out} == {"detection.md", "detection.json", "detection.png"}
     data = json.loads((tmp_path / "report" / "detection.json").read_text())
@@ -313,6 +313,17 @@ def test_detection_report_tables(tmp_path):
     text = (tmp_path / "report" / "detection.md").read_text()
     assert "| FGFA 3 frames + flownet_inception |" in text and "FGFA (FlowNet Inception) gains" in text and "| 3 |" in text
     assert data["videos"] == 2 and "its first 2 of 3 videos" in text  # the plan's subset of the held-out videos
+    # every difference carries its bootstrap interval, per motion category, beside the rows it compares
+    pairs = {(c["base"], c["other"]) for c in data["comparisons"]}
+    assert {("single frame", "FGFA"), ("single frame", "DFF"), ("single frame", "single frame + Seq-NMS"),
+            ("1 frames", "3 frames")} <= pairs
+    for c in data["comparisons"]:
+        for category in ("all", "slow", "medium", "fast"):
+            d = c[category]
+            assert set(d) == {"delta", "ci_low", "ci_high"}
+            if d["delta"] is not None and d["ci_low"] is not None:
+                assert d["ci_low"] - 1e-9 <= d["delta"] <= d["ci_high"] + 1e-9
+    assert "95% bootstrap intervals" in text
 
 
 def test_cocovid_round_trip_reads_what_the_vid_reader_reads(tmp_path):

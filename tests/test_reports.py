@@ -100,7 +100,7 @@ def test_speed_row_and_segmentation_report(tmp_path):
               RowPlan("DFF separate", frame, "dff", flow_net="flownet_inception")),
         curves=(CurvePlan("resnet18 + flownet_inception", dff, frame),),
         speed=SpeedPlan(feature_net="resnet18", flow_nets=("flownet_inception",), sizes=((48, 64),), frames=4))
-    (tmp_path / "metrics.json").write_text(json.dumps({"config": {"model": {"init": None}}, "iterations": 12,
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": {"model": {"init": None}, "train": {"batch_size": 4}}, "iterations": 12,
                                                        "wall_seconds": 60.0, "final": {"val_miou": 0.25}}))
     paths = run_segmentation_report(plan, tmp_path / "report", progress=False)
     assert {p.name for p in paths} == {"segmentation.md", "segmentation.json", "segmentation.png"}
@@ -113,4 +113,30 @@ def test_speed_row_and_segmentation_report(tmp_path):
     assert "DFF fix" not in text and "| DFF separate |" in text
     own = data["curves"][0]["miou"]["1"]
     assert f"DFF's own N_feat run on every frame (l=1) gets {100 * own:.1f}" in text
-    assert "| random init | 12 | 1.0 | val_miou 0.250 |" in text  # both checkpoints share the metrics.json here
+    # both checkpoints share the metrics.json here; total samples = 12 iterations x batch 4, along no init chain
+    assert "| random init | 12 | 1.0 | 48 | 1.0 | val_miou 0.250 |" in text
+
+
+def test_training_budgets_add_up_along_init_chains_and_plateau_is_read_off_the_curve(tmp_path):
+    from featflow.analysis.reports import curves_plot, plateau_gain, training_records
+
+    def run(name: str, init: str | None, iterations: int, batch: int, minutes: float, curve: list[float]) -> str:
+        folder = tmp_path / name
+        folder.mkdir()
+        history = [{"iteration": (i + 1) * iterations // len(curve), "val_map": v, "loss": 1.0}
+                   for i, v in enumerate(curve)]
+        (folder / "metrics.json").write_text(json.dumps({
+            "config": {"model": {"init": init}, "train": {"batch_size": batch}}, "iterations": iterations,
+            "wall_seconds": 60 * minutes, "final": history[-1], "history": history}))
+        return str(folder / "model.safetensors")
+
+    base = run("frame", None, 100, 8, 10.0, [0.1, 0.2, 0.3, 0.305])
+    video = run("fgfa", base, 50, 4, 20.0, [0.32, 0.34])
+    records = {r["weights"]: r for r in training_records([video])}
+    assert set(records) == {video, base}  # the chain is followed
+    assert (records[base]["total_samples"], records[base]["total_minutes"]) == (800, 10.0)
+    assert (records[video]["total_samples"], records[video]["total_minutes"]) == (800 + 200, 30.0)
+    assert plateau_gain(records[base]["curve"], "val_map") == pytest.approx(0.005)  # iteration 75 -> 100
+    assert plateau_gain([{"iteration": 10, "val_map": 0.1}], "val_map") is None
+    assert curves_plot(tmp_path / "curves.png", list(records.values()), "val_map", "mAP")
+    assert (tmp_path / "curves.png").stat().st_size > 1000

@@ -8,7 +8,11 @@ From a plan (YAML) naming the trained checkpoints and the held-out VID-layout da
 - DFF at key interval l against single frame: mAP and speedup;
 - the frame-count table: FGFA with 1, 5, ..., 21 test frames against mAP and runtime;
 - speed at the paper's size (random weights, ``featflow.analysis.speed``): single frame, DFF at l with each
-  flow net, FGFA with 2K+1 frames.
+  flow net, FGFA with 2K+1 frames;
+- every difference the tables show (each row against single frame, each ablation row against FGFA, 2K+1
+  test frames against 1), per motion category, with a 95% paired bootstrap interval over held-out videos;
+- the models' training: each run's budget summed along its init chain, its held-out curve, and whether it
+  plateaued (the last quarter of training raised the held-out mAP by less than a point).
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from featflow.analysis.reports import machine_description, training_lines, training_records, write_report  # noqa: E402,E501
+from featflow.analysis.reports import (curves_plot, machine_description, plateau_gain, training_lines,  # noqa: E402
+                                       training_records, write_report)
 from featflow.analysis.speed import measure_fgfa_speed, measure_speed  # noqa: E402
 from featflow.data.vid import VidDataset  # noqa: E402
 from featflow.engine.checkpoint import load_detector  # noqa: E402
 from featflow.engine.det_inference import (DetStreamConfig, detect_dataset, ground_truth,  # noqa: E402
                                            postprocess_video)
+from featflow.evaluation.bootstrap import vid_map_differences  # noqa: E402
 from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid  # noqa: E402
 from featflow.structures import Detections, VideoDetections  # noqa: E402
 from featflow.utils.io import atomic_path  # noqa: E402
@@ -65,6 +71,8 @@ class DetReportPlan:
     frame_count_weights: str | None = None  # an FGFA checkpoint for the frame-count table
     frame_count_windows: tuple[int, ...] = (0, 2, 4, 6, 8, 10)
     speed: DetSpeedPlan = field(default_factory=DetSpeedPlan)
+    bootstrap_samples: int = 1000  # resamples of the held-out videos for each difference's 95% interval
+    seed_note: str = ""  # how the held-out data was made (its generator seed), quoted in the report
 
 
 class _Runner:
@@ -74,6 +82,7 @@ class _Runner:
         self.data, self.progress = data, progress
         self.truth: list[VideoGroundTruth] = ground_truth(data)
         self.raw: dict[tuple[str, DetStreamConfig], tuple[list[VideoDetections], float]] = {}
+        self.detections: dict[str, list[VideoDetections]] = {}  # by row name, post-processing applied
 
     def row(self, name: str, weights: str, config: DetStreamConfig, postprocess: str | None = None) -> dict:
         key = (weights, config)
@@ -84,9 +93,54 @@ class _Runner:
         if postprocess is not None:
             detections = [postprocess_video(d, postprocess, [self.data.image(v, t) for t in range(len(d))]
                                             if postprocess == "mgp" else None) for v, d in enumerate(detections)]
+        self.detections[name] = detections
         result = evaluate_vid(detections, self.truth, len(self.data.classes))
         return {"name": name, "weights": weights, "method": config.method, "key_interval": config.key_interval,
                 "window": config.window, "postprocess": postprocess, "ms_per_frame": ms, **result.to_json()}
+
+
+    def compare(self, base: str, other: str, samples: int) -> dict:
+        """mAP(other) - mAP(base) per category, in points, with paired 95% bootstrap intervals over videos."""
+        diffs = vid_map_differences(self.detections[base], self.detections[other], self.truth,
+                                    len(self.data.classes), samples=samples)
+        return {"base": base, "other": other, **{c: d.to_json() for c, d in diffs.items()}}
+
+
+def _comparisons(runner: _Runner, results: dict, samples: int) -> list[dict]:
+    """The differences the tables show: every row against single frame, ablation rows against FGFA,
+    post-processed rows against their raw row, and 2K+1 test frames against one."""
+    names = {r["name"]: r for group in ("ablation", "postprocessing", "dff") for r in results[group]}
+    single = next((r["name"] for r in results["ablation"] + results["postprocessing"] if r["method"] == "frame"
+                   and r["postprocess"] is None), None)
+    pairs: list[tuple[str, str]] = []
+    if single:
+        pairs += [(single, n) for n, r in names.items() if n != single and r["postprocess"] is None]
+    if "FGFA" in names:
+        pairs += [("FGFA", r["name"]) for r in results["ablation"] if r["name"] not in ("FGFA", single)]
+    for r in results["postprocessing"]:
+        base = next((b["name"] for b in results["postprocessing"] if b["weights"] == r["weights"]
+                     and b["method"] == r["method"] and b["postprocess"] is None), None)
+        if r["postprocess"] and base:
+            pairs.append((base, r["name"]))
+    counts = results["frame_counts"]
+    if len(counts) > 1:
+        pairs.append((counts[0]["name"], counts[-1]["name"]))
+    return [runner.compare(a, b, samples) for a, b in dict.fromkeys(pairs)]
+
+
+def _difference(d: dict) -> str:
+    return "-" if d["delta"] is None else f"{d['delta']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]"
+
+
+def _comparison_lines(comparisons: list[dict]) -> list[str]:
+    lines = ["", "## Differences with 95% bootstrap intervals", "",
+             "mAP points, other minus base; the interval resamples held-out videos (paired: both rows see the same "
+             "resampled videos). A difference whose interval contains 0 is not a result.", "",
+             "| other | base | all | slow | medium | fast |", "|---|---|---|---|---|---|"]
+    for c in comparisons:
+        lines.append(f"| {c['other']} | {c['base']} | " + " | ".join(_difference(c[k]) for k in
+                                                                      ("all", "slow", "medium", "fast")) + " |")
+    return lines
 
 
 def _config(plan: DetReportPlan, method: str, window: int | None = None) -> DetStreamConfig:
@@ -131,6 +185,7 @@ def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) 
     gt = results["num_gt"]
     lines = ["# Video object detection: single frame, DFF, FGFA and box-level post-processing", "",
              f"Held-out data: {len(data)} videos ({frames} frames) of `{plan.data}` (split `{plan.split}`"
+             + (f"; {plan.seed_note}" if plan.seed_note else "")
              + (f", its first {len(data)} of {total} videos" if len(data) < total else "") + ", ImageNet VID "
              f"layout), ground-truth boxes: {gt['all']} (slow {gt['slow']}, medium {gt['medium']}, fast {gt['fast']}). "
              "Small models trained here on the CPU (configs in `featflow/configs/det/`). mAP@0.5 with the VID rules "
@@ -184,8 +239,17 @@ def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) 
         lines += ["", "Targets: DFF at l=10 at least 7x faster than single frame with FlowNet Inception (paper: 5x with "
                       "FlowNet); FGFA with 21 frames at most 2.5x a single frame with FlowNet (paper 2.55x) and at most "
                       "1.5x with FlowNet Inception."]
+    if results.get("comparisons"):
+        lines += _comparison_lines(results["comparisons"])
     if results.get("training"):
         lines += training_lines(results["training"])
+        lines += ["", "Convergence: the held-out mAP's rise over the last quarter of each run (a run has plateaued "
+                      "when it is under 1 point).", "", "| weights | last-quarter gain (points) |", "|---|---|"]
+        for r in results["training"]:
+            gain = plateau_gain(r["curve"], "val_map")
+            lines.append(f"| `{r['weights']}` | {'-' if gain is None else f'{100 * gain:+.1f}'} |")
+        if results.get("curves"):
+            lines += ["", "![held-out curves](detection_curves.png)"]
     return "\n".join(lines)
 
 
@@ -211,14 +275,19 @@ def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "repor
     } if sp.flow_nets or sp.fgfa_flow_nets else {}
     empty = [[Detections.empty()] * len(truth) for truth in runner.truth]
     results["num_gt"] = evaluate_vid(empty, runner.truth, len(data.classes)).num_gt
+    results["comparisons"] = _comparisons(runner, results, plan.bootstrap_samples) if plan.bootstrap_samples else []
     weights = [r.weights for r in plan.ablation + plan.postprocessing + plan.dff]
     results["training"] = training_records(weights + ([plan.frame_count_weights] if plan.frame_count_weights else []))
     report = Path(report)
+    results["curves"] = curves_plot(report / "detection_curves.png", results["training"], "val_map",
+                                    "held-out mAP (%) during training")
     paths = write_report(report, "detection", _markdown(plan, data, total, results),
                          {"plan": asdict(plan), "videos": len(data), **results, "machine": machine_description()},
                          command)
     if results["frame_counts"]:
         _plot(report / "detection.png", results["frame_counts"])
         paths.append(report / "detection.png")
+    if results["curves"]:
+        paths.append(report / "detection_curves.png")
     return paths
 
