@@ -141,7 +141,8 @@ def test_fixed_seed_gives_the_same_loss_curve(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    ("train: {batch_size: 4, iterations: 6, lr: 0.001, warmup: 2, workers: 0, momentum: 0.9}", "train: unknown key 'momentum'"),
+    ("train: {batch_size: 4, iterations: 6, lr: 0.001, warmup: 2, workers: 0, momentun: 0.9}", "train: unknown key 'momentun'"),
+    ("train: {batch_size: 4, iterations: 6, optimizer: adam}", "train: optimizer: unknown optimizer 'adam'"),
     ("train: {batch_size: four, iterations: 6}", "train.batch_size: expected an integer"),
     ("data: {source: /no/such/folder, size: [32, 64]}", "data.source: no such file or folder"),
     ("model: {arch: resnet18, channels: 16, init: /no/such/model.safetensors}", "model.init: no such file or folder"),

@@ -22,8 +22,9 @@ from torch import nn
 from featflow.methods.detection import VideoDetector
 from featflow.methods.dff import DeepFeatureFlow
 from featflow.methods.segmentation import VideoSegmenter
-from featflow.modeling.rpn import RPNConfig
+from featflow.modeling.feature_net import NormKind
 from featflow.modeling.flow_net import FlowNetBase, build_flow_net
+from featflow.modeling.rpn import RPNConfig
 from featflow.utils.io import atomic_path
 
 #: The flow network shipped with featflow (trained on synthetic pairs by ``featflow train flow``).
@@ -113,22 +114,36 @@ def save_segmenter(path: str | os.PathLike, model: VideoSegmenter, class_names: 
                    extra: dict[str, Any] | None = None) -> None:
     """Save a video segmenter (N_feat, head and, for DFF, F) with what is needed to rebuild it."""
     metadata = {"featflow.kind": "segmenter", "arch": model.arch, "channels": str(model.channels),
-                "flow_net": model.flow_name or "", "aggregation": model.aggregation or "",
+                "norm": model.norm, "flow_net": model.flow_name or "", "aggregation": model.aggregation or "",
                 "num_classes": str(model.num_classes), "class_names": json.dumps(class_names), **(extra or {})}
     save_weights(path, model, metadata)
+
+
+#: The one buffer BatchNorm has and frozen BatchNorm lacks; it is not used for inference or (with a fixed momentum)
+#: training, so checkpoints move between the two normalisations without it.
+BATCHES_TRACKED = "num_batches_tracked"
+
+
+def load_norm_agnostic(module: nn.Module, tensors: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """``module.load_state_dict(tensors, strict=False)`` across BatchNorm and frozen BatchNorm (float tensors as
+    float32); -> (missing, unexpected) names, leaving out BatchNorm's batch counters. Frozen BatchNorm drops the
+    counters it is given; a BatchNorm module given none keeps its own."""
+    tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    missing, unexpected = module.load_state_dict(tensors, strict=False)
+    return ([k for k in missing if not k.endswith(BATCHES_TRACKED)],
+            [k for k in unexpected if not k.endswith(BATCHES_TRACKED)])
 
 
 def _load_state(path: Path, model: nn.Module, tensors: dict[str, torch.Tensor], optional: tuple[str, ...]) -> None:
     """Load ``tensors`` into ``model``; parts under the ``optional`` prefixes may be absent (added by the caller).
     Tensors whose shapes differ from the model's (another class count or width) are named in the error."""
-    tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     expected = model.state_dict()
     wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(expected[k].shape)} in the model"
              for k, v in tensors.items() if k in expected and v.shape != expected[k].shape]
     if wrong:
         raise ValueError(f"{path}: weights do not fit the model they describe ({len(wrong)} tensors differ in shape; "
                          f"{'; '.join(wrong[:3])})")
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing, unexpected = load_norm_agnostic(model, tensors)
     missing = [k for k in missing if not k.startswith(optional)] if optional else missing
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not fit the model they describe (missing {missing[:3]}, "
@@ -142,14 +157,21 @@ def _task_metadata(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], dict
     return tensors, metadata
 
 
-def load_segmenter(path: str | os.PathLike, flow_net: str | None = None) -> tuple[VideoSegmenter, dict[str, str]]:
+def saved_norm(metadata: dict[str, str]) -> str:
+    """N_feat's normalisation in a task checkpoint ("batch" for those written before the option existed)."""
+    return metadata.get("norm") or "batch"
+
+
+def load_segmenter(path: str | os.PathLike, flow_net: str | None = None, norm: NormKind | None = None
+                   ) -> tuple[VideoSegmenter, dict[str, str]]:
     """Rebuild a segmenter. ``flow_net`` adds a (pre-trained or fresh) F to a per-frame checkpoint;
-    a checkpoint that has one keeps its own."""
+    a checkpoint that has one keeps its own. ``norm`` rebuilds N_feat with another normalisation than the
+    checkpoint's (its statistics carry over)."""
     path = Path(path)
     tensors, metadata = _task_metadata(path, "segmenter")
     own_flow = metadata.get("flow_net") or None
     model = VideoSegmenter(int(metadata["num_classes"]), metadata["arch"], int(metadata["channels"]),
-                           own_flow or flow_net, metadata.get("aggregation") or None)
+                           own_flow or flow_net, metadata.get("aggregation") or None, norm=norm or saved_norm(metadata))
     _load_state(path, model, tensors, () if own_flow else ("flow_net.",))
     return model, metadata
 
@@ -158,22 +180,24 @@ def save_detector(path: str | os.PathLike, model: VideoDetector, class_names: li
                   extra: dict[str, Any] | None = None) -> None:
     """Save a video detector (N_feat, RPN, R-FCN and, for DFF / FGFA, F and the embedding network)."""
     metadata = {"featflow.kind": "detector", "arch": model.arch, "channels": str(model.channels),
-                "flow_net": model.flow_name or "", "aggregation": model.aggregation or "",
+                "norm": model.norm, "flow_net": model.flow_name or "", "aggregation": model.aggregation or "",
                 "num_classes": str(model.num_classes), "class_names": json.dumps(class_names),
                 "anchor_sizes": json.dumps(list(model.anchor_sizes)), **(extra or {})}
     save_weights(path, model, metadata)
 
 
-def load_detector(path: str | os.PathLike, flow_net: str | None = None, aggregation: str | None = None
-                  ) -> tuple[VideoDetector, dict[str, str]]:
+def load_detector(path: str | os.PathLike, flow_net: str | None = None, aggregation: str | None = None,
+                  norm: NormKind | None = None) -> tuple[VideoDetector, dict[str, str]]:
     """Rebuild a detector. ``flow_net`` / ``aggregation`` add a fresh F / embedding network to a checkpoint
-    without them (a per-frame one starting DFF or FGFA training); a checkpoint's own parts are kept."""
+    without them (a per-frame one starting DFF or FGFA training); a checkpoint's own parts are kept. ``norm``
+    rebuilds N_feat with another normalisation than the checkpoint's (its statistics carry over)."""
     path = Path(path)
     tensors, metadata = _task_metadata(path, "detector")
     own_flow, own_aggregation = metadata.get("flow_net") or None, metadata.get("aggregation") or None
     model = VideoDetector(int(metadata["num_classes"]), metadata["arch"], int(metadata["channels"]),
                           own_flow or flow_net, own_aggregation or aggregation,
-                          rpn=RPNConfig(anchor_sizes=tuple(json.loads(metadata["anchor_sizes"]))))
+                          rpn=RPNConfig(anchor_sizes=tuple(json.loads(metadata["anchor_sizes"]))),
+                          norm=norm or saved_norm(metadata))
     optional = (() if own_flow else ("flow_net.",)) + (() if own_aggregation else ("aggregator.",))
     _load_state(path, model, tensors, optional)
     return model, metadata

@@ -21,15 +21,17 @@ from torch import Tensor, nn
 
 from featflow.data.detection_clips import (ReferenceSampling, SyntheticDetectionClips, VidDetectionClips,
                                            collate_clips)
-from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
+from featflow.data.synthetic import CLASS_NAMES, GEOMETRIES, Degradations, SynthConfig
 from featflow.data.vid import VidDataset
-from featflow.engine.checkpoint import load_detector, load_flow_into, read_weights, save_detector
+from featflow.engine.checkpoint import (load_detector, load_flow_into, load_norm_agnostic, read_weights,
+                                        save_detector)
 from featflow.engine.config import check_paths, to_dict
+from featflow.engine.feature_scale import FeatureScale
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, to_device, train
 from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid
 from featflow.methods.detection import VideoDetector, total_loss
 from featflow.methods.fgfa import AGGREGATIONS
-from featflow.modeling.feature_net import FEATURE_NETS
+from featflow.modeling.feature_net import FEATURE_NETS, NORMS
 from featflow.modeling.flow_net import FLOW_NETS
 from featflow.modeling.rpn import RPNConfig
 
@@ -42,9 +44,10 @@ class DetModelConfig:
     aggregation: str | None = None  # FGFA: "adaptive" (the paper's), "mean" (equal weights; an ablation)
     anchor_sizes: tuple[int, ...] = (32, 64, 128)
     init: str | None = None  # detector checkpoint to start from (a per-frame one for DFF / FGFA)
-    # N_feat from another task's checkpoint (a segmenter), for a detector trained from scratch: the stand-in for
-    # the papers' ImageNet pre-training
+    # N_feat from another task's checkpoint (a segmenter: a path, or a shipped model's name such as
+    # "seg-dff-r18-synth"), for a detector trained from scratch: the stand-in for the papers' ImageNet pre-training
     features_init: str | None = None
+    norm: str = "batch"  # N_feat's BatchNorm: "batch" (statistics trained) or "frozen" (the papers' fixed statistics)
     flow_init: str | None = "shipped"
     freeze_features: bool = False
     freeze_flow: bool = False
@@ -53,6 +56,8 @@ class DetModelConfig:
     def __post_init__(self) -> None:
         if self.arch not in FEATURE_NETS:
             raise ValueError(f"unknown feature network {self.arch!r}; choose one of {', '.join(FEATURE_NETS)}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm: unknown normalisation {self.norm!r}; choose one of {', '.join(NORMS)}")
         if self.flow_net is not None and self.flow_net not in FLOW_NETS:
             raise ValueError(f"unknown flow network {self.flow_net!r}; choose one of {', '.join(FLOW_NETS)}")
         if self.aggregation not in AGGREGATIONS:
@@ -67,6 +72,7 @@ class DetModelConfig:
 class DetDataConfig:
     source: str = "synthetic"  # "synthetic" (on the fly) or an ImageNet VID-layout folder
     size: tuple[int, int] = (192, 384)
+    geometry: str = "shapes"  # synthetic only: "shapes" (many small objects) or "vid" (ImageNet VID's geometry)
     degradations: str = "default"
     max_offset: int = 9
     frames_per_video: int = 8
@@ -89,6 +95,9 @@ class DetTrainConfig:
 
     def __post_init__(self) -> None:
         Degradations.parse(self.data.degradations)
+        if self.data.geometry not in GEOMETRIES:
+            raise ValueError(f"data.geometry: unknown synthetic geometry {self.data.geometry!r}; choose one of "
+                             f"{', '.join(GEOMETRIES)}")
 
 
 def reference_sampling(cfg: DetModelConfig, max_offset: int) -> ReferenceSampling:
@@ -104,7 +113,7 @@ def build_detector(cfg: DetModelConfig, num_classes: int) -> VideoDetector:
     """The model a config describes, initialised as it says (checkpoint, pre-trained flow, frozen parts)."""
     rpn = RPNConfig(anchor_sizes=tuple(cfg.anchor_sizes))
     if cfg.init:
-        model, meta = load_detector(cfg.init, flow_net=cfg.flow_net, aggregation=cfg.aggregation)
+        model, meta = load_detector(cfg.init, flow_net=cfg.flow_net, aggregation=cfg.aggregation, norm=cfg.norm)
         found = (meta["arch"], int(meta["channels"]), int(meta["num_classes"]), tuple(model.anchor_sizes))
         if found != (cfg.arch, cfg.channels, num_classes, rpn.anchor_sizes):
             raise ValueError(f"{cfg.init} is (arch, channels, classes, anchors) = {found}; the config asks for "
@@ -114,10 +123,11 @@ def build_detector(cfg: DetModelConfig, num_classes: int) -> VideoDetector:
                              f"{model.aggregation}; the config asks for {cfg.flow_net}, {cfg.aggregation}")
         needs_flow = cfg.flow_net is not None and not meta.get("flow_net")
     else:
-        model = VideoDetector(num_classes, cfg.arch, cfg.channels, cfg.flow_net, cfg.aggregation, rpn=rpn)
+        model = VideoDetector(num_classes, cfg.arch, cfg.channels, cfg.flow_net, cfg.aggregation, rpn=rpn,
+                              norm=cfg.norm)
         needs_flow = cfg.flow_net is not None
         if cfg.features_init:
-            load_features_into(model, cfg.features_init)
+            load_features_into(model, features_source(cfg.features_init))
     if needs_flow and cfg.flow_init is not None:
         load_flow_into(model, None if cfg.flow_init == "shipped" else cfg.flow_init)
     model.feature_net.requires_grad_(not cfg.freeze_features)
@@ -128,14 +138,32 @@ def build_detector(cfg: DetModelConfig, num_classes: int) -> VideoDetector:
     return model
 
 
-def load_features_into(model: VideoDetector, path: str) -> None:
-    """N_feat's weights from any featflow task checkpoint (segmenter or detector) of the same arch and width."""
+def features_source(value: str) -> Path:
+    """``model.features_init`` as a weights file: a shipped model's name (its N_feat, e.g. the shipped segmenter's,
+    "seg-dff-r18-synth") or a checkpoint path."""
+    from featflow.api import shipped_models  # the catalog; imported here, as the API imports the engine
+
+    shipped = {m.name: m.path for m in shipped_models()}
+    if value in shipped:
+        return shipped[value]
+    if Path(value).is_file():
+        return Path(value)
+    raise ValueError(f"model.features_init: {value!r} is neither a shipped model ({', '.join(shipped)}) "
+                     f"nor a weights file")
+
+
+def load_features_into(model: VideoDetector, path: str | Path) -> None:
+    """N_feat's weights from any featflow task checkpoint (segmenter or detector) of the same arch and width,
+    whichever normalisation either uses (BatchNorm statistics become frozen ones and back)."""
     tensors, meta = read_weights(path)
     if (meta.get("arch"), meta.get("channels")) != (model.arch, str(model.channels)):
         raise ValueError(f"{path} holds a {meta.get('arch')} N_feat with {meta.get('channels')} channels; the detector "
                          f"is a {model.arch} with {model.channels}")
     prefix = "feature_net."
-    model.feature_net.load_state_dict({k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
+    missing, unexpected = load_norm_agnostic(
+        model.feature_net, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    if missing or unexpected:
+        raise ValueError(f"{path}: N_feat's weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
 def clip_features(model: VideoDetector, current: Tensor, references: Tensor, same: Tensor) -> Tensor:
@@ -154,25 +182,28 @@ def _loss(model: nn.Module, batch: dict) -> Tensor:
 
 @torch.no_grad()
 def _evaluate(model: VideoDetector, samples: list[dict], num_classes: int) -> dict[str, float]:
-    """mAP over held-out samples, each one a one-frame video (motion categories need whole videos)."""
+    """mAP over held-out samples, each one a one-frame video (motion categories need whole videos), and the scale
+    of the features N_feat computed for them (``feat_std``; DFF also ``scale_mean``, its scale field's mean)."""
     model.eval()
     device = next(model.parameters()).device
     detections, truth = [], []
-    for start in range(0, len(samples), 4):
-        batch = collate_clips(samples[start:start + 4])
-        inputs = to_device(batch, device)
-        features = clip_features(model, inputs["current"], inputs["references"], inputs["same"])
-        detections += [[d] for d in model.detect(features, tuple(batch["current"].shape[-2:]))]
-        truth += [VideoGroundTruth((t["boxes"].numpy(),), (t["labels"].numpy(),), (np.arange(len(t["labels"])),))
-                  for t in batch["targets"]]
-    return {"val_map": evaluate_vid(detections, truth, num_classes).map}
+    with FeatureScale(model) as scale:
+        for start in range(0, len(samples), 4):
+            batch = collate_clips(samples[start:start + 4])
+            inputs = to_device(batch, device)
+            features = clip_features(model, inputs["current"], inputs["references"], inputs["same"])
+            detections += [[d] for d in model.detect(features, tuple(batch["current"].shape[-2:]))]
+            truth += [VideoGroundTruth((t["boxes"].numpy(),), (t["labels"].numpy(),), (np.arange(len(t["labels"])),))
+                      for t in batch["targets"]]
+    return {"val_map": evaluate_vid(detections, truth, num_classes).map, **scale.metrics()}
 
 
 def _datasets(cfg: DetTrainConfig, refs: ReferenceSampling
               ) -> tuple[torch.utils.data.Dataset, list[dict], list[str], bool]:
     """(training set, held-out samples, class names, whether the training set is a finite folder)."""
     if cfg.data.source == "synthetic":
-        config = SynthConfig(cfg.data.size[0], cfg.data.size[1], 30, Degradations.parse(cfg.data.degradations))
+        config = SynthConfig.build(cfg.data.geometry, cfg.data.size[0], cfg.data.size[1], 30,
+                                   Degradations.parse(cfg.data.degradations))
         train_set = SyntheticDetectionClips(config, cfg.train.iterations * cfg.train.batch_size, refs, cfg.data.seed,
                                             "train", cfg.data.frames_per_video, videos_in_flight=cfg.train.batch_size)
         val_set = SyntheticDetectionClips(config, cfg.eval.samples, refs, cfg.data.seed, "val", 4)
@@ -188,7 +219,9 @@ def _datasets(cfg: DetTrainConfig, refs: ReferenceSampling
 def train_detection(cfg: DetTrainConfig, out: Path | None = None, resume: bool = False,
                     progress: bool = True) -> TrainResult:
     """Train the detector ``cfg`` describes; weights, optimizer state and metrics go to ``out``."""
-    check_paths(cfg, ("data.source", "model.init", "model.features_init", "model.flow_init"))
+    check_paths(cfg, ("data.source", "model.init", "model.flow_init"))
+    if cfg.model.features_init:
+        features_source(cfg.model.features_init)  # before any work: a clear error for an unknown name
     out = Path(out or cfg.output)
     torch.manual_seed(cfg.data.seed)
     refs = reference_sampling(cfg.model, cfg.data.max_offset)
@@ -206,7 +239,7 @@ def train_detection(cfg: DetTrainConfig, out: Path | None = None, resume: bool =
     task = TrainTask(
         name=f"det {cfg.model.arch} {method}", model=model, dataset=train_set, loss=_loss,
         evaluate=lambda m: _evaluate(m, val_samples, len(class_names)),
-        save_weights=save, load_weights=load, shuffle=finite, seed=cfg.data.seed, config=config,
-        collate=collate_clips,
+        save_weights=save, load_weights=load, backbone=model.feature_net, shuffle=finite, seed=cfg.data.seed,
+        config=config, collate=collate_clips,
     )
     return train(task, cfg.train, out, cfg.eval.every, resume=resume, progress=progress)

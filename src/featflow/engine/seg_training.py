@@ -23,10 +23,11 @@ from featflow.data.segmentation_pairs import CityscapesPairs, SyntheticSegmentat
 from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
 from featflow.engine.checkpoint import load_flow_into, load_segmenter, read_weights, save_segmenter
 from featflow.engine.config import check_paths, to_dict
+from featflow.engine.feature_scale import FeatureScale
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, to_device, train
 from featflow.evaluation.segmentation import IGNORE, ConfusionMatrix
 from featflow.methods.segmentation import VideoSegmenter
-from featflow.modeling.feature_net import FEATURE_NETS
+from featflow.modeling.feature_net import FEATURE_NETS, NORMS
 from featflow.modeling.flow_net import FLOW_NETS
 
 
@@ -36,6 +37,7 @@ class SegModelConfig:
     channels: int = 128
     flow_net: str | None = None  # None: the per-frame model
     init: str | None = None  # segmenter checkpoint to start from (a per-frame one for DFF)
+    norm: str = "batch"  # N_feat's BatchNorm: "batch" (statistics trained) or "frozen" (the papers' fixed statistics)
     flow_init: str | None = "shipped"  # pre-trained flow weights for F ("shipped": the package's)
     freeze_features: bool = False  # DFF fix N
     freeze_flow: bool = False  # DFF fix F
@@ -43,6 +45,8 @@ class SegModelConfig:
     def __post_init__(self) -> None:
         if self.arch not in FEATURE_NETS:
             raise ValueError(f"unknown feature network {self.arch!r}; choose one of {', '.join(FEATURE_NETS)}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm: unknown normalisation {self.norm!r}; choose one of {', '.join(NORMS)}")
         if self.flow_net is not None and self.flow_net not in FLOW_NETS:
             raise ValueError(f"unknown flow network {self.flow_net!r}; choose one of {', '.join(FLOW_NETS)}")
         if self.freeze_flow and self.flow_net is None:
@@ -80,7 +84,7 @@ class SegTrainConfig:
 def build_model(cfg: SegModelConfig, num_classes: int) -> VideoSegmenter:
     """The model a config describes, initialised as it says (checkpoint, pre-trained flow, frozen parts)."""
     if cfg.init:
-        model, meta = load_segmenter(cfg.init, flow_net=cfg.flow_net)
+        model, meta = load_segmenter(cfg.init, flow_net=cfg.flow_net, norm=cfg.norm)
         if (meta["arch"], int(meta["channels"]), int(meta["num_classes"])) != (cfg.arch, cfg.channels, num_classes):
             raise ValueError(f"{cfg.init} is a {meta['arch']} with {meta['channels']} channels and "
                              f"{meta['num_classes']} classes; the config asks for {cfg.arch}, {cfg.channels}, "
@@ -89,7 +93,7 @@ def build_model(cfg: SegModelConfig, num_classes: int) -> VideoSegmenter:
             raise ValueError(f"{cfg.init} has flow network {model.flow_name}, the config asks for {cfg.flow_net}")
         needs_flow = cfg.flow_net is not None and not meta.get("flow_net")
     else:
-        model = VideoSegmenter(num_classes, cfg.arch, cfg.channels, cfg.flow_net)
+        model = VideoSegmenter(num_classes, cfg.arch, cfg.channels, cfg.flow_net, norm=cfg.norm)
         needs_flow = cfg.flow_net is not None
     if needs_flow and cfg.flow_init is not None:
         load_flow_into(model, None if cfg.flow_init == "shipped" else cfg.flow_init)
@@ -127,16 +131,18 @@ def _loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
 
 @torch.no_grad()
 def _evaluate(model: nn.Module, samples: list[dict], num_classes: int) -> dict[str, float]:
+    """mIoU over held-out samples and the scale of N_feat's features (``feat_std``; DFF also ``scale_mean``)."""
     model.eval()
     device = next(model.parameters()).device
     matrix = ConfusionMatrix(num_classes)
-    for start in range(0, len(samples), 8):
-        batch = torch.utils.data.default_collate(samples[start:start + 8])
-        inputs = to_device(batch, device)
-        key = None if model.flow_net is None else inputs["key"]
-        pred = model(inputs["current"], key, inputs["same"]).argmax(1)
-        matrix.update(pred.cpu().numpy(), batch["label"].numpy())
-    return {"val_miou": matrix.miou()}
+    with FeatureScale(model) as scale:
+        for start in range(0, len(samples), 8):
+            batch = torch.utils.data.default_collate(samples[start:start + 8])
+            inputs = to_device(batch, device)
+            key = None if model.flow_net is None else inputs["key"]
+            pred = model(inputs["current"], key, inputs["same"]).argmax(1)
+            matrix.update(pred.cpu().numpy(), batch["label"].numpy())
+    return {"val_miou": matrix.miou(), **scale.metrics()}
 
 
 def train_segmentation(cfg: SegTrainConfig, out: Path | None = None, resume: bool = False,
@@ -164,7 +170,8 @@ def train_segmentation(cfg: SegTrainConfig, out: Path | None = None, resume: boo
         name=f"seg {cfg.model.arch}" + (f" + {cfg.model.flow_net}" if cfg.model.flow_net else " per-frame"),
         model=model, dataset=train_set, loss=_loss,
         evaluate=lambda m: _evaluate(m, val_samples, len(class_names)),
-        save_weights=save, load_weights=load, shuffle=finite, seed=cfg.data.seed, config=config,
+        save_weights=save, load_weights=load, backbone=model.feature_net, shuffle=finite, seed=cfg.data.seed,
+        config=config,
     )
     return train(task, cfg.train, out, cfg.eval.every, resume=resume, progress=progress)
 

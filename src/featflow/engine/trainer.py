@@ -1,9 +1,10 @@
 """The training loop every featflow model shares.
 
-Linear warm-up then cosine decay of the learning rate (over the iterations, or over the time limit
-when that comes first), gradient clipping, periodic evaluation with a checkpoint each time (weights as
-safetensors + optimizer state read back with ``weights_only=True``), resume after an interruption,
-a progress bar, and ``metrics.json`` with the whole history. What differs between models (the loss,
+AdamW or SGD with momentum (the papers'), linear warm-up then cosine decay of the learning rate (over the
+iterations, or over the time limit when that comes first), a learning-rate multiplier for the task's backbone
+(N_feat), optional bfloat16 autocast of the forward pass and loss, gradient clipping, periodic evaluation with a
+checkpoint each time (weights as safetensors + optimizer state read back with ``weights_only=True``), resume after
+an interruption, a progress bar, and ``metrics.json`` with the whole history. What differs between models (the loss,
 the evaluation, how weights are saved) comes in as functions.
 
 Under ``torchrun`` (``featflow.engine.distributed``) every rank trains a DistributedDataParallel copy on its
@@ -15,8 +16,10 @@ so a resumed run continues exactly as the uninterrupted one would have.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -34,7 +37,11 @@ from featflow.engine.distributed import (DistContext, barrier, broadcast_buffers
                                          mean_over_ranks)
 from featflow.utils.io import atomic_path, write_json
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
+OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 STATE_FILE = "training_state.pt"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -49,10 +56,24 @@ class OptimConfig:
     warmup: int = 200
     grad_clip: float = 10.0
     workers: int = 1
+    optimizer: str = "adamw"  # "adamw" or "sgd" (with momentum, as the papers train)
+    momentum: float = 0.9  # SGD only
+    backbone_lr: float = 1.0  # the backbone's (N_feat's) learning rate, as a multiple of lr
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast of the forward pass and loss; fp32 where unsupported)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.iterations < 1 or self.lr <= 0 or self.workers < 0 or self.warmup < 0:
             raise ValueError("batch_size, iterations and lr must be positive; workers and warmup non-negative")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum: must be in [0, 1), got {self.momentum}")
+        if self.backbone_lr < 0:
+            raise ValueError(f"backbone_lr: must be non-negative (a multiple of lr), got {self.backbone_lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay: must be non-negative, got {self.weight_decay}")
 
 
 def override_train(cfg: T, iterations: int | None = None, time_limit: float | None = None) -> T:
@@ -111,6 +132,7 @@ class TrainTask:
     save_weights: Callable[[Path, nn.Module, int], None]  # (path, model, iteration)
     load_weights: Callable[[Path, nn.Module], None]
     parameters: Iterable[nn.Parameter] | None = None  # default: every parameter that requires grad
+    backbone: nn.Module | None = None  # trained at ``backbone_lr`` times the learning rate (N_feat)
     shuffle: bool = False  # True for finite folders; synthetic datasets give a new sample per index
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)  # written into metrics.json
@@ -153,9 +175,69 @@ class _Objective(nn.Module):
         return self.loss(self.model, batch)
 
 
-def _save_state(out: Path, optimizer: torch.optim.Optimizer, iteration: int, wall: float, history: list) -> None:
-    state = {"iteration": iteration, "optimizer": optimizer.state_dict(), "wall_seconds": wall,
-             "history": json.dumps(history)}
+def param_groups(params: list[nn.Parameter], backbone: nn.Module | None, backbone_lr: float
+                 ) -> list[tuple[list[nn.Parameter], float]]:
+    """The trained parameters as (group, learning-rate multiplier): the backbone's (at ``backbone_lr``) first, then
+    the rest (at 1). One group when every multiplier is 1 (as before backbone_lr existed, so older training states
+    resume); empty groups are left out (a frozen backbone)."""
+    if backbone is None and backbone_lr != 1.0:
+        raise ValueError("backbone_lr: this task has no backbone to train at another learning rate")
+    if backbone is None or backbone_lr == 1.0:
+        return [(params, 1.0)]
+    inside = {id(p) for p in backbone.parameters()}
+    groups = [([p for p in params if id(p) in inside], backbone_lr),
+              ([p for p in params if id(p) not in inside], 1.0)]
+    return [(group, scale) for group, scale in groups if group]
+
+
+def build_optimizer(groups: list[tuple[list[nn.Parameter], float]], cfg: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW, or SGD with momentum, with one param group per entry of ``groups`` (learning rates are set at every
+    iteration by ``set_lr``)."""
+    params = [{"params": group} for group, _ in groups]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, scales: list[float], lr: float) -> None:
+    """Every group's learning rate: ``lr`` (the schedule's) times the group's multiplier."""
+    for group, scale in zip(optimizer.param_groups, scales):
+        group["lr"] = lr * scale
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 natively: a GPU that supports it, or a CPU with AVX512-BF16 or AMX
+    (elsewhere bfloat16 is emulated, slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check is not None and check() for check in checks)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast type for ``precision`` on ``device`` (None: float32), with a warning where bf16 falls back."""
+    if precision != "bf16":
+        return None
+    if bf16_supported(device):
+        return torch.bfloat16
+    log.warning("precision bf16: %s has no native bfloat16 (cpu capability %s); training in fp32", device,
+                torch.backends.cpu.get_cpu_capability())
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` on ``device``, or nothing (float32) when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _save_state(out: Path, optimizer: torch.optim.Optimizer, iteration: int, wall: float, history: list,
+                name: str) -> None:
+    state = {"iteration": iteration, "optimizer": optimizer.state_dict(), "optimizer_name": name,
+             "wall_seconds": wall, "history": json.dumps(history)}
     with atomic_path(out / STATE_FILE) as tmp:
         torch.save(state, tmp)
 
@@ -174,7 +256,10 @@ def train(task: TrainTask, cfg: OptimConfig, out: Path, eval_every: int, resume:
     params = list(task.parameters) if task.parameters is not None else [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"{task.name}: nothing to train (every parameter is frozen)")
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = param_groups(params, task.backbone, cfg.backbone_lr)
+    scales = [scale for _, scale in groups]  # from the config, also on resume
+    optimizer = build_optimizer(groups, cfg)
+    cast = autocast_dtype(cfg.precision, ctx.device)
     start, history, wall_before = 0, [], 0.0
     if resume:
         state_path = out / STATE_FILE
@@ -185,6 +270,10 @@ def train(task: TrainTask, cfg: OptimConfig, out: Path, eval_every: int, resume:
         if weights_iteration is not None and int(weights_iteration) != int(state["iteration"]):
             raise ValueError(f"{out}: the weights are from iteration {weights_iteration} but the optimizer state from "
                              f"{state['iteration']} (the last checkpoint was interrupted); start again without --resume")
+        saved_optimizer = state.get("optimizer_name", "adamw")  # states written before SGD was an option
+        if saved_optimizer != cfg.optimizer:
+            raise ValueError(f"optimizer: {out} was trained with {saved_optimizer}, the config asks for "
+                             f"{cfg.optimizer}; resume with the same optimizer or start again")
         task.load_weights(out / WEIGHTS_FILE, model)
         model.to(ctx.device)
         optimizer.load_state_dict(state["optimizer"])
@@ -213,7 +302,7 @@ def train(task: TrainTask, cfg: OptimConfig, out: Path, eval_every: int, resume:
             model.train()
             history.append({"iteration": iteration, "loss": smooth, **metrics, "wall_seconds": wall()})
             task.save_weights(out / WEIGHTS_FILE, model, iteration)
-            _save_state(out, optimizer, iteration, wall(), history)
+            _save_state(out, optimizer, iteration, wall(), history, cfg.optimizer)
             bar.write(f"iteration {iteration}: loss {smooth if smooth is None else round(smooth, 4)}, "
                       + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         barrier(ctx)
@@ -223,10 +312,10 @@ def train(task: TrainTask, cfg: OptimConfig, out: Path, eval_every: int, resume:
     bar = tqdm(total=cfg.iterations, initial=start, desc=f"train {task.name}", disable=not (progress and ctx.is_main))
     for batch in loader:
         minutes = mean_over_ranks(wall() / 60, ctx) if cfg.time_limit_minutes else 0.0  # one clock for all ranks
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_factor(iteration, cfg, minutes)
+        set_lr(optimizer, scales, cfg.lr * lr_factor(iteration, cfg, minutes))
         seed_iteration(task.seed, iteration, ctx.rank)
-        loss = objective(to_device(batch, ctx.device))
+        with autocast(ctx.device, cast):
+            loss = objective(to_device(batch, ctx.device)).float()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{task.name}: loss became {loss.item()} at iteration {iteration}; lower the lr")
         optimizer.zero_grad(set_to_none=True)

@@ -14,7 +14,7 @@ from torchvision.models.detection.image_list import ImageList
 
 from featflow.methods.dff import DeepFeatureFlow, FlowSource
 from featflow.methods.fgfa import AGGREGATIONS, FlowGuidedAggregation
-from featflow.modeling.feature_net import FEATURE_STRIDE, FeatureNet
+from featflow.modeling.feature_net import FEATURE_STRIDE, FeatureNet, NormKind
 from featflow.modeling.flow_net import build_flow_net
 from featflow.modeling.rfcn import RFCNConfig, RFCNHead
 from featflow.modeling.rpn import RPNConfig, build_rpn
@@ -28,12 +28,13 @@ class VideoDetector(DeepFeatureFlow):
     """images (N, 3, H, W) RGB [0, 255] -> per-frame detections, or the losses when targets are given."""
 
     def __init__(self, num_classes: int, arch: str = "resnet18", channels: int = 128, flow_net: str | None = None,
-                 aggregation: str | None = None, rpn: RPNConfig = RPNConfig(), rfcn: RFCNConfig = RFCNConfig()) -> None:
+                 aggregation: str | None = None, rpn: RPNConfig = RPNConfig(), rfcn: RFCNConfig = RFCNConfig(),
+                 norm: NormKind = "batch") -> None:
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {AGGREGATIONS}")
         if channels < 2 or channels % 2:
             raise ValueError(f"detection splits the features in two halves: channels must be even, got {channels}")
-        super().__init__(FeatureNet(arch, out_channels=channels),
+        super().__init__(FeatureNet(arch, out_channels=channels, norm=norm),
                          build_flow_net(flow_net, scale_channels=channels) if flow_net else None,
                          FlowGuidedAggregation(channels, aggregation == "adaptive") if aggregation else None)
         self.aggregation = aggregation
@@ -48,7 +49,14 @@ class VideoDetector(DeepFeatureFlow):
 
     def detect(self, features: Tensor, image_size: tuple[int, int],
                targets: list[Target] | None = None) -> list[Detections] | dict[str, Tensor]:
-        """N_task: features (N, C, h, w) of frames of ``image_size`` -> detections, or losses given targets."""
+        """N_task: features (N, C, h, w) of frames of ``image_size`` -> detections, or losses given targets.
+        The heads run in float32 even under (bfloat16) autocast: anchors, proposals and RoI targets are pixel
+        coordinates that bfloat16 would round to 2 px at 256, and torchvision's PS RoI pooling has no bfloat16."""
+        with torch.autocast(features.device.type, enabled=False):
+            return self._detect(features.float(), image_size, targets)
+
+    def _detect(self, features: Tensor, image_size: tuple[int, int],
+                targets: list[Target] | None = None) -> list[Detections] | dict[str, Tensor]:
         n, _, h, w = features.shape
         rpn_features, rfcn_features = features.split(self.channels // 2, dim=1)
         # Anchors are laid out on the padded frame (h * 16, w * 16), so their stride is exactly 16.

@@ -98,6 +98,11 @@ class DeepFeatureFlow(nn.Module):
         self.flow_net = flow_net
         self.aggregator = aggregator
 
+    @property
+    def norm(self) -> str:
+        """N_feat's normalisation: "batch" (trained BatchNorm) or "frozen" (fixed statistics and affine)."""
+        return self.feature_net.norm
+
     def train(self, mode: bool = True) -> "DeepFeatureFlow":
         """Frozen parts (DFF fix N / fix F) stay in inference mode: their batch-norm statistics are
         part of what is frozen."""

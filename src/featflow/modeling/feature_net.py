@@ -23,6 +23,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 FEATURE_NETS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 NormKind = Literal["batch", "frozen"]
+NORMS: tuple[str, ...] = ("batch", "frozen")
 
 #: Stride of the feature map relative to the input image.
 FEATURE_STRIDE = 16
@@ -65,13 +66,14 @@ class FeatureNet(nn.Module):
             raise ValueError(f"unknown feature network {arch!r}; choose one of {', '.join(FEATURE_NETS)}")
         if out_channels < 1:
             raise ValueError(f"out_channels must be positive, got {out_channels}")
-        if norm not in ("batch", "frozen"):
+        if norm not in NORMS:
             raise ValueError(f"norm must be 'batch' or 'frozen', got {norm!r}")
         norm_layer = nn.BatchNorm2d if norm == "batch" else FrozenBatchNorm2d
         resnet: ResNet = getattr(torchvision.models, arch)(weights=None, norm_layer=norm_layer)
         _move_stride_to_1x1(resnet)
         _dilate_res5(resnet)
         self.arch = arch
+        self.norm = norm
         self.out_channels = out_channels
         self.stride = FEATURE_STRIDE
         self.conv1 = resnet.conv1
