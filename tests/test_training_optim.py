@@ -303,3 +303,25 @@ def test_detection_training_records_the_feature_scale(tmp_path):
     assert [h["iteration"] for h in result.history] == [1, 2]
     assert all(h["feat_std"] > 0 and "scale_mean" not in h for h in result.history)  # per-frame: no scale field
     assert read_weights(tmp_path / "det" / "model.safetensors")[1]["norm"] == "frozen"
+
+
+def test_every_packaged_det_config_and_report_plan_loads_and_the_geometry_is_checked():
+    from importlib import resources
+
+    from featflow.analysis.det_report import DetReportPlan
+    from featflow.engine.config import load_config
+    from featflow.engine.det_training import DetDataConfig, DetTrainConfig
+
+    folder = resources.files("featflow") / "configs" / "det"
+    names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    assert {"vid_frame_r18", "vid_fgfa_r18_inception", "vid_dff_r18_inception", "vid_frame_r18_long"} <= set(names)
+    for name in names:
+        config = load_config(DetTrainConfig, name, kind="det")
+        if name.startswith("vid_"):  # the VID-geometry benchmark, trained as the papers do
+            assert (config.data.geometry, config.data.degradations) == ("vid", "video")
+            assert (config.train.optimizer, config.model.norm, config.model.freeze_features) == ("sgd", "frozen", False)
+            assert not config.model.freeze_scale
+    plan = load_config(DetReportPlan, "detection_vid", kind="reports")
+    assert plan.stem == "detection_vid" and plan.bootstrap_samples >= 1000
+    with pytest.raises(ValueError, match="data.geometry"):
+        DetTrainConfig(data=DetDataConfig(geometry="cityscapes"))

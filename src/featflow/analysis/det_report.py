@@ -72,6 +72,7 @@ class DetReportPlan:
     frame_count_windows: tuple[int, ...] = (0, 2, 4, 6, 8, 10)
     speed: DetSpeedPlan = field(default_factory=DetSpeedPlan)
     bootstrap_samples: int = 1000  # resamples of the held-out videos for each difference's 95% interval
+    stem: str = "detection"  # the report's file names: {stem}.md, {stem}.json, {stem}.png, {stem}_curves.png
     seed_note: str = ""  # how the held-out data was made (its generator seed), quoted in the report
 
 
@@ -223,7 +224,7 @@ def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) 
                   "| test frames | mAP (%) | fast | ms / frame |", "|---|---|---|---|"]
         for r in results["frame_counts"]:
             lines.append(f"| {2 * r['window'] + 1} | {_pct(r['map'])} | {_pct(r['fast'])} | {r['ms_per_frame']:.0f} |")
-        lines += ["", "![frame count](detection.png)"]
+        lines += ["", f"![frame count]({plan.stem}.png)"]
     if results["speed"]:
         s = results["speed"]
         lines += ["", f"## Speed at the paper's size ({plan.speed.size[0]}x{plan.speed.size[1]}, {plan.speed.feature_net}, "
@@ -249,7 +250,7 @@ def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) 
             gain = plateau_gain(r["curve"], "val_map")
             lines.append(f"| `{r['weights']}` | {'-' if gain is None else f'{100 * gain:+.1f}'} |")
         if results.get("curves"):
-            lines += ["", "![held-out curves](detection_curves.png)"]
+            lines += ["", f"![held-out curves]({plan.stem}_curves.png)"]
     return "\n".join(lines)
 
 
@@ -279,15 +280,15 @@ def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "repor
     weights = [r.weights for r in plan.ablation + plan.postprocessing + plan.dff]
     results["training"] = training_records(weights + ([plan.frame_count_weights] if plan.frame_count_weights else []))
     report = Path(report)
-    results["curves"] = curves_plot(report / "detection_curves.png", results["training"], "val_map",
+    results["curves"] = curves_plot(report / f"{plan.stem}_curves.png", results["training"], "val_map",
                                     "held-out mAP (%) during training")
-    paths = write_report(report, "detection", _markdown(plan, data, total, results),
+    paths = write_report(report, plan.stem, _markdown(plan, data, total, results),
                          {"plan": asdict(plan), "videos": len(data), **results, "machine": machine_description()},
                          command)
     if results["frame_counts"]:
-        _plot(report / "detection.png", results["frame_counts"])
-        paths.append(report / "detection.png")
+        _plot(report / f"{plan.stem}.png", results["frame_counts"])
+        paths.append(report / f"{plan.stem}.png")
     if results["curves"]:
-        paths.append(report / "detection_curves.png")
+        paths.append(report / f"{plan.stem}_curves.png")
     return paths
 
