@@ -325,3 +325,21 @@ def test_every_packaged_det_config_and_report_plan_loads_and_the_geometry_is_che
     assert plan.stem == "detection_vid" and plan.bootstrap_samples >= 1000
     with pytest.raises(ValueError, match="data.geometry"):
         DetTrainConfig(data=DetDataConfig(geometry="cityscapes"))
+
+
+def test_a_finite_but_exploding_loss_stops_training_as_diverged(tmp_path):
+    """A loss can explode without ever being inf (N_feat's features grew 1e10-fold at too high a learning rate):
+    training stops with an error naming the iteration instead of running on for the rest of its budget."""
+    calls = []
+
+    def exploding(model: nn.Module, batch) -> Tensor:
+        calls.append(1)
+        return _loss(model, batch) * 0 + 1.5 ** len(calls)  # 1.5, 2.25, ...: finite, the smoothed value 100x the first soon
+
+    cfg = replace(SGD, iterations=200)
+    with pytest.raises(FloatingPointError, match="diverged at iteration"):
+        train(_task(_Tiny(), loss=exploding), cfg, tmp_path / "run", eval_every=1000, progress=False)
+    assert len(calls) < 60
+    # a loss that only falls trains to the end
+    result = train(_task(_Tiny()), replace(SGD, iterations=12), tmp_path / "ok", eval_every=6, progress=False)
+    assert result.iterations == 12

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+#: Training stops as diverged when the smoothed loss exceeds this multiple of the run's first one (a finite loss can
+#: still explode: N_feat's features grew 1e10-fold within 80 iterations at too high a learning rate).
+DIVERGENCE_FACTOR = 100.0
 STATE_FILE = "training_state.pt"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -308,6 +311,7 @@ def train(task: TrainTask, cfg: OptimConfig, out: Path, eval_every: int, resume:
         barrier(ctx)
 
     iteration, smooth = start, (history[-1]["loss"] if history else None)
+    first = next((h["loss"] for h in history if h.get("loss") is not None), None)  # the run's first smoothed loss
     model.train()
     bar = tqdm(total=cfg.iterations, initial=start, desc=f"train {task.name}", disable=not (progress and ctx.is_main))
     for batch in loader:
@@ -325,6 +329,10 @@ def train(task: TrainTask, cfg: OptimConfig, out: Path, eval_every: int, resume:
         iteration += 1
         value = mean_over_ranks(loss.item(), ctx)  # the global batch's loss
         smooth = value if smooth is None else 0.98 * smooth + 0.02 * value
+        first = smooth if first is None else first
+        if first > 0 and smooth > DIVERGENCE_FACTOR * first:
+            raise FloatingPointError(f"{task.name}: diverged at iteration {iteration}: the smoothed loss {smooth:.4g} is "
+                                     f"over {DIVERGENCE_FACTOR:g}x its first value ({first:.4g}); lower the lr")
         bar.update()
         bar.set_postfix(loss=f"{smooth:.4f}")
         out_of_time = cfg.time_limit_minutes is not None and mean_over_ranks(wall() / 60, ctx) > cfg.time_limit_minutes
