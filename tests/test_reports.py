@@ -118,15 +118,16 @@ def test_speed_row_and_segmentation_report(tmp_path):
 
 
 def test_training_budgets_add_up_along_init_chains_and_plateau_is_read_off_the_curve(tmp_path):
-    from featflow.analysis.reports import curves_plot, plateau_gain, training_records
+    from featflow.analysis.reports import curves_plot, plateau_gain, training_lines, training_records
 
     def run(name: str, init: str | None, iterations: int, batch: int, minutes: float, curve: list[float]) -> str:
         folder = tmp_path / name
         folder.mkdir()
         history = [{"iteration": (i + 1) * iterations // len(curve), "val_map": v, "loss": 1.0}
                    for i, v in enumerate(curve)]
+        model = {"init": init, "features_init": None if init else "seg-dff-r18-synth"}
         (folder / "metrics.json").write_text(json.dumps({
-            "config": {"model": {"init": init}, "train": {"batch_size": batch}}, "iterations": iterations,
+            "config": {"model": model, "train": {"batch_size": batch}}, "iterations": iterations,
             "wall_seconds": 60 * minutes, "final": history[-1], "history": history}))
         return str(folder / "model.safetensors")
 
@@ -138,5 +139,7 @@ def test_training_budgets_add_up_along_init_chains_and_plateau_is_read_off_the_c
     assert (records[video]["total_samples"], records[video]["total_minutes"]) == (800 + 200, 30.0)
     assert plateau_gain(records[base]["curve"], "val_map") == pytest.approx(0.005)  # iteration 75 -> 100
     assert plateau_gain([{"iteration": 10, "val_map": 0.1}], "val_map") is None
+    lines = "\n".join(training_lines(list(records.values())))
+    assert "| N_feat from `seg-dff-r18-synth` | 100 | 10.0 | 800 | 10.0 |" in lines
     assert curves_plot(tmp_path / "curves.png", list(records.values()), "val_map", "mAP")
     assert (tmp_path / "curves.png").stat().st_size > 1000

@@ -26,8 +26,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from featflow.analysis.reports import (curves_plot, machine_description, plateau_gain, training_lines,  # noqa: E402
-                                       training_records, write_report)
+from featflow.analysis.reports import (curves_plot, machine_description, plateau_gain, save_figure,  # noqa: E402
+                                       training_lines, training_records, write_report)
 from featflow.analysis.speed import measure_fgfa_speed, measure_speed  # noqa: E402
 from featflow.data.vid import VidDataset  # noqa: E402
 from featflow.engine.checkpoint import load_detector  # noqa: E402
@@ -36,7 +36,6 @@ from featflow.engine.det_inference import (DetStreamConfig, detect_dataset, grou
 from featflow.evaluation.bootstrap import vid_map_differences  # noqa: E402
 from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid  # noqa: E402
 from featflow.structures import Detections, VideoDetections  # noqa: E402
-from featflow.utils.io import atomic_path  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -176,9 +175,7 @@ def _plot(path: Path, counts: list[dict]) -> None:
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="lower right")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) -> str:

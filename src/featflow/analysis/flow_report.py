@@ -13,13 +13,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from featflow.analysis.reports import machine_description, write_report  # noqa: E402
+from featflow.analysis.reports import machine_description, save_figure, write_report  # noqa: E402
 from featflow.data.synthetic import Degradations, SynthConfig  # noqa: E402
 from featflow.engine.checkpoint import load_flow_net, shipped_flow_weights  # noqa: E402
 from featflow.engine.flow_inference import FlowNetEstimator  # noqa: E402
 from featflow.evaluation.flow_metrics import FlowScore, evaluate_flow, held_out_pairs  # noqa: E402
 from featflow.modeling.shallow_flow import DISFlow, FarnebackFlow, zero_flow  # noqa: E402
-from featflow.utils.io import atomic_path  # noqa: E402
 
 CONDITIONS = {"degraded": Degradations(), "clean": Degradations.off()}
 REFERENCE = "DIS medium"
@@ -55,9 +54,7 @@ def _plot(path: Path, scores: dict[str, dict[str, FlowScore]]) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict], pairs: int,

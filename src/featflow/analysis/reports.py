@@ -26,6 +26,15 @@ def machine_description() -> dict[str, Any]:
     }
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> None:
+    """Write a matplotlib figure as PNG atomically (a temporary file, then a rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
+
+
 def write_report(folder: str | os.PathLike, stem: str, markdown: str, data: dict[str, Any], command: str) -> list[Path]:
     """Write ``{stem}.md`` and ``{stem}.json``; both carry the reproducing command."""
     folder = Path(folder)
@@ -47,7 +56,8 @@ def training_record(weights: str) -> dict | None:
     model = config.get("model", {})
     batch = int(config.get("train", {}).get("batch_size", 0))
     init = model.get("init") or None
-    return {"weights": weights, "init": init, "iterations": metrics["iterations"], "batch_size": batch,
+    return {"weights": weights, "init": init, "features_init": model.get("features_init") or None,
+            "iterations": metrics["iterations"], "batch_size": batch,
             "samples": metrics["iterations"] * batch, "minutes": metrics["wall_seconds"] / 60,
             "final": metrics.get("final", {}),
             "curve": [{k: v for k, v in h.items() if k in ("iteration", "wall_seconds") or k.startswith("val_")}
@@ -84,7 +94,9 @@ def training_lines(records: list[dict]) -> list[str]:
              "held-out metric during training |", "|---|---|---|---|---|---|---|"]
     for r in records:
         final = ", ".join(f"{k} {v:.3f}" for k, v in r["final"].items() if k.startswith("val_"))
-        lines.append(f"| `{r['weights']}` | {('`' + r['init'] + '`') if r['init'] else 'random init'} | "
+        start = (f"`{r['init']}`" if r.get("init") else f"N_feat from `{r['features_init']}`" if r.get("features_init")
+                 else "random init")
+        lines.append(f"| `{r['weights']}` | {start} | "
                      f"{r['iterations']} | {r['minutes']:.1f} | {r.get('total_samples', r.get('samples', 0))} | "
                      f"{r.get('total_minutes', r['minutes']):.1f} | {final} |")
     return lines
@@ -124,7 +136,7 @@ def curves_plot(path: Path, records: list[dict], metric: str, label: str) -> boo
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+        save_figure(fig, path)
+    else:
+        plt.close(fig)
     return drawn

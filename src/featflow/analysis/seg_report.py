@@ -21,13 +21,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from featflow.analysis.reports import machine_description, training_lines, training_records, write_report  # noqa: E402,E501
+from featflow.analysis.reports import (machine_description, save_figure, training_lines, training_records,  # noqa: E402
+                                       write_report)
 from featflow.analysis.speed import format_row, measure_speed  # noqa: E402
 from featflow.data.cityscapes import CityscapesVideo  # noqa: E402
 from featflow.engine.checkpoint import load_flow_into, load_segmenter  # noqa: E402
 from featflow.engine.seg_inference import evaluate_segmentation, offset_matrices, time_stream  # noqa: E402
 from featflow.methods.segmentation import VideoSegmenter  # noqa: E402
-from featflow.utils.io import atomic_path  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -122,9 +122,7 @@ def _plot(path: Path, curves: list[dict], frame_miou: float | None) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], curves: list[dict], speed: list,

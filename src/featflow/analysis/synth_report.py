@@ -19,10 +19,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from featflow.analysis.reports import machine_description, write_report  # noqa: E402
+from featflow.analysis.reports import machine_description, save_figure, write_report  # noqa: E402
 from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig, SyntheticVideo  # noqa: E402
 from featflow.evaluation.motion_iou import motion_category, motion_iou  # noqa: E402
-from featflow.utils.io import atomic_path  # noqa: E402
 from featflow.utils.visualize import flow_to_color  # noqa: E402
 
 
@@ -150,9 +149,7 @@ def contact_sheet(path: Path, config: SynthConfig, seed: int = 0) -> None:
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 #: The data sets the report describes: the segmentation set, the detection set of the earlier reports, and the
@@ -182,9 +179,7 @@ def cells_plot(path: Path, content: dict[str, dict], configs: dict[str, SynthCon
     ax.set_ylabel("density")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _content_lines(content: dict[str, dict]) -> list[str]:
