@@ -20,6 +20,7 @@ def test_synth_report(tmp_path):
     for content in data["content"].values():
         assert abs(sum(content["motion_share"].values()) - 1) < 1e-9
         assert 0 <= content["cells"]["share_at_least_4"] <= 1
+        assert sum(content["cells"]["histogram"]) == content["boxes"]  # every box in one bin of the size plot
         assert set(content["deterioration"]) == {"smear", "defocus", "foreshortening", "hidden"}
     assert "Reproduce with" in (tmp_path / "synth.md").read_text()
 
