@@ -292,3 +292,5 @@ def test_geometry_names():
         SynthConfig.build("cityscapes", 64, 128)
     with pytest.raises(ValueError, match="object_size"):
         SynthConfig(64, 128, object_size=(0.5, 0.2))
+    with pytest.raises(ValueError, match="placement"):
+        SynthConfig(64, 128, placement=(0.8, 0.2))
