@@ -1,26 +1,78 @@
 """YAML configs read into typed dataclasses, with errors that name the bad key.
 
 A config class is a (possibly nested) dataclass with defaults; a YAML file sets any subset of its
-fields. Unknown keys, wrong types and malformed YAML are reported as ``ValueError`` with the path
-of the offending key, so a typo never silently falls back to a default.
+fields. Unknown keys, wrong types and malformed YAML are reported as ``FeatflowError`` (a user error)
+with the path of the offending key and the file that set it, so a typo never silently falls back to a
+default.
+
+Configs that differ in a few settings share the rest through inheritance: a top-level
+``_base_: NAME_OR_PATH`` (or a list of them, applied in order) names the config(s) a file starts
+from, resolved like a config source: a path relative to the including file's folder first, else a
+packaged config of the same kind by name. The file's mapping is deep-merged over its bases' (nested
+mappings merge key by key; lists, scalars and null replace). ``KEY=VALUE`` overrides (dotted keys,
+YAML values) are merged last, as if by one more child file, and go through the same typed conversion.
+Files and override values read ``3e-4`` as a number (YAML 1.2's reading; PyYAML's 1.1 makes it a string).
+The resolved config is what training records in its run folder, so a run never depends on the chain.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
+import re
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from featflow.errors import FeatflowError, MissingInput
+
 T = TypeVar("T")
 
+#: The top-level key that names the config(s) a file inherits from.
+BASE_KEY = "_base_"
 
-def _convert(value: Any, annotation: Any, where: str) -> Any:
+#: Where an override's settings came from, in error messages (in place of a file's path).
+OVERRIDES_SOURCE = "overrides"
+
+Key = tuple[str, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, also reading exponent floats without a dot (``3e-4``, as YAML 1.2 does) as numbers:
+    YAML 1.1 reads them as strings, and ``train.lr=3e-4`` is how an override is typed."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+def _parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Origins:
+    """Who set each key (a file's path, or ``OVERRIDES_SOURCE``), for naming it in errors: the latest setter of
+    the longest recorded prefix of a key, else ``default``."""
+    default: str
+    setters: Mapping[Key, str] = dataclasses.field(default_factory=dict)
+
+    def where(self, key: Key, setter_of: Key | None = None) -> str:
+        """``key`` as ``SOURCE.a.b[0]``, SOURCE being whoever set ``setter_of`` (default: ``key`` itself)."""
+        probe = key if setter_of is None else setter_of
+        source = next((self.setters[probe[:n]] for n in range(len(probe), 0, -1) if probe[:n] in self.setters),
+                      self.default)
+        return source + "".join(part if part.startswith("[") else f".{part}" for part in key)
+
+
+def _convert(value: Any, annotation: Any, key: Key, origins: _Origins) -> Any:
+    where = origins.where(key)
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -29,54 +81,60 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         errors = []
         for option in (a for a in args if a is not type(None)):
             try:
-                return _convert(value, option, where)
+                return _convert(value, option, key, origins)
             except ValueError as err:
                 errors.append(str(err))
-        raise ValueError(errors[0] if errors else f"{where}: bad value {value!r}")
+        raise FeatflowError(errors[0] if errors else f"{where}: bad value {value!r}")
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
-        return from_dict(annotation, value, where)
+            raise FeatflowError(f"{where}: expected a mapping, got {value!r}")
+        return _build(annotation, value, key, origins)  # type: ignore[arg-type]
     if origin is tuple or annotation is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
+            raise FeatflowError(f"{where}: expected a list, got {value!r}")
         if args and args[-1] is not Ellipsis:
             if len(value) != len(args):
-                raise ValueError(f"{where}: expected {len(args)} values, got {len(value)}")
-            return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+                raise FeatflowError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(_convert(v, a, (*key, f"[{i}]"), origins) for i, (v, a) in enumerate(zip(value, args)))
         item = args[0] if args else Any
-        return tuple(_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(_convert(v, item, (*key, f"[{i}]"), origins) for i, v in enumerate(value))
     if annotation is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{where}: expected true or false, got {value!r}")
+            raise FeatflowError(f"{where}: expected true or false, got {value!r}")
         return value
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
+            raise FeatflowError(f"{where}: expected an integer, got {value!r}")
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{where}: expected a number, got {value!r}")
+            raise FeatflowError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
-            raise ValueError(f"{where}: expected a string, got {value!r}")
+            raise FeatflowError(f"{where}: expected a string, got {value!r}")
         return value
     return value
 
 
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ``ValueError``."""
+def _build(cls: type[T], data: dict[str, Any], key: Key, origins: _Origins) -> T:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)
     if unknown:
-        raise ValueError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(names))})")
-    kwargs = {name: _convert(value, hints[name], f"{where}.{name}") for name, value in data.items()}
+        raise FeatflowError(f"{origins.where(key, setter_of=(*key, str(unknown[0])))}: unknown key {unknown[0]!r} "
+                            f"(known: {', '.join(sorted(names))})")
+    kwargs = {name: _convert(value, hints[name], (*key, name), origins) for name, value in data.items()}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}: {err}") from None
+        raise FeatflowError(f"{origins.where(key)}: {err}") from None
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ``FeatflowError`` naming the key
+    as ``{where}.section.key``."""
+    return _build(cls, data, (), _Origins(where))
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -96,21 +154,119 @@ def packaged_config(kind: str, name: str) -> Path | None:
     return Path(str(candidate)) if candidate.is_file() else None
 
 
-def load_config(cls: type[T], source: str | os.PathLike, kind: str) -> T:
-    """Read a config from a YAML path, or by the name of a packaged config of this ``kind``."""
-    path = Path(source)
-    if not path.is_file():
-        packaged = packaged_config(kind, str(source))
-        if packaged is None:
-            raise FileNotFoundError(f"no config file {source} (and no packaged {kind} config of that name)")
-        path = packaged
+def _merge(base: dict[str, Any], child: Mapping[str, Any], setters: dict[Key, str] | None = None,
+           source: str = "", key: Key = ()) -> dict[str, Any]:
+    """``child`` deep-merged over ``base`` (a new dict; neither is changed): mappings merge key by key, anything
+    else (lists, scalars, null) replaces. Records ``source`` in ``setters`` for every key ``child`` sets."""
+    merged = dict(base)
+    for name, value in child.items():
+        here = (*key, str(name))
+        if setters is not None:
+            setters[here] = source
+        if isinstance(value, dict):  # over a mapping: key by key; over anything else: a copy, its keys recorded
+            under = merged[name] if isinstance(merged.get(name), dict) else {}
+            merged[name] = _merge(under, value, setters, source, here)
+        else:
+            merged[name] = copy.deepcopy(value)
+    return merged
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
+        raise FeatflowError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of settings at the top level")
-    return from_dict(cls, data, where=str(path))
+        raise FeatflowError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def _find(source: str | os.PathLike, kind: str, folder: Path | None = None) -> Path | None:
+    """A config source as a file: ``source`` as a path (relative to ``folder`` if given), else the packaged
+    config of that name."""
+    path = Path(source) if folder is None else folder / source
+    return path if path.is_file() else packaged_config(kind, str(source))
+
+
+def _resolve(path: Path, kind: str, chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], dict[Key, str]]:
+    """The settings of config file ``path`` with its ``_base_`` chain merged in, and who set each key."""
+    resolved = path.resolve()
+    if resolved in chain:
+        raise FeatflowError("config _base_ cycle: " + " -> ".join(str(p) for p in (*chain, resolved)))
+    data = _read_mapping(path)
+    bases = data.pop(BASE_KEY, [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise FeatflowError(f"{path}.{BASE_KEY}: expected a config name or path, or a list of them, got {bases!r}")
+    merged: dict[str, Any] = {}
+    setters: dict[Key, str] = {}
+    for name in bases:
+        base_path = _find(name, kind, folder=path.parent)
+        if base_path is None:
+            raise MissingInput(f"{path}.{BASE_KEY}: no config file {path.parent / name} "
+                               f"(and no packaged {kind} config of that name)")
+        base_data, base_setters = _resolve(base_path, kind, (*chain, resolved))
+        merged = _merge(merged, base_data)
+        setters.update(base_setters)
+    return _merge(merged, data, setters, str(path)), setters
+
+
+def _source_path(source: str | os.PathLike, kind: str) -> Path:
+    path = _find(source, kind)
+    if path is None:
+        raise MissingInput(f"no config file {source} (and no packaged {kind} config of that name)")
+    return path
+
+
+def merged_config_dict(source: str | os.PathLike, kind: str) -> dict[str, Any]:
+    """The settings of a config (a YAML path, or a packaged config's name) with its ``_base_`` chain merged in,
+    before any typed conversion: what ``load_config`` converts, less overrides."""
+    return _resolve(_source_path(source, kind), kind)[0]
+
+
+def _parse_overrides(overrides: Sequence[str]) -> list[dict[str, Any]]:
+    """Each ``KEY=VALUE`` as the one-key nested mapping it sets (``a.b=1`` -> ``{'a': {'b': 1}}``)."""
+    if isinstance(overrides, str):
+        raise TypeError("overrides: a sequence of 'KEY=VALUE' strings, not one string")
+    layers = []
+    for item in overrides:
+        key, sep, text = item.partition("=") if isinstance(item, str) else ("", "", "")
+        parts = key.strip().split(".")
+        if not sep or not all(part.strip() for part in parts):
+            raise FeatflowError(f"override {item!r}: expected KEY=VALUE with a dotted KEY such as train.lr=0.01")
+        try:
+            value = _parse_yaml(text)
+        except yaml.YAMLError as err:
+            raise FeatflowError(f"override {item!r}: the value is not valid YAML ({err})") from None
+        for part in reversed(parts):
+            value = {part.strip(): value}
+        layers.append(value)
+    return layers
+
+
+def _apply_overrides(data: dict[str, Any], overrides: Sequence[str], setters: dict[Key, str] | None = None
+                     ) -> dict[str, Any]:
+    for layer in _parse_overrides(overrides):
+        data = _merge(data, layer, setters, OVERRIDES_SOURCE)
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``data`` with ``KEY=VALUE`` overrides merged over it in order, as by a child config setting just that key
+    (``train.lr=0.01``, ``model.anchor_sizes=[32,64,128]``, ``model.init=null``: VALUE is YAML). Returns a new
+    dict; a malformed item raises ``FeatflowError`` naming it. Keys are checked by the typed conversion after."""
+    return _apply_overrides(data, overrides)
+
+
+def load_config(cls: type[T], source: str | os.PathLike, kind: str, overrides: Sequence[str] = ()) -> T:
+    """Read a config from a YAML path, or by the name of a packaged config of this ``kind``, with its ``_base_``
+    chain resolved and then ``overrides`` (``KEY=VALUE``, see ``apply_overrides``) applied. An unknown key or bad
+    value raises ``FeatflowError`` naming the key and the file (or ``overrides``) that set it."""
+    path = _source_path(source, kind)
+    data, setters = _resolve(path, kind)
+    data = _apply_overrides(data, overrides, setters)
+    return _build(cls, data, (), _Origins(str(path), setters))
 
 
 #: Values of path settings that name something built in, not a file.
@@ -127,4 +283,4 @@ def check_paths(config: Any, keys: tuple[str, ...]) -> None:
         if value is None or value in BUILT_IN_SOURCES:
             continue
         if not Path(value).exists():
-            raise ValueError(f"{key}: no such file or folder: {value}")
+            raise MissingInput(f"{key}: no such file or folder: {value}")
