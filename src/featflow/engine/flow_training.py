@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from featflow.errors import FeatflowError
 from featflow.data.flow_pairs import FlyingChairsPairs, SyntheticFlowPairs
 from featflow.data.synthetic import Degradations, SynthConfig
 from featflow.engine.checkpoint import load_flow_net, save_flow_net
@@ -25,8 +26,9 @@ from featflow.engine.config import check_paths, to_dict
 from featflow.engine.flow_inference import FlowNetEstimator
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, train
 from featflow.evaluation.flow_metrics import FlowPair, evaluate_flow, held_out_pairs
-from featflow.modeling.flow_net import FLOW_NETS, FLOW_STRIDE, FlowOutput, build_flow_net
+from featflow.modeling.flow_net import FLOW_STRIDE, FlowOutput, build_flow_net
 from featflow.modeling.preprocess import flow_input
+from featflow.registry import FLOW_NETS, check_choice
 
 #: Weight of each decoder level's EPE (image-pixel units at every level).
 LEVEL_WEIGHTS: dict[int, float] = {8: 1.0, 16: 0.5, 32: 0.25, 64: 0.125, 128: 0.0625}
@@ -59,10 +61,9 @@ class FlowTrainConfig:
     output: str = "runs/flow"
 
     def __post_init__(self) -> None:
-        if self.model not in FLOW_NETS:
-            raise ValueError(f"unknown flow network {self.model!r}; choose one of {', '.join(FLOW_NETS)}")
+        check_choice("flow network", self.model, FLOW_NETS, key="model")
         if self.eval.every < 1 or self.eval.pairs < 1:
-            raise ValueError("eval.every and eval.pairs must be positive")
+            raise FeatflowError("eval.every and eval.pairs must be positive")
         Degradations.parse(self.data.degradations)
 
 
@@ -118,5 +119,6 @@ def train_flow(cfg: FlowTrainConfig, out: Path | None = None, resume: bool = Fal
 
     task = TrainTask(name=cfg.model, model=net, dataset=_train_dataset(cfg), loss=_loss,
                      evaluate=lambda model: _evaluate(model, val_pairs), save_weights=save, load_weights=load,
-                     shuffle=cfg.data.source != "synthetic", seed=cfg.data.seed, config=config)
+                     shuffle=cfg.data.source != "synthetic", seed=cfg.data.seed, config=config,
+                     find_unused_parameters=True)  # the EPE loss leaves F's scale head (DFF's, trained later) unused
     return train(task, cfg.train, Path(out or cfg.output), cfg.eval.every, resume=resume, progress=progress)

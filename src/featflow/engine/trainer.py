@@ -1,17 +1,27 @@
-"""The training loop every featflow model shares.
+"""The training loop every featflow model shares: a ``Trainer`` that runs the iterations and hooks that act
+between them, each with its own period (as detectron2's ``HookBase``).
 
-AdamW or SGD with momentum (the papers'), linear warm-up then cosine decay of the learning rate (over the
-iterations, or over the time limit when that comes first), a learning-rate multiplier for the task's backbone
-(N_feat), optional bfloat16 autocast of the forward pass and loss, gradient clipping, periodic evaluation with a
-checkpoint each time (weights as safetensors + optimizer state read back with ``weights_only=True``), resume after
-an interruption, a progress bar, and ``metrics.json`` with the whole history. What differs between models (the loss,
-the evaluation, how weights are saved) comes in as functions.
+``Trainer.run_step`` is one iteration: the learning rate from the schedule, the iteration's random state, the forward
+pass and loss (optionally under bfloat16 autocast), a check that the loss is finite, backward, gradient clipping and
+the optimiser's step. The optimiser is AdamW or SGD with momentum (the papers'), with a learning-rate multiplier for
+the task's backbone (N_feat); the schedule (``schedule``) is a linear warm-up, then either a cosine decay to 1% or
+steps down by ``gamma`` at fractions of the run, over the iterations or over the time limit, whichever comes first.
+
+Everything else is a hook, run in this order after every iteration (``default_hooks``): ``DivergenceStop`` (the
+smoothed loss exploding), ``TimeLimit``, ``ProgressBar`` (tqdm), ``Evaluation`` (the task's held-out metrics into the
+history, every ``eval.every`` iterations), ``Checkpoint`` (weights as safetensors + optimizer state read back with
+``weights_only=True``, every ``train.checkpoint_every`` iterations, by default at every evaluation) and ``Logging``
+(Python ``logging``, logger ``featflow.engine.trainer``). Evaluation and checkpoint also run at the end and when the
+time limit stops a run. ``train`` builds a Trainer with these hooks, runs it, and writes ``metrics.json`` with the
+whole history; what differs between models (the loss, the evaluation, how weights are saved) comes in a
+``TrainTask``.
 
 Under ``torchrun`` (``featflow.engine.distributed``) every rank trains a DistributedDataParallel copy on its
 share of each global batch (``train.batch_size`` is the global batch, so the learning rate applies to the same
 batch whatever the number of processes); rank 0 alone evaluates and writes. The random state is a function of
-(seed, iteration, rank), set at every iteration, and the sampler's order a function of the position in the run,
-so a resumed run continues exactly as the uninterrupted one would have.
+(seed, iteration, rank), set at every iteration, the sampler's order a function of the position in the run, and the
+learning rate a function of (iteration, config, elapsed minutes), so a resumed run continues exactly as the
+uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -35,13 +45,13 @@ from tqdm import tqdm
 from featflow.engine.checkpoint import read_weights
 from featflow.engine.distributed import (DistContext, barrier, broadcast_buffers, context, gather, local_batch,
                                          mean_over_ranks)
+from featflow.errors import FeatflowError, MissingInput
+from featflow.registry import OPTIMIZERS, PRECISIONS, SCHEDULES, check_choice
 from featflow.utils.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 #: Training stops as diverged when the smoothed loss exceeds this multiple of the run's first one (a finite loss can
 #: still explode: N_feat's features grew 1e10-fold within 80 iterations at too high a learning rate).
 DIVERGENCE_FACTOR = 100.0
@@ -63,20 +73,34 @@ class OptimConfig:
     momentum: float = 0.9  # SGD only
     backbone_lr: float = 1.0  # the backbone's (N_feat's) learning rate, as a multiple of lr
     precision: str = "fp32"  # "fp32" or "bf16" (autocast of the forward pass and loss; fp32 where unsupported)
+    schedule: str = "cosine"  # after the warm-up: "cosine" (decay to 1% of lr) or "step" (x gamma at each of steps)
+    steps: tuple[float, ...] = (0.667,)  # step schedule: where the rate drops, as fractions of the run
+    gamma: float = 0.1  # step schedule: the factor at each step
+    checkpoint_every: int | None = None  # iterations between checkpoints (None: at every evaluation, eval.every)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.iterations < 1 or self.lr <= 0 or self.workers < 0 or self.warmup < 0:
-            raise ValueError("batch_size, iterations and lr must be positive; workers and warmup non-negative")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision: unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        for key, value in (("batch_size", self.batch_size), ("iterations", self.iterations), ("lr", self.lr)):
+            if value <= 0:
+                raise FeatflowError(f"{key}: must be positive, got {value}")
+        for key, value in (("workers", self.workers), ("warmup", self.warmup)):
+            if value < 0:
+                raise FeatflowError(f"{key}: must be non-negative, got {value}")
+        check_choice("optimizer", self.optimizer, OPTIMIZERS, key="optimizer")
+        check_choice("precision", self.precision, PRECISIONS, key="precision")
         if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum: must be in [0, 1), got {self.momentum}")
+            raise FeatflowError(f"momentum: must be in [0, 1), got {self.momentum}")
         if self.backbone_lr < 0:
-            raise ValueError(f"backbone_lr: must be non-negative (a multiple of lr), got {self.backbone_lr}")
+            raise FeatflowError(f"backbone_lr: must be non-negative (a multiple of lr), got {self.backbone_lr}")
         if self.weight_decay < 0:
-            raise ValueError(f"weight_decay: must be non-negative, got {self.weight_decay}")
+            raise FeatflowError(f"weight_decay: must be non-negative, got {self.weight_decay}")
+        check_choice("schedule", self.schedule, SCHEDULES, key="schedule")
+        steps = list(self.steps)
+        if any(not 0.0 < s < 1.0 for s in steps) or any(a >= b for a, b in zip(steps, steps[1:])):
+            raise FeatflowError(f"steps: must be increasing fractions of the run, each in (0, 1), got {steps}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise FeatflowError(f"gamma: must be in (0, 1] (the factor at each step), got {self.gamma}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise FeatflowError(f"checkpoint_every: must be at least 1 iteration, got {self.checkpoint_every}")
 
 
 def override_train(cfg: T, iterations: int | None = None, time_limit: float | None = None) -> T:
@@ -86,10 +110,19 @@ def override_train(cfg: T, iterations: int | None = None, time_limit: float | No
 
 
 def lr_factor(iteration: int, cfg: OptimConfig, elapsed_minutes: float) -> float:
-    """Linear warm-up, then cosine decay to 1% over the run. With a time limit, the run ends at whichever
-    comes first, iterations or minutes, so the rate has decayed when the time limit stops training."""
+    """The learning rate of ``iteration`` as a multiple of ``cfg.lr``: a linear warm-up, then the schedule over the
+    run. With a time limit the run ends at whichever comes first, iterations or minutes, so the rate has decayed
+    when the time limit stops training.
+
+    - cosine: from 1 down to 0.01, over the iterations after the warm-up;
+    - step: 1, times ``gamma`` from each fraction in ``steps`` of the run on (of all its iterations)."""
     if iteration < cfg.warmup:
         return (iteration + 1) / cfg.warmup
+    if cfg.schedule == "step":
+        progress = iteration / cfg.iterations
+        if cfg.time_limit_minutes:
+            progress = max(progress, elapsed_minutes / cfg.time_limit_minutes)
+        return cfg.gamma ** sum(progress >= step for step in cfg.steps)
     progress = (iteration - cfg.warmup) / max(1, cfg.iterations - cfg.warmup)
     if cfg.time_limit_minutes:
         progress = max(progress, elapsed_minutes / cfg.time_limit_minutes)
@@ -140,6 +173,9 @@ class TrainTask:
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)  # written into metrics.json
     collate: Callable[[list], Any] | None = None  # batches of samples (default: torch's default_collate)
+    # True when the loss leaves some trained parameters without a gradient (DDP must then look for them at every
+    # iteration, which costs a graph traversal; without it, DDP stops with an error at the second iteration)
+    find_unused_parameters: bool = False
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -184,7 +220,7 @@ def param_groups(params: list[nn.Parameter], backbone: nn.Module | None, backbon
     the rest (at 1). One group when every multiplier is 1 (as before backbone_lr existed, so older training states
     resume); empty groups are left out (a frozen backbone)."""
     if backbone is None and backbone_lr != 1.0:
-        raise ValueError("backbone_lr: this task has no backbone to train at another learning rate")
+        raise FeatflowError("backbone_lr: this task has no backbone to train at another learning rate")
     if backbone is None or backbone_lr == 1.0:
         return [(params, 1.0)]
     inside = {id(p) for p in backbone.parameters()}
@@ -237,119 +273,383 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _save_state(out: Path, optimizer: torch.optim.Optimizer, iteration: int, wall: float, history: list,
-                name: str) -> None:
-    state = {"iteration": iteration, "optimizer": optimizer.state_dict(), "optimizer_name": name,
-             "wall_seconds": wall, "history": json.dumps(history)}
-    with atomic_path(out / STATE_FILE) as tmp:
-        torch.save(state, tmp)
+# ---- the trainer --------------------------------------------------------------------------------------------------
+
+
+class HookBase:
+    """One concern of the loop (evaluation, checkpoints, logging, ...), called by the ``Trainer`` it is registered
+    with (``self.trainer``) around the iterations, on every rank.
+
+    ``after_train`` runs only when the loop ends without an exception, so a diverged or interrupted run leaves its
+    last checkpoint as it was; ``close`` runs in any case, to release what ``before_train`` took."""
+
+    trainer: Trainer
+
+    def before_train(self) -> None:
+        """Before the first iteration (of this process: after a resume, ``trainer.start`` may be past 0)."""
+
+    def before_step(self) -> None:
+        """Before each iteration; ``trainer.iteration`` is the number of iterations done."""
+
+    def after_step(self) -> None:
+        """After each iteration; ``trainer.iteration`` counts it. Set ``trainer.stop_reason`` to end the run."""
+
+    def after_train(self) -> None:
+        """After the last iteration (the run's end, or a stop)."""
+
+    def close(self) -> None:
+        """At the very end, also after an exception."""
+
+
+class PeriodicHook(HookBase):
+    """A hook that acts every ``period`` iterations, at the end of the run and when it stops early, and once more
+    after the loop unless it already acted at the final iteration."""
+
+    def __init__(self, period: int) -> None:
+        if period < 1:
+            raise ValueError(f"{type(self).__name__}: the period must be at least 1 iteration, got {period}")
+        self.period = period
+        self.last: int | None = None  # the iteration it last acted at
+
+    def due(self) -> bool:
+        t = self.trainer
+        return t.iteration % self.period == 0 or t.iteration == t.cfg.iterations or t.stop_reason is not None
+
+    def act(self) -> None:
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        if self.due():
+            self.act()
+            self.last = self.trainer.iteration
+
+    def after_train(self) -> None:
+        if self.last != self.trainer.iteration:  # nothing ran (a resume at the end), or a stop from a later hook
+            self.act()
+            self.last = self.trainer.iteration
+
+
+class DivergenceStop(HookBase):
+    """Stops training (``FloatingPointError``) when the smoothed loss exceeds ``factor`` times the run's first
+    one: a finite loss can still explode, and the rest of the budget would be wasted on it."""
+
+    def __init__(self, factor: float = DIVERGENCE_FACTOR) -> None:
+        self.factor = factor
+
+    def after_step(self) -> None:
+        t = self.trainer
+        first, smooth = t.first_smooth, t.smooth
+        if first is not None and smooth is not None and first > 0 and smooth > self.factor * first:
+            raise FloatingPointError(f"{t.task.name}: diverged at iteration {t.iteration}: the smoothed loss "
+                                     f"{smooth:.4g} is over {self.factor:g}x its first value ({first:.4g}); "
+                                     "lower the lr")
+
+
+class TimeLimit(HookBase):
+    """Stops the run once ``minutes`` of training time (resumes included, the mean over ranks: one clock for all)
+    have passed; the evaluation and checkpoint hooks then run for the iteration it stopped at."""
+
+    def __init__(self, minutes: float) -> None:
+        self.minutes = minutes
+
+    def after_step(self) -> None:
+        t = self.trainer
+        if mean_over_ranks(t.wall() / 60, t.ctx) > self.minutes:
+            t.stop_reason = f"time limit of {self.minutes} min reached at iteration {t.iteration}"
+
+
+class ProgressBar(HookBase):
+    """A tqdm bar of the iterations with the smoothed loss (rank 0, when ``enabled``)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+
+    def before_train(self) -> None:
+        t = self.trainer
+        self.bar = tqdm(total=t.cfg.iterations, initial=t.start, desc=f"train {t.task.name}",
+                        disable=not (self.enabled and t.ctx.is_main))
+
+    def after_step(self) -> None:
+        if self.bar is not None:
+            self.bar.update()
+            self.bar.set_postfix(loss=f"{self.trainer.smooth:.4f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Evaluation(PeriodicHook):
+    """The task's held-out metrics every ``period`` iterations (and at the end), appended to the history."""
+
+    def before_train(self) -> None:
+        history = self.trainer.history
+        self.last = history[-1]["iteration"] if history else None
+
+    def act(self) -> None:
+        self.trainer.evaluate()
+
+
+class Checkpoint(PeriodicHook):
+    """Weights and training state every ``period`` iterations, at the end, and when a run stops early."""
+
+    def before_train(self) -> None:
+        self.last = self.trainer.start if self.trainer.resumed else None  # a resumed run starts from a checkpoint
+
+    def act(self) -> None:
+        self.trainer.save_checkpoint()
+
+
+class _TqdmHandler(logging.Handler):
+    """Log records printed with ``tqdm.write`` (to stdout, above any progress bar)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record))
+        except Exception:  # logging's convention: report, never raise
+            self.handleError(record)
+
+
+class Logging(HookBase):
+    """Writes the run to the logger ``featflow.engine.trainer`` (rank 0): each evaluation, the reason a run stopped
+    early and, every ``period`` iterations when one is given, the smoothed loss and the learning rate.
+
+    Where no logging is configured (no handler on the logger or its ancestors) the records are printed with
+    ``tqdm.write`` for the run, as the loop printed them before it logged."""
+
+    def __init__(self, period: int | None = None) -> None:
+        if period is not None and period < 1:
+            raise ValueError(f"Logging: the period must be at least 1 iteration, got {period}")
+        self.period = period
+        self.seen = 0  # history entries already logged
+        self._handler: logging.Handler | None = None
+        self._level = logging.NOTSET
+
+    def before_train(self) -> None:
+        self.seen = len(self.trainer.history)
+        if self.trainer.ctx.is_main and not log.hasHandlers():
+            self._handler, self._level = _TqdmHandler(), log.level
+            log.addHandler(self._handler)
+            if log.getEffectiveLevel() > logging.INFO:
+                log.setLevel(logging.INFO)
+
+    def _evaluations(self) -> None:
+        t = self.trainer
+        for entry in t.history[self.seen:]:
+            metrics = {k: v for k, v in entry.items() if k not in ("iteration", "loss", "wall_seconds")}
+            loss = entry["loss"]
+            log.info("iteration %d: loss %s, %s", entry["iteration"], loss if loss is None else round(loss, 4),
+                     ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        self.seen = len(t.history)
+
+    def after_step(self) -> None:
+        t = self.trainer
+        if not t.ctx.is_main:
+            return
+        if self.period is not None and t.iteration % self.period == 0:
+            log.info("iteration %d: loss %.4f (smoothed %.4f), lr %.4g", t.iteration, t.loss, t.smooth, t.lr)
+        self._evaluations()
+
+    def after_train(self) -> None:
+        if self.trainer.ctx.is_main:
+            self._evaluations()
+            if self.trainer.stop_reason is not None:
+                log.info("%s", self.trainer.stop_reason)
+
+    def close(self) -> None:
+        if self._handler is not None:
+            log.removeHandler(self._handler)
+            log.setLevel(self._level)
+            self._handler = None
+
+
+class Trainer:
+    """Trains ``task`` with ``cfg`` into ``out``: the optimiser, the data in the run's order, DDP under torchrun,
+    and (with ``resume``) the state of the last checkpoint, set up at construction; ``train`` then runs
+    ``run_step`` for every remaining iteration with the registered hooks around it.
+
+    State the hooks read: ``iteration`` (iterations done), ``start`` (where this process began), ``loss`` (the last
+    global batch's), ``smooth`` (its running average), ``first_smooth``, ``lr`` (the last iteration's base rate),
+    ``history`` (the evaluations so far; rank 0's until the end), ``stop_reason`` (set to end the run early)."""
+
+    def __init__(self, task: TrainTask, cfg: OptimConfig, out: Path, resume: bool = False) -> None:
+        self.task, self.cfg, self.out, self.resumed = task, cfg, Path(out), resume
+        self.ctx = ctx = context()
+        per_rank = local_batch(cfg.batch_size, ctx)
+        if ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.model = task.model.to(ctx.device)
+        self.params = (list(task.parameters) if task.parameters is not None
+                       else [p for p in self.model.parameters() if p.requires_grad])
+        if not self.params:
+            raise FeatflowError(f"{task.name}: nothing to train (every parameter is frozen)")
+        groups = param_groups(self.params, task.backbone, cfg.backbone_lr)
+        self.scales = [scale for _, scale in groups]  # from the config, also on resume
+        self.optimizer = build_optimizer(groups, cfg)
+        self.cast = autocast_dtype(cfg.precision, ctx.device)
+        self.start, self.history, self.wall_before = 0, [], 0.0
+        self.smooth: float | None = None
+        self.first_smooth: float | None = None
+        if resume:
+            self._resume()
+        self.iteration = self.start
+        self.loss = math.nan
+        self.lr = cfg.lr * lr_factor(self.start, cfg, 0.0)
+        self.stop_reason: str | None = None
+        self.hooks: list[HookBase] = []
+        positions = list(epoch_order(len(task.dataset), self.start * cfg.batch_size, cfg.iterations * cfg.batch_size,
+                                     task.seed, task.shuffle))
+        self.loader = DataLoader(task.dataset, batch_size=per_rank,
+                                 sampler=rank_positions(positions, cfg.batch_size, ctx), num_workers=cfg.workers,
+                                 drop_last=True, collate_fn=task.collate)
+        self.objective: nn.Module = _Objective(self.model, task.loss)
+        if ctx.distributed:  # gradients averaged over ranks in backward; rank 0's weights broadcast at the start
+            self.objective = DistributedDataParallel(
+                self.objective, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
+                find_unused_parameters=task.find_unused_parameters)
+        self.began = time.monotonic()
+
+    def _resume(self) -> None:
+        """The optimizer state, weights, position, clock, loss statistics and history of the last checkpoint."""
+        out, cfg = self.out, self.cfg
+        state_path = out / STATE_FILE
+        if not state_path.is_file():
+            raise MissingInput(f"nothing to resume: {state_path} does not exist")
+        state = torch.load(state_path, weights_only=True, map_location=self.ctx.device)
+        weights_iteration = read_weights(out / WEIGHTS_FILE)[1].get("iterations")
+        if weights_iteration is not None and int(weights_iteration) != int(state["iteration"]):
+            raise FeatflowError(f"{out}: the weights are from iteration {weights_iteration} but the optimizer state "
+                                f"from {state['iteration']} (the last checkpoint was interrupted); start again "
+                                "without --resume")
+        saved_optimizer = state.get("optimizer_name", "adamw")  # states written before SGD was an option
+        if saved_optimizer != cfg.optimizer:
+            raise FeatflowError(f"optimizer: {out} was trained with {saved_optimizer}, the config asks for "
+                                f"{cfg.optimizer}; resume with the same optimizer or start again")
+        self.task.load_weights(out / WEIGHTS_FILE, self.model)
+        self.model.to(self.ctx.device)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as err:  # other parameter groups: another model, or backbone_lr now (not) 1
+            raise FeatflowError(f"{out}: the optimizer state does not fit this model and config ({err}); resume "
+                                "with the same model and backbone_lr, or start again") from None
+        self.start, self.wall_before = int(state["iteration"]), float(state["wall_seconds"])
+        self.history = json.loads(state["history"])
+        # states written before these were saved: both read from the history (then checkpoints were evaluations)
+        recorded = [h["loss"] for h in self.history if h.get("loss") is not None]
+        self.smooth = state.get("smoothed_loss", self.history[-1]["loss"] if self.history else None)
+        self.first_smooth = state.get("first_loss", recorded[0] if recorded else None)
+
+    def register(self, *hooks: HookBase) -> None:
+        """Add hooks; they run in the order registered."""
+        for hook in hooks:
+            hook.trainer = self
+            self.hooks.append(hook)
+
+    def wall(self) -> float:
+        """Training seconds so far, resumes included."""
+        return self.wall_before + time.monotonic() - self.began
+
+    def run_step(self, batch: Any) -> None:
+        """One iteration on this rank's share of a global batch."""
+        cfg, ctx = self.cfg, self.ctx
+        minutes = mean_over_ranks(self.wall() / 60, ctx) if cfg.time_limit_minutes else 0.0  # one clock for all ranks
+        self.lr = cfg.lr * lr_factor(self.iteration, cfg, minutes)
+        set_lr(self.optimizer, self.scales, self.lr)
+        seed_iteration(self.task.seed, self.iteration, ctx.rank)
+        with autocast(ctx.device, self.cast):
+            loss = self.objective(to_device(batch, ctx.device)).float()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{self.task.name}: loss became {loss.item()} at iteration {self.iteration}; "
+                                     "lower the lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.optimizer.step()
+        self.iteration += 1
+        self.loss = mean_over_ranks(loss.item(), ctx)  # the global batch's loss
+        self.smooth = self.loss if self.smooth is None else 0.98 * self.smooth + 0.02 * self.loss
+        if self.first_smooth is None:
+            self.first_smooth = self.smooth
+
+    def evaluate(self) -> None:
+        """The task's held-out metrics at this iteration, appended to the history (rank 0; the others wait)."""
+        if self.ctx.is_main:
+            metrics = self.task.evaluate(self.model)
+            self.model.train()
+            self.history.append({"iteration": self.iteration, "loss": self.smooth, **metrics,
+                                 "wall_seconds": self.wall()})
+        barrier(self.ctx)
+
+    def save_checkpoint(self) -> None:
+        """The weights and the training state (``STATE_FILE``) at this iteration (rank 0; the others wait)."""
+        if self.ctx.is_main:
+            self.task.save_weights(self.out / WEIGHTS_FILE, self.model, self.iteration)
+            state = {"iteration": self.iteration, "optimizer": self.optimizer.state_dict(),
+                     "optimizer_name": self.cfg.optimizer, "wall_seconds": self.wall(),
+                     "history": json.dumps(self.history), "smoothed_loss": self.smooth,
+                     "first_loss": self.first_smooth}
+            with atomic_path(self.out / STATE_FILE) as tmp:
+                torch.save(state, tmp)
+        barrier(self.ctx)
+
+    def train(self) -> TrainResult:
+        """Run the remaining iterations with the hooks; then the record of the run (``metrics.json``)."""
+        self.began = time.monotonic()
+        self.model.train()
+        try:
+            for hook in self.hooks:
+                hook.before_train()
+            for batch in self.loader:
+                for hook in self.hooks:
+                    hook.before_step()
+                self.run_step(batch)
+                for hook in self.hooks:
+                    hook.after_step()
+                if self.stop_reason is not None:
+                    break
+            for hook in self.hooks:
+                hook.after_train()
+        finally:
+            for hook in self.hooks:
+                hook.close()
+        return self._finish()
+
+    def _finish(self) -> TrainResult:
+        history = self.history
+        if self.ctx.distributed:  # every rank ends with rank 0's BatchNorm statistics and record of the run
+            broadcast_buffers(self.model, self.ctx)
+            history = gather(history, self.ctx)[0]
+        final = history[-1] if history else {}
+        result = TrainResult(self.out, self.iteration, final.get("wall_seconds", self.wall()), history, self.model)
+        if self.ctx.is_main:
+            write_json(self.out / "metrics.json", {"name": self.task.name, "config": self.task.config,
+                                                    "iterations": self.iteration, "world_size": self.ctx.world_size,
+                                                    "wall_seconds": result.wall_seconds, "final": final,
+                                                    "history": history})
+        return result
+
+
+def default_hooks(cfg: OptimConfig, eval_every: int, progress: bool = True, log_every: int | None = None
+                  ) -> list[HookBase]:
+    """The hooks of a training run, in the order they run: the divergence stop, the time limit (if any), the
+    progress bar, evaluation every ``eval_every`` iterations, checkpoints every ``cfg.checkpoint_every`` (default:
+    at every evaluation) and logging (every evaluation; the loss and lr every ``log_every`` iterations if given)."""
+    hooks: list[HookBase] = [DivergenceStop()]
+    if cfg.time_limit_minutes is not None:
+        hooks.append(TimeLimit(cfg.time_limit_minutes))
+    hooks += [ProgressBar(progress), Evaluation(eval_every), Checkpoint(cfg.checkpoint_every or eval_every),
+              Logging(log_every)]
+    return hooks
 
 
 def train(task: TrainTask, cfg: OptimConfig, out: Path, eval_every: int, resume: bool = False,
-          progress: bool = True) -> TrainResult:
-    """Run (or resume) ``task`` for ``cfg.iterations`` iterations; checkpoints and metrics go to ``out``
-    (under torchrun: on every rank, rank 0 writing)."""
+          progress: bool = True, hooks: Sequence[HookBase] = (), log_every: int | None = None) -> TrainResult:
+    """Run (or resume) ``task`` for ``cfg.iterations`` iterations with the default hooks, then ``hooks`` (run after
+    them); checkpoints and metrics go to ``out`` (under torchrun: on every rank, rank 0 writing)."""
     if eval_every < 1:
-        raise ValueError(f"{task.name}: evaluations must be at least 1 iteration apart, got {eval_every}")
-    ctx = context()
-    per_rank = local_batch(cfg.batch_size, ctx)
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    model = task.model.to(ctx.device)
-    params = list(task.parameters) if task.parameters is not None else [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError(f"{task.name}: nothing to train (every parameter is frozen)")
-    groups = param_groups(params, task.backbone, cfg.backbone_lr)
-    scales = [scale for _, scale in groups]  # from the config, also on resume
-    optimizer = build_optimizer(groups, cfg)
-    cast = autocast_dtype(cfg.precision, ctx.device)
-    start, history, wall_before = 0, [], 0.0
-    if resume:
-        state_path = out / STATE_FILE
-        if not state_path.is_file():
-            raise FileNotFoundError(f"nothing to resume: {state_path} does not exist")
-        state = torch.load(state_path, weights_only=True, map_location=ctx.device)
-        weights_iteration = read_weights(out / WEIGHTS_FILE)[1].get("iterations")
-        if weights_iteration is not None and int(weights_iteration) != int(state["iteration"]):
-            raise ValueError(f"{out}: the weights are from iteration {weights_iteration} but the optimizer state from "
-                             f"{state['iteration']} (the last checkpoint was interrupted); start again without --resume")
-        saved_optimizer = state.get("optimizer_name", "adamw")  # states written before SGD was an option
-        if saved_optimizer != cfg.optimizer:
-            raise ValueError(f"optimizer: {out} was trained with {saved_optimizer}, the config asks for "
-                             f"{cfg.optimizer}; resume with the same optimizer or start again")
-        task.load_weights(out / WEIGHTS_FILE, model)
-        model.to(ctx.device)
-        optimizer.load_state_dict(state["optimizer"])
-        start, wall_before = int(state["iteration"]), float(state["wall_seconds"])
-        history = json.loads(state["history"])
-    positions = list(epoch_order(len(task.dataset), start * cfg.batch_size, cfg.iterations * cfg.batch_size, task.seed,
-                                 task.shuffle))
-    loader = DataLoader(task.dataset, batch_size=per_rank, sampler=rank_positions(positions, cfg.batch_size, ctx),
-                        num_workers=cfg.workers, drop_last=True, collate_fn=task.collate)
-    objective: nn.Module = _Objective(model, task.loss)
-    if ctx.distributed:  # gradients averaged over ranks in backward; rank 0's weights broadcast at the start
-        objective = DistributedDataParallel(objective, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
-                                            find_unused_parameters=True)
-    began = time.monotonic()
-
-    def wall() -> float:
-        return wall_before + time.monotonic() - began
-
-    last_saved = start if history else None
-
-    def checkpoint(iteration: int, smooth: float | None) -> None:
-        nonlocal last_saved
-        last_saved = iteration
-        if ctx.is_main:
-            metrics = task.evaluate(model)
-            model.train()
-            history.append({"iteration": iteration, "loss": smooth, **metrics, "wall_seconds": wall()})
-            task.save_weights(out / WEIGHTS_FILE, model, iteration)
-            _save_state(out, optimizer, iteration, wall(), history, cfg.optimizer)
-            bar.write(f"iteration {iteration}: loss {smooth if smooth is None else round(smooth, 4)}, "
-                      + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        barrier(ctx)
-
-    iteration, smooth = start, (history[-1]["loss"] if history else None)
-    first = next((h["loss"] for h in history if h.get("loss") is not None), None)  # the run's first smoothed loss
-    model.train()
-    bar = tqdm(total=cfg.iterations, initial=start, desc=f"train {task.name}", disable=not (progress and ctx.is_main))
-    for batch in loader:
-        minutes = mean_over_ranks(wall() / 60, ctx) if cfg.time_limit_minutes else 0.0  # one clock for all ranks
-        set_lr(optimizer, scales, cfg.lr * lr_factor(iteration, cfg, minutes))
-        seed_iteration(task.seed, iteration, ctx.rank)
-        with autocast(ctx.device, cast):
-            loss = objective(to_device(batch, ctx.device)).float()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{task.name}: loss became {loss.item()} at iteration {iteration}; lower the lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
-        iteration += 1
-        value = mean_over_ranks(loss.item(), ctx)  # the global batch's loss
-        smooth = value if smooth is None else 0.98 * smooth + 0.02 * value
-        first = smooth if first is None else first
-        if first > 0 and smooth > DIVERGENCE_FACTOR * first:
-            raise FloatingPointError(f"{task.name}: diverged at iteration {iteration}: the smoothed loss {smooth:.4g} is "
-                                     f"over {DIVERGENCE_FACTOR:g}x its first value ({first:.4g}); lower the lr")
-        bar.update()
-        bar.set_postfix(loss=f"{smooth:.4f}")
-        out_of_time = cfg.time_limit_minutes is not None and mean_over_ranks(wall() / 60, ctx) > cfg.time_limit_minutes
-        if iteration % eval_every == 0 or iteration == cfg.iterations or out_of_time:
-            checkpoint(iteration, smooth)
-        if out_of_time:
-            bar.write(f"time limit of {cfg.time_limit_minutes} min reached at iteration {iteration}")
-            break
-    if last_saved != iteration:  # nothing ran: record where the model stands
-        checkpoint(iteration, smooth)
-    bar.close()
-    if ctx.distributed:  # every rank ends with rank 0's BatchNorm statistics and record of the run
-        broadcast_buffers(model, ctx)
-        history = gather(history, ctx)[0]
-    result = TrainResult(out, iteration, history[-1]["wall_seconds"], history, model)
-    if ctx.is_main:
-        write_json(out / "metrics.json", {"name": task.name, "config": task.config, "iterations": iteration,
-                                           "world_size": ctx.world_size, "wall_seconds": result.wall_seconds,
-                                           "final": history[-1], "history": history})
-    return result
+        raise FeatflowError(f"eval.every: evaluations must be at least 1 iteration apart, got {eval_every} "
+                            f"({task.name})")
+    trainer = Trainer(task, cfg, out, resume)
+    trainer.register(*default_hooks(cfg, eval_every, progress, log_every), *hooks)
+    return trainer.train()
