@@ -260,7 +260,9 @@ eval: {samples: 2, every: 2}
     ids = [list(v.frame_ids) for v in data.videos]
     assert [len(v) for v in read_vid_results(tmp_path / "dff_cli.txt", ids)] == [6, 6]
     assert ids == [[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]]  # as VID_val_frames.txt numbers them
-    assert main(["eval", "det", "--data", str(tmp_path / "vid"), "--weights", "w", "--key-interval", "0"]) == 2
+    with pytest.raises(SystemExit) as bad_option:  # checked by argparse, as every command's key interval
+        main(["eval", "det", "--data", str(tmp_path / "vid"), "--weights", "w", "--key-interval", "0"])
+    assert bad_option.value.code == 2
     assert main(["eval", "det", "--data", str(tmp_path / "vid"), "--weights", "w", "--seq-nms",
                  "--postprocess", "mgp"]) == 2
     with pytest.raises(ValueError, match="unknown detection method"):

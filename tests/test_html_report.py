@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from featflow.analysis.html import render_html_report
+from featflow.apps.html import render_html_report
 from featflow.cli import main
 from featflow.data.io import write_image
 from featflow.data.video import write_video

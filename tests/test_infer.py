@@ -15,7 +15,7 @@ import featflow
 from featflow.cli import main
 from featflow.data.video import DecodeError, natural_key, open_source, to_rgb
 from featflow.engine.checkpoint import read_weights, save_detector, save_segmenter
-from featflow.engine.infer import run_infer
+from featflow.apps.infer import run_infer
 from featflow.methods.detection import VideoDetector
 from featflow.methods.segmentation import VideoSegmenter
 from featflow.modeling.rpn import RPNConfig

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from featflow.errors import FeatflowError
 from featflow.analysis.reports import machine_description, save_figure, write_report  # noqa: E402
 from featflow.data.synthetic import Degradations, SynthConfig  # noqa: E402
 from featflow.engine.checkpoint import load_flow_net, shipped_flow_weights  # noqa: E402
@@ -116,7 +117,7 @@ def run_flow_benchmark(weights: dict[str, str | os.PathLike] | None, pairs: int 
                        command: str = "featflow bench flow", progress: bool = True) -> list[Path]:
     """Evaluate every method on clean and degraded held-out pairs; write flow.md / flow.json / flow.png."""
     if pairs < 1:
-        raise ValueError("--pairs must be at least 1")
+        raise FeatflowError("--pairs must be at least 1")
     weights = {k: Path(v) for k, v in (weights or {"shipped": shipped_flow_weights()}).items()}
     shipped_name = next((k for k, v in weights.items() if v.resolve() == shipped_flow_weights().resolve()), None)
     methods, trained = _methods(weights)

@@ -16,13 +16,14 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from featflow.errors import FeatflowError
 from featflow.methods.detection import VideoDetector
 from featflow.methods.dff import DeepFeatureFlow
 from featflow.methods.schedulers import FixedInterval
 from featflow.methods.segmentation import VideoSegmenter
 from featflow.methods.streams import AggregatedFeatures
+from featflow.registry import TASKS, check_choice
 
-TASKS = ("seg", "det")
 CITYSCAPES_CLASSES = 19
 VID_CLASSES = 30
 
@@ -30,13 +31,14 @@ VID_CLASSES = 30
 def _paper_model(task: str, feature_net: str, flow_net: str | None, aggregation: str | None = None
                  ) -> tuple[DeepFeatureFlow, Callable[[torch.Tensor, tuple[int, int]], object]]:
     """The paper-sized model of ``task`` (random weights) and its N_task as features -> a finished output."""
+    check_choice("task", task, TASKS)
     if task == "seg":
         seg = VideoSegmenter(CITYSCAPES_CLASSES, feature_net, channels=1024, flow_net=flow_net)
         return seg, lambda f, size: seg.segment(f, size).argmax(1)
     if task == "det":
         det = VideoDetector(VID_CLASSES, feature_net, channels=1024, flow_net=flow_net, aggregation=aggregation)
         return det, lambda f, size: det.detect(f, size)
-    raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    raise AssertionError(f"TASKS names {task!r} but no paper model is built for it")
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,9 @@ def measure_speed(task: str = "seg", feature_net: str = "resnet101", flow_net: s
                   size: tuple[int, int] = (512, 1024), key_interval: int = 5, frames: int | None = None,
                   device: str = "cpu", seed: int = 0) -> SpeedRow:
     """Time per-frame and DFF on ``frames`` random frames (default: two key-frame intervals)."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    check_choice("task", task, TASKS)
     if key_interval < 1:
-        raise ValueError("key interval must be at least 1")
+        raise FeatflowError("key interval must be at least 1")
     frames = frames or 2 * key_interval
     torch.manual_seed(seed)
     model, head = _paper_model(task, feature_net, flow_net)
@@ -148,7 +149,7 @@ def measure_fgfa_speed(feature_net: str = "resnet101", flow_net: str = "flownet"
     (untimed), then each pushed frame outputs one frame that aggregates 2K+1 frames. The single-frame detector
     is timed on the same frames in the same run."""
     if window < 0 or frames < 1:
-        raise ValueError("window must be >= 0 and frames >= 1")
+        raise FeatflowError("window must be >= 0 and frames >= 1")
     torch.manual_seed(seed)
     model, head = _paper_model("det", feature_net, flow_net, aggregation="adaptive")
     model.for_inference(device)

@@ -28,7 +28,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from featflow.analysis.html import write_html_report  # noqa: E402
+from featflow.errors import FeatflowError
+from featflow.apps.html import write_html_report  # noqa: E402
 from featflow.data.detection_clips import synthetic_targets  # noqa: E402
 from featflow.data.io import write_image  # noqa: E402
 from featflow.data.synthetic import CLASS_NAMES, NUM_CLASSES, SynthConfig, SyntheticVideo  # noqa: E402
@@ -100,12 +101,12 @@ def run_demo(out: str | os.PathLike = "featflow_demo", frames: int = 60, key_int
     ``detection``, also the detection demo (``detection.mp4``) with the (DFF, FGFA) ``det_weights`` or the
     shipped detectors."""
     if frames < 2 or key_interval < 1:
-        raise ValueError("the demo needs at least 2 frames and a key interval of at least 1")
+        raise FeatflowError("the demo needs at least 2 frames and a key interval of at least 1")
     out = Path(out)
     model, meta = load_segmenter(weights or shipped_segmenter())
     model.for_inference()
     if model.flow_net is None:
-        raise ValueError("the demo needs a DFF segmenter (with a flow network)")
+        raise FeatflowError("the demo needs a DFF segmenter (with a flow network)")
     size = tuple(json.loads(meta.get("config", "{}")).get("data", {}).get("size", (128, 256)))  # trained size
     video = SyntheticVideo(SynthConfig(size[0], size[1], frames), seed=seed, index=0, split="test")
     images = [video.frame(t) for t in tqdm(range(frames), desc="generate clip", disable=not progress, leave=False)]
@@ -235,14 +236,14 @@ def run_detection_demo(out: str | os.PathLike = "featflow_demo", frames: int = 4
     """Generate a clip, detect objects per frame, with DFF and with FGFA; write ``detection.mp4`` and
     ``detection.json``; -> mAP (all and fast objects) on the clip and frames/s of each method."""
     if frames < 2 or key_interval < 1 or window < 0:
-        raise ValueError("the demo needs at least 2 frames, a key interval >= 1 and a window >= 0")
+        raise FeatflowError("the demo needs at least 2 frames, a key interval >= 1 and a window >= 0")
     out = Path(out)
     shipped = shipped_detectors()
     dff_model, meta = load_detector(dff_weights or shipped["dff"])
     fgfa_model = load_detector(fgfa_weights or shipped["fgfa"])[0].for_inference()
     dff_model.for_inference()
     if dff_model.flow_net is None or fgfa_model.aggregator is None:
-        raise ValueError("the detection demo needs a DFF detector and an FGFA detector")
+        raise FeatflowError("the detection demo needs a DFF detector and an FGFA detector")
     names = json.loads(meta["class_names"])
     size = _trained_size(meta, (192, 384))
     video = SyntheticVideo(SynthConfig(size[0], size[1], frames), seed=seed, index=0, split="test")

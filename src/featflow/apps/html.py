@@ -15,6 +15,7 @@ from pathlib import Path
 
 import markdown
 
+from featflow.errors import FeatflowError, MissingInput
 from featflow.utils.io import write_text
 
 _STYLE = """
@@ -46,12 +47,12 @@ def render_html_report(folder: str | os.PathLike, title: str | None = None) -> s
     """The page for ``folder`` as one HTML string (no external references)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise NotADirectoryError(f"no such run folder: {folder}")
+        raise MissingInput(f"no such run folder: {folder}")
     docs = _visible(folder, "*.md")
     docs.sort(key=lambda p: (p.name != "summary.md", p.name))  # the demo's summary first
     images, videos = _visible(folder, "*.png"), _visible(folder, "*.mp4")
     if not (docs or images or videos):
-        raise ValueError(f"{folder} holds nothing to report (no .md, .png or .mp4 files)")
+        raise FeatflowError(f"{folder} holds nothing to report (no .md, .png or .mp4 files)")
     shown: set[str] = set()
 
     def inline(match: re.Match) -> str:

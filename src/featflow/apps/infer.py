@@ -16,13 +16,12 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from featflow.api import FrameResult, Model
 from featflow.data.video import DecodeError, FrameSource, write_video
+from featflow.engine.predictor import FrameResult, Model
 from featflow.structures import encode_labels
 from featflow.utils.io import atomic_path
 from featflow.utils.visualize import class_palette, draw_boxes, overlay

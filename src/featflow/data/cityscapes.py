@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featflow.errors import MissingInput
 from featflow.data.formats import cityscapes as cs
 from featflow.data.io import read_image, read_label_image
 
@@ -38,7 +39,7 @@ class CityscapesVideo:
         self.root, self.split = Path(root), split
         labels = self.root / "gtFine" / split
         if not labels.is_dir():
-            raise FileNotFoundError(f"{labels} does not exist: not a Cityscapes folder with a {split!r} split")
+            raise MissingInput(f"{labels} does not exist: not a Cityscapes folder with a {split!r} split")
         self.table = table or cs.load_label_table(self.root)
         self._lut = self.table.id_to_train_id()
         snippets = []
@@ -47,14 +48,14 @@ class CityscapesVideo:
             if match:
                 snippets.append(Snippet(match["city"], int(match["seq"]), int(match["frame"])))
         if not snippets:
-            raise FileNotFoundError(f"no *_gtFine_labelIds.png files under {labels}")
+            raise MissingInput(f"no *_gtFine_labelIds.png files under {labels}")
         self.snippets = snippets
         if check_frames:
             for i, snippet in enumerate(snippets):
                 for frame in range(snippet.frame - self.frames_before, snippet.frame + self.frames_after + 1):
                     path = self.frame_path(i, frame)
                     if not path.is_file():
-                        raise FileNotFoundError(f"snippet {snippet.city}_{snippet.seq:06d} lacks frame {path}")
+                        raise MissingInput(f"snippet {snippet.city}_{snippet.seq:06d} lacks frame {path}")
 
     def __len__(self) -> int:
         return len(self.snippets)

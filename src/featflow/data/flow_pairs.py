@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from featflow.errors import FeatflowError
 from featflow.data.formats.flo import read_flo
 from featflow.data.formats.flyingchairs import list_pairs
 from featflow.data.io import read_image
@@ -76,7 +77,7 @@ class FlyingChairsPairs(Dataset):
     def __init__(self, root: str | os.PathLike, split: str = "train") -> None:
         self.pairs = list_pairs(root, split)
         if not self.pairs:
-            raise ValueError(f"{root} lists no {split} pairs")
+            raise FeatflowError(f"{root} lists no {split} pairs")
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -85,5 +86,5 @@ class FlyingChairsPairs(Dataset):
         pair = self.pairs[index]
         current, key, flow = read_image(pair.image1), read_image(pair.image2), read_flo(pair.flow)
         if current.shape != key.shape or current.shape[:2] != flow.shape[:2]:
-            raise ValueError(f"pair {pair.image1.name}: images and flow differ in size")
+            raise FeatflowError(f"pair {pair.image1.name}: images and flow differ in size")
         return _sample(current, key, flow, np.ones(flow.shape[:2], bool))

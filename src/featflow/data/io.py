@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from featflow.errors import FeatflowError, MissingInput
 from featflow.utils.io import atomic_path
 
 _JPEG_QUALITY = 95
@@ -17,10 +18,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """An image file -> (H, W, 3) uint8 RGB."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such image: {path}")
+        raise MissingInput(f"no such image: {path}")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"cannot decode {path} as an image")
+        raise FeatflowError(f"cannot decode {path} as an image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -28,10 +29,10 @@ def read_label_image(path: str | os.PathLike) -> np.ndarray:
     """A single-channel label PNG (8 or 16 bit) -> (H, W) array, values unchanged."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such label image: {path}")
+        raise MissingInput(f"no such label image: {path}")
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if label is None or label.ndim != 2:
-        raise ValueError(f"{path} is not a single-channel label image")
+        raise FeatflowError(f"{path} is not a single-channel label image")
     return label
 
 

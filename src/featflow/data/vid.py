@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featflow.errors import FeatflowError, MissingInput
 from featflow.data.formats import vid
 from featflow.data.io import read_image
 
@@ -47,7 +48,7 @@ def _frames_file(root: Path, split: str) -> list[VidVideo] | None:
             continue
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit() or parts[0].count("/") < 2:
-            raise ValueError(f"{path}:{n}: expected '{split}/VIDEO/FRAME ID', got {line!r}")
+            raise FeatflowError(f"{path}:{n}: expected '{split}/VIDEO/FRAME ID', got {line!r}")
         folder, frame = parts[0].split("/", 1)[1].rsplit("/", 1)
         frames, ids = videos.setdefault(folder, ([], []))
         frames.append(frame)
@@ -58,7 +59,7 @@ def _frames_file(root: Path, split: str) -> list[VidVideo] | None:
 def _frame_folders(root: Path, split: str) -> list[VidVideo]:
     base = root / "Data" / "VID" / split
     if not base.is_dir():
-        raise FileNotFoundError(f"{base} does not exist: not an ImageNet VID folder with a {split!r} split")
+        raise MissingInput(f"{base} does not exist: not an ImageNet VID folder with a {split!r} split")
     folders = sorted({p.parent for p in base.rglob("*.JPEG")})
     videos, next_id = [], 1
     for folder in folders:
@@ -98,7 +99,7 @@ class VideoBoxesBase:
     def first(self, count: int) -> "VideoBoxesBase":
         """The same source restricted to its first ``count`` videos (a quicker benchmark)."""
         if count < 1:
-            raise ValueError(f"a subset needs at least one video, got {count}")
+            raise FeatflowError(f"a subset needs at least one video, got {count}")
         subset = copy.copy(self)
         subset.videos = self.videos[:count]
         return subset
@@ -115,7 +116,7 @@ class VidDataset(VideoBoxesBase):
         self.class_index = {wnid: i for i, (wnid, _) in enumerate(self.classes, 1)}
         self.videos = _frames_file(self.root, split) or _frame_folders(self.root, split)
         if not self.videos:
-            raise FileNotFoundError(f"no videos in the {split!r} split of {self.root}")
+            raise MissingInput(f"no videos in the {split!r} split of {self.root}")
 
     def image_path(self, v: int, t: int) -> Path:
         video = self.videos[v]
@@ -131,7 +132,7 @@ class VidDataset(VideoBoxesBase):
         objects = ann.objects if ann is not None else ()
         unknown = sorted({o.name for o in objects} - set(self.class_index))
         if unknown:
-            raise ValueError(f"{self.videos[v].name}/{self.videos[v].frames[t]}: classes {unknown} are not in the "
+            raise FeatflowError(f"{self.videos[v].name}/{self.videos[v].frames[t]}: classes {unknown} are not in the "
                              f"class map ({len(self.classes)} classes)")
         return FrameTargets(np.array([o.box for o in objects], np.float32).reshape(-1, 4),
                             np.array([self.class_index[o.name] for o in objects], np.int64),

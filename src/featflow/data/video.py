@@ -19,13 +19,14 @@ import av
 import cv2
 import numpy as np
 
+from featflow.errors import FeatflowError, MissingInput
 from featflow.utils.io import atomic_path
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 _DEFAULT_FPS = 25.0
 
 
-class DecodeError(ValueError):
+class DecodeError(FeatflowError):
     """A source could not be read past some frame; ``frame`` frames were read before the damage."""
 
     def __init__(self, message: str, frame: int) -> None:
@@ -74,20 +75,20 @@ def open_source(path: str | os.PathLike, fps: float | None = None) -> FrameSourc
     ``fps`` sets a folder's frame rate (default 25) or overrides a video's."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no such video or image folder: {path}")
+        raise MissingInput(f"no such video or image folder: {path}")
     if path.is_dir():
         files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
                        key=lambda p: natural_key(p.name))
         if not files:
-            raise ValueError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise FeatflowError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         return FrameSource(path, fps or _DEFAULT_FPS, len(files), tuple(files))
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as err:
-        raise ValueError(f"cannot open {path} as a video ({err})") from None
+        raise FeatflowError(f"cannot open {path} as a video ({err})") from None
     with container:
         if not container.streams.video:
-            raise ValueError(f"{path} has no video stream")
+            raise FeatflowError(f"{path} has no video stream")
         stream = container.streams.video[0]
         rate = float(stream.average_rate or stream.guessed_rate or 0) or _DEFAULT_FPS
         count = stream.frames or None

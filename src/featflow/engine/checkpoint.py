@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from featflow.errors import FeatflowError, MissingInput
 from featflow.methods.detection import VideoDetector
 from featflow.methods.dff import DeepFeatureFlow
 from featflow.methods.segmentation import VideoSegmenter
@@ -46,13 +47,13 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     """-> (tensors, metadata) of a safetensors file, with a clear error for anything else."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such weights file: {path}")
+        raise MissingInput(f"no such weights file: {path}")
     try:
         with safe_open(str(path), "pt") as handle:
             metadata = handle.metadata() or {}
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}
     except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{path} is not a safetensors weights file ({err})") from None
+        raise FeatflowError(f"{path} is not a safetensors weights file ({err})") from None
     return tensors, metadata
 
 
@@ -60,19 +61,19 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata of a safetensors file, without reading its tensors."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such weights file: {path}")
+        raise MissingInput(f"no such weights file: {path}")
     try:
         with safe_open(str(path), "pt") as handle:
             return handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{path} is not a safetensors weights file ({err})") from None
+        raise FeatflowError(f"{path} is not a safetensors weights file ({err})") from None
 
 
 def pack_weights(source: str | os.PathLike, target: str | os.PathLike) -> int:
     """Copy a weights file with float tensors in float16, metadata unchanged; -> the new file's size."""
     tensors, metadata = read_weights(source)
     if "featflow.kind" not in metadata:
-        raise ValueError(f"{source} is not a featflow weights file")
+        raise FeatflowError(f"{source} is not a featflow weights file")
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
     with atomic_path(target) as tmp:
         save_file(half, str(tmp), metadata=metadata)
@@ -99,13 +100,13 @@ def load_flow_net(path: str | os.PathLike | None = None, scale_channels: int = 1
     path = Path(path) if path is not None else shipped_flow_weights()
     tensors, metadata = read_weights(path)
     if metadata.get("featflow.kind") != "flow_net" or "featflow.model" not in metadata:
-        raise ValueError(f"{path} does not hold featflow flow-network weights (no featflow.kind=flow_net metadata)")
+        raise FeatflowError(f"{path} does not hold featflow flow-network weights (no featflow.kind=flow_net metadata)")
     net = build_flow_net(metadata["featflow.model"], scale_channels)
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     missing, unexpected = net.load_state_dict(tensors, strict=False)
     missing = [k for k in missing if k != "scale_conv.weight"]
     if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit {metadata['featflow.model']} "
+        raise FeatflowError(f"{path}: weights do not fit {metadata['featflow.model']} "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return net, metadata
 
@@ -141,19 +142,19 @@ def _load_state(path: Path, model: nn.Module, tensors: dict[str, torch.Tensor], 
     wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(expected[k].shape)} in the model"
              for k, v in tensors.items() if k in expected and v.shape != expected[k].shape]
     if wrong:
-        raise ValueError(f"{path}: weights do not fit the model they describe ({len(wrong)} tensors differ in shape; "
+        raise FeatflowError(f"{path}: weights do not fit the model they describe ({len(wrong)} tensors differ in shape; "
                          f"{'; '.join(wrong[:3])})")
     missing, unexpected = load_norm_agnostic(model, tensors)
     missing = [k for k in missing if not k.startswith(optional)] if optional else missing
     if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit the model they describe (missing {missing[:3]}, "
+        raise FeatflowError(f"{path}: weights do not fit the model they describe (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]})")
 
 
 def _task_metadata(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     tensors, metadata = read_weights(path)
     if metadata.get("featflow.kind") != kind:
-        raise ValueError(f"{path} does not hold featflow {kind} weights (no featflow.kind={kind} metadata)")
+        raise FeatflowError(f"{path} does not hold featflow {kind} weights (no featflow.kind={kind} metadata)")
     return tensors, metadata
 
 
@@ -207,10 +208,10 @@ def load_flow_into(model: DeepFeatureFlow, path: str | os.PathLike | None) -> No
     """Put pre-trained flow weights (default: the shipped ones) into ``model.flow_net``; its scale
     field starts at 1."""
     if model.flow_net is None:
-        raise ValueError("the model has no flow network to load weights into")
+        raise FeatflowError("the model has no flow network to load weights into")
     net, metadata = load_flow_net(path, scale_channels=model.channels)
     if metadata["featflow.model"] != model.flow_name:
-        raise ValueError(f"flow weights are for {metadata['featflow.model']}, the model uses {model.flow_name}")
+        raise FeatflowError(f"flow weights are for {metadata['featflow.model']}, the model uses {model.flow_name}")
     model.flow_net.load_state_dict(net.state_dict())
 
 
@@ -221,5 +222,5 @@ def load_model(path: str | os.PathLike) -> tuple[VideoSegmenter | VideoDetector,
         return load_segmenter(path)
     if kind == "detector":
         return load_detector(path)
-    raise ValueError(f"{path} holds no featflow segmenter or detector (featflow.kind={kind!r})")
+    raise FeatflowError(f"{path} holds no featflow segmenter or detector (featflow.kind={kind!r})")
 

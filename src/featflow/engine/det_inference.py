@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from featflow.errors import FeatflowError
 from featflow.data.vid import VideoBoxesBase
 from featflow.engine.distributed import context, gather, shard
 from featflow.evaluation.vid_map import VideoGroundTruth, VidResult, evaluate_vid, write_vid_results
@@ -30,8 +31,7 @@ from featflow.modeling.preprocess import image_to_tensor
 from featflow.postprocess import dis_flows, motion_guided_propagation, seq_nms, tubelet_rescoring
 from featflow.structures import Detections, VideoDetections
 
-DET_METHODS: tuple[str, ...] = ("frame", "dff", "fgfa")
-POSTPROCESS: tuple[str, ...] = ("seq-nms", "mgp", "tubelet")
+from featflow.registry import DET_METHODS, POSTPROCESS, check_choice
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,11 @@ class DetStreamConfig:
     online: bool = False  # FGFA on past frames only
 
     def __post_init__(self) -> None:
-        if self.method not in DET_METHODS:
-            raise ValueError(f"unknown detection method {self.method!r}; choose one of {', '.join(DET_METHODS)}")
+        check_choice("detection method", self.method, DET_METHODS)
         if self.key_interval < 1:
-            raise ValueError(f"the key interval must be at least 1, got {self.key_interval}")
+            raise FeatflowError(f"the key interval must be at least 1, got {self.key_interval}")
         if self.window < 0:
-            raise ValueError(f"the FGFA window K must be >= 0, got {self.window}")
+            raise FeatflowError(f"the FGFA window K must be >= 0, got {self.window}")
 
 
 def detect_stream(model: VideoDetector, frames: Iterable[np.ndarray], config: DetStreamConfig = DetStreamConfig(),
@@ -96,7 +95,8 @@ def postprocess_video(video: VideoDetections, name: str, frames: list[np.ndarray
         if frames is None:
             raise ValueError("motion-guided propagation needs the video's frames")
         return motion_guided_propagation(video, dis_flows(frames))
-    raise ValueError(f"unknown post-processing {name!r}; choose one of {', '.join(POSTPROCESS)}")
+    check_choice("post-processing", name, POSTPROCESS)
+    raise AssertionError(f"POSTPROCESS names {name!r} but nothing runs it")
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def detect_dataset(model: VideoDetector, data: VideoBoxesBase, config: DetStream
     """Every video of ``data`` through the stream -> (detections per video, model ms per frame). Under torchrun
     the videos are dealt out to the ranks and the results gathered: every rank returns the whole set."""
     if model.num_classes != len(data.classes):
-        raise ValueError(f"the model detects {model.num_classes} classes, the data has {len(data.classes)}")
+        raise FeatflowError(f"the model detects {model.num_classes} classes, the data has {len(data.classes)}")
     ctx = context()
     timing: list[float] = []
     mine: dict[int, VideoDetections] = {}

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from featflow.errors import FeatflowError
 from featflow.data.detection_clips import (ReferenceSampling, SyntheticDetectionClips, VidDetectionClips,
                                            collate_clips)
-from featflow.data.synthetic import CLASS_NAMES, GEOMETRIES, Degradations, SynthConfig
+from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
 from featflow.data.vid import VidDataset
 from featflow.engine.checkpoint import (load_detector, load_flow_into, load_norm_agnostic, read_weights,
                                         save_detector)
@@ -30,10 +31,9 @@ from featflow.engine.feature_scale import FeatureScale
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, to_device, train
 from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid
 from featflow.methods.detection import VideoDetector, total_loss
-from featflow.methods.fgfa import AGGREGATIONS
-from featflow.modeling.feature_net import FEATURE_NETS, NORMS
-from featflow.modeling.flow_net import FLOW_NETS
 from featflow.modeling.rpn import RPNConfig
+from featflow.registry import (AGGREGATIONS, FEATURE_NETS, FLOW_NETS, GEOMETRIES, NORMS, check_choice,
+                               resolve_weights)
 
 
 @dataclass(frozen=True)
@@ -54,18 +54,14 @@ class DetModelConfig:
     freeze_scale: bool = False  # DFF's scale field kept at 1 (F's flow still trained)
 
     def __post_init__(self) -> None:
-        if self.arch not in FEATURE_NETS:
-            raise ValueError(f"unknown feature network {self.arch!r}; choose one of {', '.join(FEATURE_NETS)}")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm: unknown normalisation {self.norm!r}; choose one of {', '.join(NORMS)}")
-        if self.flow_net is not None and self.flow_net not in FLOW_NETS:
-            raise ValueError(f"unknown flow network {self.flow_net!r}; choose one of {', '.join(FLOW_NETS)}")
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"unknown aggregation {self.aggregation!r}; choose one of {AGGREGATIONS}")
+        check_choice("feature network", self.arch, FEATURE_NETS, key="arch")
+        check_choice("normalisation", self.norm, NORMS, key="norm")
+        check_choice("flow network", self.flow_net, (None, *FLOW_NETS), key="flow_net")
+        check_choice("aggregation", self.aggregation, AGGREGATIONS, key="aggregation")
         if (self.freeze_flow or self.freeze_scale) and self.flow_net is None:
-            raise ValueError("freeze_flow and freeze_scale need a flow network")
+            raise FeatflowError("freeze_flow and freeze_scale need a flow network")
         if self.init and self.features_init:
-            raise ValueError("init and features_init are alternatives (init already holds N_feat)")
+            raise FeatflowError("init and features_init are alternatives (init already holds N_feat)")
 
 
 @dataclass(frozen=True)
@@ -95,9 +91,7 @@ class DetTrainConfig:
 
     def __post_init__(self) -> None:
         Degradations.parse(self.data.degradations)
-        if self.data.geometry not in GEOMETRIES:
-            raise ValueError(f"data.geometry: unknown synthetic geometry {self.data.geometry!r}; choose one of "
-                             f"{', '.join(GEOMETRIES)}")
+        check_choice("synthetic geometry", self.data.geometry, GEOMETRIES, key="data.geometry")
 
 
 def reference_sampling(cfg: DetModelConfig, max_offset: int) -> ReferenceSampling:
@@ -116,10 +110,10 @@ def build_detector(cfg: DetModelConfig, num_classes: int) -> VideoDetector:
         model, meta = load_detector(cfg.init, flow_net=cfg.flow_net, aggregation=cfg.aggregation, norm=cfg.norm)
         found = (meta["arch"], int(meta["channels"]), int(meta["num_classes"]), tuple(model.anchor_sizes))
         if found != (cfg.arch, cfg.channels, num_classes, rpn.anchor_sizes):
-            raise ValueError(f"{cfg.init} is (arch, channels, classes, anchors) = {found}; the config asks for "
+            raise FeatflowError(f"{cfg.init} is (arch, channels, classes, anchors) = {found}; the config asks for "
                              f"{(cfg.arch, cfg.channels, num_classes, rpn.anchor_sizes)}")
         if model.flow_name != cfg.flow_net or model.aggregation != cfg.aggregation:
-            raise ValueError(f"{cfg.init} has flow network {model.flow_name} and aggregation "
+            raise FeatflowError(f"{cfg.init} has flow network {model.flow_name} and aggregation "
                              f"{model.aggregation}; the config asks for {cfg.flow_net}, {cfg.aggregation}")
         needs_flow = cfg.flow_net is not None and not meta.get("flow_net")
     else:
@@ -141,15 +135,7 @@ def build_detector(cfg: DetModelConfig, num_classes: int) -> VideoDetector:
 def features_source(value: str) -> Path:
     """``model.features_init`` as a weights file: a shipped model's name (its N_feat, e.g. the shipped segmenter's,
     "seg-dff-r18-synth") or a checkpoint path."""
-    from featflow.api import shipped_models  # the catalog; imported here, as the API imports the engine
-
-    shipped = {m.name: m.path for m in shipped_models()}
-    if value in shipped:
-        return shipped[value]
-    if Path(value).is_file():
-        return Path(value)
-    raise ValueError(f"model.features_init: {value!r} is neither a shipped model ({', '.join(shipped)}) "
-                     f"nor a weights file")
+    return resolve_weights(value, what="model.features_init")
 
 
 def load_features_into(model: VideoDetector, path: str | Path) -> None:
@@ -157,13 +143,13 @@ def load_features_into(model: VideoDetector, path: str | Path) -> None:
     whichever normalisation either uses (BatchNorm statistics become frozen ones and back)."""
     tensors, meta = read_weights(path)
     if (meta.get("arch"), meta.get("channels")) != (model.arch, str(model.channels)):
-        raise ValueError(f"{path} holds a {meta.get('arch')} N_feat with {meta.get('channels')} channels; the detector "
+        raise FeatflowError(f"{path} holds a {meta.get('arch')} N_feat with {meta.get('channels')} channels; the detector "
                          f"is a {model.arch} with {model.channels}")
     prefix = "feature_net."
     missing, unexpected = load_norm_agnostic(
         model.feature_net, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     if missing or unexpected:
-        raise ValueError(f"{path}: N_feat's weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise FeatflowError(f"{path}: N_feat's weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
 def clip_features(model: VideoDetector, current: Tensor, references: Tensor, same: Tensor) -> Tensor:
@@ -241,5 +227,8 @@ def train_detection(cfg: DetTrainConfig, out: Path | None = None, resume: bool =
         evaluate=lambda m: _evaluate(m, val_samples, len(class_names)),
         save_weights=save, load_weights=load, backbone=model.feature_net, shuffle=finite, seed=cfg.data.seed,
         config=config, collate=collate_clips,
+        # FGFA warps without the scale field: F's scale head, when trained, gets no gradient
+        find_unused_parameters=(model.aggregator is not None and model.flow_net is not None
+                                and model.flow_net.scale_conv.weight.requires_grad),
     )
     return train(task, cfg.train, out, cfg.eval.every, resume=resume, progress=progress)

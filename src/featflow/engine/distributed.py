@@ -12,6 +12,8 @@ variables everything runs as one process (rank 0 of 1) and nothing here does any
 
 from __future__ import annotations
 
+from featflow.errors import FeatflowError
+
 import os
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -55,7 +57,7 @@ def init_distributed(device: str | None = None) -> DistContext:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if use_cuda and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here")
+        raise FeatflowError("--device cuda: no CUDA device is available here")
     target = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1)) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(target)
@@ -78,7 +80,7 @@ def local_batch(global_batch: int, ctx: DistContext | None = None) -> int:
     """Each rank's share of a global batch; the global batch must divide evenly."""
     ctx = ctx or context()
     if global_batch % ctx.world_size:
-        raise ValueError(f"train.batch_size {global_batch} does not divide among {ctx.world_size} processes")
+        raise FeatflowError(f"train.batch_size {global_batch} does not divide among {ctx.world_size} processes")
     return global_batch // ctx.world_size
 
 

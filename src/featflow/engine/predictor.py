@@ -1,4 +1,4 @@
-"""The Python API: a model by shipped name or checkpoint path, and a stream of per-frame results.
+"""A loaded model and its stream of per-frame results: what ``featflow.load`` returns.
 
     import featflow
     model = featflow.load("det-fgfa-r18-synth")          # or a path to a trained checkpoint
@@ -15,62 +15,22 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from featflow.data.video import open_source, to_rgb
+from featflow.errors import FeatflowError
+from featflow.data.video import to_rgb
 from featflow.engine.checkpoint import load_model
 from featflow.engine.det_inference import DetStreamConfig, detect_stream
 from featflow.engine.seg_inference import SegmentationStream
 from featflow.methods.detection import VideoDetector
 from featflow.methods.schedulers import FixedInterval
 from featflow.methods.segmentation import VideoSegmenter
+from featflow.registry import DEFAULT_KEY_INTERVAL, resolve_weights
 from featflow.structures import Detections
-
-__all__ = ["FrameResult", "Model", "ModelInfo", "load", "open_source", "shipped_models"]
-
-DEFAULT_KEY_INTERVAL: dict[str, int] = {"seg": 5, "det": 10}  # the papers' settings
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """A shipped model: its name, weights file, task, methods it can run, trained frame size and figures."""
-
-    name: str
-    file: str
-    task: str
-    methods: tuple[str, ...]
-    size: tuple[int, int]
-    description: str
-    benchmark: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def path(self) -> Path:
-        return Path(str(resources.files("featflow") / "weights" / self.file))
-
-
-def shipped_models() -> list[ModelInfo]:
-    """The models shipped in the package, from ``featflow/weights/models.json``."""
-    catalog = json.loads((resources.files("featflow") / "weights" / "models.json").read_text())
-    return [ModelInfo(name, m["file"], m["task"], tuple(m["methods"]), tuple(m["size"]), m["description"],
-                      m.get("benchmark", {})) for name, m in catalog.items()]
-
-
-def resolve(name_or_path: str | os.PathLike) -> Path:
-    """A shipped model's name or a checkpoint path -> the weights file."""
-    for info in shipped_models():
-        if str(name_or_path) == info.name:
-            return info.path
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    names = ", ".join(m.name for m in shipped_models())
-    raise FileNotFoundError(f"{name_or_path} is neither a shipped model ({names}) nor a weights file")
 
 
 @dataclass
@@ -130,10 +90,10 @@ class Model:
         (H, W, 3) RGB uint8 (grey or RGBA is converted); memory stays bounded whatever the length."""
         method = method or self.default_method
         if method not in self.methods:
-            raise ValueError(f"this {self.task} model runs {', '.join(self.methods)}; not {method!r}")
+            raise FeatflowError(f"this {self.task} model runs {', '.join(self.methods)}; not {method!r}")
         interval = DEFAULT_KEY_INTERVAL[self.task] if key_interval is None else key_interval
         if interval < 1:
-            raise ValueError(f"the key interval must be at least 1, got {interval}")
+            raise FeatflowError(f"the key interval must be at least 1, got {interval}")
         schedule = FixedInterval(1 if method == "frame" else interval)
         if self.task == "seg":
             stream = SegmentationStream(self.net, method, schedule)
@@ -154,6 +114,6 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") ->
     """A shipped model by name (``featflow.shipped_models()``) or a checkpoint path -> a ``Model`` on ``device``.
     Weights that are not a featflow segmenter or detector, or do not fit the model their metadata describes
     (another architecture, class count, a truncated file), raise ``ValueError`` naming what does not match."""
-    path = resolve(name_or_path)
+    path = resolve_weights(name_or_path)
     net, metadata = load_model(path)
     return Model(net, metadata, path).to(device)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from featflow.errors import FeatflowError
 from featflow.data.cityscapes import CityscapesVideo
 from featflow.data.formats import cityscapes as cs
 from featflow.engine.distributed import context, gather, shard
@@ -31,13 +32,12 @@ from featflow.methods.streams import KeyFrameFeatures
 from featflow.modeling.preprocess import image_to_tensor
 from featflow.modeling.shallow_flow import DISFlow
 
-METHODS: tuple[str, ...] = ("frame", "dff", "sff-slow", "sff-fast")
+from featflow.registry import SEG_METHODS as METHODS, check_choice
 
 
 def flow_source(method: str) -> FlowSource | None:
     """The flow a method propagates with (None: the model's learned F, or no propagation)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    check_choice("method", method, METHODS)
     if method == "sff-slow":
         return ShallowFlow(DISFlow("medium"))
     if method == "sff-fast":
@@ -52,7 +52,7 @@ class SegmentationStream:
 
     def __init__(self, model: VideoSegmenter, method: str = "dff", scheduler: KeyFrameScheduler | None = None) -> None:
         if method == "dff" and model.flow_net is None:
-            raise ValueError("method 'dff' needs a model with a flow network (a DFF checkpoint, or --flow-net)")
+            raise FeatflowError("method 'dff' needs a model with a flow network (a DFF checkpoint, or --flow-net)")
         self.model = model.eval()
         self.method = method
         self.features = KeyFrameFeatures(model, method != "frame", scheduler, flow_source(method))
@@ -134,11 +134,11 @@ def offset_matrices(model: VideoSegmenter, video: CityscapesVideo, method: str, 
     frame ``offset`` frames before it. Under torchrun the snippets are dealt out to the ranks and the counts
     added up: every rank returns the matrices of the whole set."""
     if model.num_classes != video.num_classes:
-        raise ValueError(f"the model predicts {model.num_classes} classes, the data has {video.num_classes}")
+        raise FeatflowError(f"the model predicts {model.num_classes} classes, the data has {video.num_classes}")
     if method == "dff" and model.flow_net is None:
-        raise ValueError("method 'dff' needs a model with a flow network (a DFF checkpoint, or --flow-net)")
+        raise FeatflowError("method 'dff' needs a model with a flow network (a DFF checkpoint, or --flow-net)")
     if max(offsets) > video.frames_before:
-        raise ValueError(f"key offsets go up to {video.frames_before} in 30-frame snippets")
+        raise FeatflowError(f"key offsets go up to {video.frames_before} in 30-frame snippets")
     model.eval()
     source = flow_source(method)
     matrices = [ConfusionMatrix(video.num_classes) for _ in offsets]
@@ -166,7 +166,7 @@ def evaluate_segmentation(model: VideoSegmenter, video: CityscapesVideo, method:
     """The DFF protocol: the labelled frame of every snippet is predicted from key frames 0..l-1 frames
     before it; mIoU is computed per offset and averaged (the per-frame method has one offset)."""
     if key_interval < 1 or key_interval > video.frames_before + 1:
-        raise ValueError(f"key interval must be in 1..{video.frames_before + 1} for 30-frame snippets")
+        raise FeatflowError(f"key interval must be in 1..{video.frames_before + 1} for 30-frame snippets")
     interval = 1 if method == "frame" else key_interval
     matrices = offset_matrices(model, video, method, list(range(interval)), save_predictions, progress)
     pooled = ConfusionMatrix(video.num_classes)

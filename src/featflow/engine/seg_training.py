@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from featflow.errors import FeatflowError
 from featflow.data.cityscapes import CityscapesVideo
 from featflow.data.segmentation_pairs import CityscapesPairs, SyntheticSegmentationPairs
 from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
@@ -27,8 +28,7 @@ from featflow.engine.feature_scale import FeatureScale
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, to_device, train
 from featflow.evaluation.segmentation import IGNORE, ConfusionMatrix
 from featflow.methods.segmentation import VideoSegmenter
-from featflow.modeling.feature_net import FEATURE_NETS, NORMS
-from featflow.modeling.flow_net import FLOW_NETS
+from featflow.registry import FEATURE_NETS, FLOW_NETS, NORMS, check_choice
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,11 @@ class SegModelConfig:
     freeze_flow: bool = False  # DFF fix F
 
     def __post_init__(self) -> None:
-        if self.arch not in FEATURE_NETS:
-            raise ValueError(f"unknown feature network {self.arch!r}; choose one of {', '.join(FEATURE_NETS)}")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm: unknown normalisation {self.norm!r}; choose one of {', '.join(NORMS)}")
-        if self.flow_net is not None and self.flow_net not in FLOW_NETS:
-            raise ValueError(f"unknown flow network {self.flow_net!r}; choose one of {', '.join(FLOW_NETS)}")
+        check_choice("feature network", self.arch, FEATURE_NETS, key="arch")
+        check_choice("normalisation", self.norm, NORMS, key="norm")
+        check_choice("flow network", self.flow_net, (None, *FLOW_NETS), key="flow_net")
         if self.freeze_flow and self.flow_net is None:
-            raise ValueError("freeze_flow needs a flow network")
+            raise FeatflowError("freeze_flow needs a flow network")
 
 
 @dataclass(frozen=True)
@@ -86,11 +83,11 @@ def build_model(cfg: SegModelConfig, num_classes: int) -> VideoSegmenter:
     if cfg.init:
         model, meta = load_segmenter(cfg.init, flow_net=cfg.flow_net, norm=cfg.norm)
         if (meta["arch"], int(meta["channels"]), int(meta["num_classes"])) != (cfg.arch, cfg.channels, num_classes):
-            raise ValueError(f"{cfg.init} is a {meta['arch']} with {meta['channels']} channels and "
+            raise FeatflowError(f"{cfg.init} is a {meta['arch']} with {meta['channels']} channels and "
                              f"{meta['num_classes']} classes; the config asks for {cfg.arch}, {cfg.channels}, "
                              f"{num_classes}")
         if model.flow_name != cfg.flow_net:
-            raise ValueError(f"{cfg.init} has flow network {model.flow_name}, the config asks for {cfg.flow_net}")
+            raise FeatflowError(f"{cfg.init} has flow network {model.flow_name}, the config asks for {cfg.flow_net}")
         needs_flow = cfg.flow_net is not None and not meta.get("flow_net")
     else:
         model = VideoSegmenter(num_classes, cfg.arch, cfg.channels, cfg.flow_net, norm=cfg.norm)
@@ -156,7 +153,7 @@ def train_segmentation(cfg: SegTrainConfig, out: Path | None = None, resume: boo
     model = build_model(cfg.model, len(class_names))
     labels = np.concatenate([s["label"].numpy().ravel() for s in val_samples])
     if (labels[labels != IGNORE] >= len(class_names)).any():
-        raise ValueError(f"held-out labels exceed the {len(class_names)} classes of the label table")
+        raise FeatflowError(f"held-out labels exceed the {len(class_names)} classes of the label table")
     config = to_dict(cfg)
 
     def save(path: Path, m: nn.Module, iteration: int) -> None:
@@ -171,7 +168,7 @@ def train_segmentation(cfg: SegTrainConfig, out: Path | None = None, resume: boo
         model=model, dataset=train_set, loss=_loss,
         evaluate=lambda m: _evaluate(m, val_samples, len(class_names)),
         save_weights=save, load_weights=load, backbone=model.feature_net, shuffle=finite, seed=cfg.data.seed,
-        config=config,
+        config=config, find_unused_parameters=False,  # per-frame and DFF (its scale field too) use every parameter
     )
     return train(task, cfg.train, out, cfg.eval.every, resume=resume, progress=progress)
 

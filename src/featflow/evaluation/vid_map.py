@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featflow.errors import FeatflowError
 from featflow.data.formats.vid import VidAnnotation
 from featflow.evaluation.motion_iou import box_iou_vid, motion_category, motion_iou
 from featflow.structures import Detections, VideoDetections
@@ -101,7 +102,7 @@ def ground_truth_from_annotations(annotations: list[VidAnnotation], class_index:
     for ann in annotations:
         unknown = {o.name for o in ann.objects} - class_index.keys()
         if unknown:
-            raise ValueError(f"{ann.folder}/{ann.filename}: unknown classes {sorted(unknown)}")
+            raise FeatflowError(f"{ann.folder}/{ann.filename}: unknown classes {sorted(unknown)}")
         boxes.append(np.array([o.box for o in ann.objects], np.float64).reshape(-1, 4))
         labels.append(np.array([class_index[o.name] for o in ann.objects], np.int64))
         tracks.append(np.array([o.track_id for o in ann.objects], np.int64))
@@ -339,14 +340,14 @@ def read_frame_ids(path: str | os.PathLike) -> dict[str, list[int]]:
             continue
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit() or parts[0].count("/") < 2:
-            raise ValueError(f"{path}:{n}: expected 'SPLIT/VIDEO/FRAME ID', got {line!r}")
+            raise FeatflowError(f"{path}:{n}: expected 'SPLIT/VIDEO/FRAME ID', got {line!r}")
         ids.setdefault(parts[0].split("/", 1)[1].rsplit("/", 1)[0], []).append(int(parts[1]))
     return ids
 
 
 def _check_frame_ids(frame_ids: list[list[int]], counts: list[int]) -> None:
     if [len(f) for f in frame_ids] != counts:
-        raise ValueError(f"frames per video {counts} differ from the frame ids given {[len(f) for f in frame_ids]}")
+        raise FeatflowError(f"frames per video {counts} differ from the frame ids given {[len(f) for f in frame_ids]}")
 
 
 def write_vid_results(path: str | os.PathLike, detections: list[VideoDetections], frame_ids: list[list[int]]) -> None:
@@ -378,7 +379,7 @@ def read_vid_results(path: str | os.PathLike, frame_ids: list[list[int]]) -> lis
             if label < 1:
                 raise ValueError(f"class index {label} (1-based)")
         except ValueError as err:
-            raise ValueError(f"{path}:{n}: expected 'FRAME_ID CLASS SCORE X1 Y1 X2 Y2', got {line!r} ({err})") from None
+            raise FeatflowError(f"{path}:{n}: expected 'FRAME_ID CLASS SCORE X1 Y1 X2 Y2', got {line!r} ({err})") from None
         v, t = where[fid]
         rows[v][t].append((label, values[0], values[1:]))
     return [[Detections(np.array([r[2] for r in frame], np.float32), np.array([r[1] for r in frame], np.float32),

@@ -13,9 +13,10 @@ from torch import Tensor
 from torchvision.models.detection.image_list import ImageList
 
 from featflow.methods.dff import DeepFeatureFlow, FlowSource
-from featflow.methods.fgfa import AGGREGATIONS, FlowGuidedAggregation
+from featflow.methods.fgfa import FlowGuidedAggregation
 from featflow.modeling.feature_net import FEATURE_STRIDE, FeatureNet, NormKind
 from featflow.modeling.flow_net import build_flow_net
+from featflow.registry import AGGREGATIONS, check_choice
 from featflow.modeling.rfcn import RFCNConfig, RFCNHead
 from featflow.modeling.rpn import RPNConfig, build_rpn
 from featflow.structures import Detections
@@ -30,8 +31,7 @@ class VideoDetector(DeepFeatureFlow):
     def __init__(self, num_classes: int, arch: str = "resnet18", channels: int = 128, flow_net: str | None = None,
                  aggregation: str | None = None, rpn: RPNConfig = RPNConfig(), rfcn: RFCNConfig = RFCNConfig(),
                  norm: NormKind = "batch") -> None:
-        if aggregation not in AGGREGATIONS:
-            raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {AGGREGATIONS}")
+        check_choice("aggregation", aggregation, AGGREGATIONS)
         if channels < 2 or channels % 2:
             raise ValueError(f"detection splits the features in two halves: channels must be even, got {channels}")
         super().__init__(FeatureNet(arch, out_channels=channels, norm=norm),

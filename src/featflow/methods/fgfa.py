@@ -19,8 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-#: FGFA's aggregation: none, adaptive weights from the embedding network, or the plain mean (an ablation).
-AGGREGATIONS: tuple[str | None, ...] = (None, "adaptive", "mean")
+from featflow.registry import AGGREGATIONS  # noqa: F401  (the aggregations this module implements)
 
 
 class EmbeddingNet(nn.Module):

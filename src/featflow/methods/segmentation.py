@@ -11,9 +11,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from featflow.methods.dff import DeepFeatureFlow, FlowSource
-from featflow.methods.fgfa import AGGREGATIONS, FlowGuidedAggregation
+from featflow.methods.fgfa import FlowGuidedAggregation
 from featflow.modeling.feature_net import FeatureNet, NormKind
 from featflow.modeling.flow_net import build_flow_net
+from featflow.registry import AGGREGATIONS, check_choice
 from featflow.modeling.heads import SegmentationHead
 
 
@@ -22,8 +23,7 @@ class VideoSegmenter(DeepFeatureFlow):
 
     def __init__(self, num_classes: int, arch: str = "resnet18", channels: int = 128,
                  flow_net: str | None = None, aggregation: str | None = None, norm: NormKind = "batch") -> None:
-        if aggregation not in AGGREGATIONS:
-            raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {AGGREGATIONS}")
+        check_choice("aggregation", aggregation, AGGREGATIONS)
         super().__init__(FeatureNet(arch, out_channels=channels, norm=norm),
                          build_flow_net(flow_net, scale_channels=channels) if flow_net else None,
                          FlowGuidedAggregation(channels, aggregation == "adaptive") if aggregation else None)

@@ -20,10 +20,9 @@ from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-FEATURE_NETS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "resnet101")
+from featflow.registry import FEATURE_NETS, NORMS, check_choice
 
-NormKind = Literal["batch", "frozen"]
-NORMS: tuple[str, ...] = ("batch", "frozen")
+NormKind = Literal["batch", "frozen"]  # one of NORMS
 
 #: Stride of the feature map relative to the input image.
 FEATURE_STRIDE = 16
@@ -62,12 +61,10 @@ class FeatureNet(nn.Module):
 
     def __init__(self, arch: str = "resnet101", out_channels: int = 1024, norm: NormKind = "batch") -> None:
         super().__init__()
-        if arch not in FEATURE_NETS:
-            raise ValueError(f"unknown feature network {arch!r}; choose one of {', '.join(FEATURE_NETS)}")
+        check_choice("feature network", arch, FEATURE_NETS)
         if out_channels < 1:
             raise ValueError(f"out_channels must be positive, got {out_channels}")
-        if norm not in NORMS:
-            raise ValueError(f"norm must be 'batch' or 'frozen', got {norm!r}")
+        check_choice("normalisation", norm, NORMS, key="norm")
         norm_layer = nn.BatchNorm2d if norm == "batch" else FrozenBatchNorm2d
         resnet: ResNet = getattr(torchvision.models, arch)(weights=None, norm_layer=norm_layer)
         _move_stride_to_1x1(resnet)

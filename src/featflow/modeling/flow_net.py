@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-FLOW_NETS: tuple[str, ...] = ("flownet", "flownet_half", "flownet_inception")
+from featflow.registry import FLOW_NETS, check_choice
 
 #: Raw flow predictions times this are in stride-16 feature-map pixels.
 FLOW_SCALE = 2.5
@@ -212,10 +212,11 @@ class FlowNetInception(FlowNetBase):
 
 def build_flow_net(name: str, scale_channels: int = 1024) -> FlowNetBase:
     """F by its name: ``flownet``, ``flownet_half`` or ``flownet_inception``."""
+    check_choice("flow network", name, FLOW_NETS)
     if name == "flownet":
         return FlowNetSimple(1.0, scale_channels)
     if name == "flownet_half":
         return FlowNetSimple(0.5, scale_channels)
     if name == "flownet_inception":
         return FlowNetInception(scale_channels)
-    raise ValueError(f"unknown flow network {name!r}; choose one of {', '.join(FLOW_NETS)}")
+    raise AssertionError(f"FLOW_NETS names {name!r} but nothing builds it")

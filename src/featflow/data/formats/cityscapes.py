@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featflow.errors import FeatflowError
 from featflow.utils.io import write_json
 
 IGNORE_LABEL = 255
@@ -63,10 +64,10 @@ class LabelTable:
     def __post_init__(self) -> None:
         ids = [label.id for label in self.labels]
         if len(set(ids)) != len(ids) or not all(0 <= i < 256 for i in ids):
-            raise ValueError("label ids must be unique and in 0..255")
+            raise FeatflowError("label ids must be unique and in 0..255")
         train = sorted(label.train_id for label in self.labels if label.train_id != IGNORE_LABEL)
         if train != list(range(len(train))):
-            raise ValueError(f"train ids must run 0..{len(train) - 1} without gaps, got {train}")
+            raise FeatflowError(f"train ids must run 0..{len(train) - 1} without gaps, got {train}")
 
     @property
     def num_classes(self) -> int:
@@ -104,7 +105,7 @@ class LabelTable:
             return cls(tuple(Label(str(d["name"]), int(d["id"]), int(d["trainId"]), tuple(d["color"]))
                              for d in data["labels"]))
         except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"malformed label table: {err}") from None
+            raise FeatflowError(f"malformed label table: {err}") from None
 
 
 CITYSCAPES = LabelTable(CITYSCAPES_LABELS)
@@ -122,7 +123,7 @@ def load_label_table(root: str | os.PathLike) -> LabelTable:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        raise FeatflowError(f"{path}: not valid JSON ({err})") from None
     return LabelTable.from_json(data)
 
 

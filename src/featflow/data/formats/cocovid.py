@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featflow.errors import FeatflowError
 from featflow.data.io import read_image
 from featflow.data.vid import FrameTargets, VidDataset, VideoBoxesBase, VidVideo
 from featflow.utils.io import write_json
@@ -57,13 +58,13 @@ class CocoVidDataset(VideoBoxesBase):
         try:
             doc = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: not a readable CocoVID JSON file ({err})") from None
+            raise FeatflowError(f"{path}: not a readable CocoVID JSON file ({err})") from None
         missing = [k for k in ("categories", "videos", "images", "annotations") if k not in doc]
         if missing:
-            raise ValueError(f"{path}: not a CocoVID file, it lacks {missing}")
+            raise FeatflowError(f"{path}: not a CocoVID file, it lacks {missing}")
         cats = sorted(doc["categories"], key=lambda c: c["id"])
         if [c["id"] for c in cats] != list(range(1, len(cats) + 1)):
-            raise ValueError(f"{path}: category ids must run 1..{len(cats)}")
+            raise FeatflowError(f"{path}: category ids must run 1..{len(cats)}")
         self.classes = tuple((c.get("encode_name", c["name"]), c["name"]) for c in cats)
         self.class_index = {wnid: i for i, (wnid, _) in enumerate(self.classes, 1)}
         frames: dict[int, list[dict]] = {v["id"]: [] for v in doc["videos"]}

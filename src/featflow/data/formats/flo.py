@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featflow.errors import FeatflowError, MissingInput
 from featflow.utils.io import write_bytes
 
 FLO_MAGIC = b"PIEH"
@@ -31,14 +32,14 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
     """Read a ``.flo`` file -> (H, W, 2) float32 (dx, dy)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such flow file: {path}")
+        raise MissingInput(f"no such flow file: {path}")
     data = path.read_bytes()
     if len(data) < 12 or data[:4] != FLO_MAGIC:
-        raise ValueError(f"{path} is not a .flo file (bad magic {data[:4]!r}, expected {FLO_MAGIC!r})")
+        raise FeatflowError(f"{path} is not a .flo file (bad magic {data[:4]!r}, expected {FLO_MAGIC!r})")
     w, h = (int(v) for v in np.frombuffer(data, "<i4", 2, 4))
     if not (0 < w <= _MAX_SIDE and 0 < h <= _MAX_SIDE):
-        raise ValueError(f"{path}: implausible flow size {w}x{h}")
+        raise FeatflowError(f"{path}: implausible flow size {w}x{h}")
     expected = 12 + h * w * 2 * 4
     if len(data) != expected:
-        raise ValueError(f"{path}: {len(data)} bytes, expected {expected} for a {w}x{h} flow")
+        raise FeatflowError(f"{path}: {len(data)} bytes, expected {expected} for a {w}x{h} flow")
     return np.frombuffer(data, "<f4", h * w * 2, 12).reshape(h, w, 2).astype(np.float32)

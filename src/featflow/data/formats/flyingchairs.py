@@ -7,6 +7,8 @@ key frame, so the flow is the current -> key displacement DFF warps with.
 
 from __future__ import annotations
 
+from featflow.errors import FeatflowError, MissingInput
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,19 +33,19 @@ def pair_paths(root: str | os.PathLike, number: int) -> ChairsPair:
 def list_pairs(root: str | os.PathLike, split: str) -> list[ChairsPair]:
     """The pairs of ``split`` ('train' or 'val') listed by the split file, checked to exist."""
     if split not in SPLIT_CODES:
-        raise ValueError(f"unknown FlyingChairs split {split!r}; choose train or val")
+        raise FeatflowError(f"unknown FlyingChairs split {split!r}; choose train or val")
     root = Path(root)
     split_file = root / SPLIT_FILE
     if not split_file.is_file():
-        raise FileNotFoundError(f"{root} has no {SPLIT_FILE}: not a FlyingChairs folder")
+        raise MissingInput(f"{root} has no {SPLIT_FILE}: not a FlyingChairs folder")
     pairs = []
     for number, line in enumerate(split_file.read_text().split(), 1):
         if line not in ("1", "2"):
-            raise ValueError(f"{split_file}: line {number} is {line!r}, expected 1 or 2")
+            raise FeatflowError(f"{split_file}: line {number} is {line!r}, expected 1 or 2")
         if int(line) == SPLIT_CODES[split]:
             pair = pair_paths(root, number)
             missing = [p for p in (pair.image1, pair.image2, pair.flow) if not p.is_file()]
             if missing:
-                raise FileNotFoundError(f"pair {number} of {root} is incomplete: missing {missing[0].name}")
+                raise MissingInput(f"pair {number} of {root} is incomplete: missing {missing[0].name}")
             pairs.append(pair)
     return pairs

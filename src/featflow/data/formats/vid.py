@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from featflow.errors import FeatflowError, MissingInput
 from featflow.utils.io import write_text
 
 #: The 30 ImageNet VID classes: (WordNet id, name), in the official order.
@@ -100,7 +101,7 @@ def write_vid_xml(path: str | os.PathLike, ann: VidAnnotation) -> None:
 def _child(node: ET.Element, tag: str, path: Path) -> ET.Element:
     child = node.find(tag)
     if child is None:
-        raise ValueError(f"{path}: <{node.tag}> has no <{tag}>")
+        raise FeatflowError(f"{path}: <{node.tag}> has no <{tag}>")
     return child
 
 
@@ -109,27 +110,27 @@ def _int(node: ET.Element, tag: str, path: Path) -> int:
     try:
         return int(float(text))
     except ValueError:
-        raise ValueError(f"{path}: <{tag}> is {text!r}, not a number") from None
+        raise FeatflowError(f"{path}: <{tag}> is {text!r}, not a number") from None
 
 
 def read_vid_xml(path: str | os.PathLike) -> VidAnnotation:
     """Parse one VID annotation file; missing or malformed fields raise ``ValueError``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such annotation: {path}")
+        raise MissingInput(f"no such annotation: {path}")
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as err:
-        raise ValueError(f"{path}: not valid XML ({err})") from None
+        raise FeatflowError(f"{path}: not valid XML ({err})") from None
     if root.tag != "annotation":
-        raise ValueError(f"{path}: root element is <{root.tag}>, expected <annotation>")
+        raise FeatflowError(f"{path}: root element is <{root.tag}>, expected <annotation>")
     size = _child(root, "size", path)
     objects = []
     for node in root.findall("object"):
         box = _child(node, "bndbox", path)
         xmin, ymin, xmax, ymax = (_int(box, tag, path) for tag in ("xmin", "ymin", "xmax", "ymax"))
         if xmax < xmin or ymax < ymin:
-            raise ValueError(f"{path}: empty box ({xmin}, {ymin}, {xmax}, {ymax})")
+            raise FeatflowError(f"{path}: empty box ({xmin}, {ymin}, {xmax}, {ymax})")
         objects.append(
             VidObject(
                 track_id=_int(node, "trackid", path),
@@ -161,9 +162,9 @@ def read_map_vid(path: str | os.PathLike) -> tuple[tuple[str, str], ...]:
             continue
         parts = line.split()
         if len(parts) != 3 or not parts[1].isdigit():
-            raise ValueError(f"{path}:{n}: expected 'WNID INDEX NAME', got {line!r}")
+            raise FeatflowError(f"{path}:{n}: expected 'WNID INDEX NAME', got {line!r}")
         rows.append((int(parts[1]), parts[0], parts[2]))
     rows.sort()
     if [r[0] for r in rows] != list(range(1, len(rows) + 1)):
-        raise ValueError(f"{path}: class indices must run 1..{len(rows)}")
+        raise FeatflowError(f"{path}: class indices must run 1..{len(rows)}")
     return tuple((wnid, name) for _, wnid, name in rows)

@@ -24,6 +24,8 @@ are motion, so the labels and flow follow them).
 
 from __future__ import annotations
 
+from featflow.errors import FeatflowError
+
 from dataclasses import dataclass, fields, replace
 
 import cv2
@@ -45,7 +47,7 @@ class Degradations:
         for f in fields(self):
             value = getattr(self, f.name)
             if not (isinstance(value, (int, float)) and 0.0 <= value <= 10.0):
-                raise ValueError(f"degradation {f.name} must be a strength in [0, 10], got {value!r}")
+                raise FeatflowError(f"degradation {f.name} must be a strength in [0, 10], got {value!r}")
 
     @classmethod
     def off(cls) -> "Degradations":
@@ -75,11 +77,11 @@ class Degradations:
             name, sep, value = item.partition("=")
             name = name.strip()
             if not sep or name not in names:
-                raise ValueError(f"bad degradation {item!r}: expected NAME=STRENGTH with NAME in {sorted(names)}")
+                raise FeatflowError(f"bad degradation {item!r}: expected NAME=STRENGTH with NAME in {sorted(names)}")
             try:
                 values[name] = float(value)
             except ValueError:
-                raise ValueError(f"bad strength {value!r} for degradation {name}") from None
+                raise FeatflowError(f"bad strength {value!r} for degradation {name}") from None
         return replace(base, **values)
 
 

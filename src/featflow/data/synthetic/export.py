@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from featflow.errors import FeatflowError
 from featflow.data.formats import cityscapes as cs
 from featflow.data.formats import flyingchairs as chairs
 from featflow.data.formats import vid
@@ -28,9 +29,9 @@ from featflow.data.io import write_image
 from featflow.data.synthetic.classes import CLASS_NAMES
 from featflow.data.synthetic.scene import SynthConfig
 from featflow.data.synthetic.video import SPLITS, SyntheticVideo
+from featflow.registry import FORMATS, check_choice
 from featflow.utils.io import write_json, write_text
 
-FORMATS: tuple[str, ...] = ("cityscapes", "vid", "flyingchairs")
 CITY = "shapes"
 MAX_PAIR_GAP = 9
 _PALETTE = [(0, 0, 0), (128, 128, 128), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
@@ -135,14 +136,13 @@ def _chairs_pair(out: Path, video: SyntheticVideo, number: int, bar: tqdm) -> No
 def export(fmt: str, out: str | os.PathLike, config: SynthConfig, videos: int, val_videos: int = 0, seed: int = 0,
            progress: bool = True) -> dict[str, int]:
     """Write ``videos`` training and ``val_videos`` validation videos in format ``fmt``; -> counts per split."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    check_choice("format", fmt, FORMATS)
     if videos < 0 or val_videos < 0 or videos + val_videos == 0:
-        raise ValueError("ask for at least one video (--videos / --val-videos)")
+        raise FeatflowError("ask for at least one video (--videos / --val-videos)")
     if fmt == "cityscapes" and config.num_frames != cs.SNIPPET_LENGTH:
-        raise ValueError(f"Cityscapes snippets have {cs.SNIPPET_LENGTH} frames, not {config.num_frames}")
+        raise FeatflowError(f"Cityscapes snippets have {cs.SNIPPET_LENGTH} frames, not {config.num_frames}")
     if fmt == "flyingchairs" and config.num_frames < 2:
-        raise ValueError("FlyingChairs pairs need videos of at least 2 frames")
+        raise FeatflowError("FlyingChairs pairs need videos of at least 2 frames")
     out = Path(out)
     counts = {split: n for split, n in (("train", videos), ("val", val_videos)) if n}
     frames_per_video = 1 if fmt == "flyingchairs" else config.num_frames

@@ -21,9 +21,11 @@ from dataclasses import dataclass, field, fields, replace
 import cv2
 import numpy as np
 
+from featflow.errors import FeatflowError
 from featflow.data.synthetic import textures
 from featflow.data.synthetic.classes import NUM_CLASSES, Sprite, blob, make_sprite, sample_object_sprite
 from featflow.data.synthetic.degrade import DefocusEpisode, DegradationSchedule, Degradations, sample_schedule
+from featflow.registry import GEOMETRIES, check_choice
 
 SPEED_CATEGORIES: tuple[str, ...] = ("slow", "medium", "fast")
 #: Object speed per frame as a fraction of its diameter, by category. A box moving this fast keeps
@@ -69,18 +71,18 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if self.height < 16 or self.width < 16:
-            raise ValueError(f"frames must be at least 16x16, got {self.height}x{self.width}")
+            raise FeatflowError(f"frames must be at least 16x16, got {self.height}x{self.width}")
         if self.num_frames < 1:
-            raise ValueError(f"a video needs at least one frame, got {self.num_frames}")
+            raise FeatflowError(f"a video needs at least one frame, got {self.num_frames}")
         if len(self.speed_mix) != 3 or min(self.speed_mix) < 0 or sum(self.speed_mix) <= 0:
-            raise ValueError(f"speed_mix must be three non-negative weights, got {self.speed_mix}")
+            raise FeatflowError(f"speed_mix must be three non-negative weights, got {self.speed_mix}")
         if not 1 <= self.objects[0] <= self.objects[1]:
-            raise ValueError(f"objects must be a range (min >= 1, max >= min), got {self.objects}")
+            raise FeatflowError(f"objects must be a range (min >= 1, max >= min), got {self.objects}")
         if not 0.01 <= self.object_size[0] <= self.object_size[1] <= 2.0:
-            raise ValueError(f"object_size must be a range of fractions of the height in [0.01, 2], "
+            raise FeatflowError(f"object_size must be a range of fractions of the height in [0.01, 2], "
                              f"got {self.object_size}")
         if not -1.0 <= self.placement[0] <= self.placement[1] <= 2.0:
-            raise ValueError(f"placement must be a range of fractions of the frame in [-1, 2], got {self.placement}")
+            raise FeatflowError(f"placement must be a range of fractions of the frame in [-1, 2], got {self.placement}")
 
     @classmethod
     def vid(cls, height: int = 224, width: int = 384, num_frames: int = 30,
@@ -98,8 +100,7 @@ class SynthConfig:
               degradations: Degradations | None = None) -> "SynthConfig":
         """The config of a named geometry (one of GEOMETRIES): "shapes" (many small objects, the default) or
         "vid" (``SynthConfig.vid``)."""
-        if geometry not in GEOMETRIES:
-            raise ValueError(f"unknown synthetic geometry {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
+        check_choice("synthetic geometry", geometry, GEOMETRIES)
         if geometry == "vid":
             return cls.vid(height, width, num_frames, degradations)
         return cls(height, width, num_frames, degradations if degradations is not None else Degradations())
@@ -115,8 +116,6 @@ class SynthConfig:
         return cls(**values)
 
 
-#: Named synthetic geometries (``SynthConfig.build``).
-GEOMETRIES: tuple[str, ...] = ("shapes", "vid")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,166 @@
+"""``featflow bench ...``: the benchmarks behind ``reports/`` (cost table, flow, synthetic data, speed, the
+segmentation and detection reports)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from featflow.cli import options
+from featflow.errors import FeatflowError
+from featflow.registry import FEATURE_NETS, FLOW_NETS, TASKS
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks: cost table, flow accuracy and speed, synthetic data speed")
+    bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    flops = bench.add_parser("flops", help="the talk's 1/r table (N_feat vs F multiply-adds) beside the paper's",
+                             description="Count multiply-adds of ResNet-50/101 (N_feat) and FlowNet, FlowNet Half, "
+                                         "FlowNet Inception (F) and print 1/r = O(N_feat) / O(F) beside the paper.")
+    flops.add_argument("--json", action="store_true", help="print JSON (every cell with the paper's value and ours)")
+    flops.add_argument("--size", type=options.size, default=(600, 1000), help="input size HxW (default 600x1000)")
+    flops.add_argument("--report", type=Path, default=None, help="also write cost.md and cost.json into this folder")
+    flops.set_defaults(func=run_flops)
+    flow = bench.add_parser("flow", help="EPE and time per pair of flow nets against zero flow and OpenCV's DIS",
+                            description="Evaluate flow networks and off-the-shelf flow (DIS ultrafast / medium, "
+                                        "Farneback) on held-out synthetic pairs, clean and degraded, at full "
+                                        "resolution; write flow.md, flow.json and flow.png.")
+    flow.add_argument("--weights", type=options.named_path, action="append", default=None, metavar="NAME=PATH",
+                      help="a flow net to evaluate (repeatable; default: the shipped one)")
+    flow.add_argument("--pairs", type=options.positive, default=100, help="held-out pairs per condition (default 100)")
+    flow.add_argument("--size", type=options.size, default=(256, 512))
+    flow.add_argument("--seed", type=options.non_negative, default=0)
+    flow.add_argument("--report", type=Path, default=Path("reports"), help="report folder (default reports/)")
+    flow.add_argument("--quiet", action="store_true")
+    flow.set_defaults(func=run_flow)
+    speed = bench.add_parser("speed", help="per-frame against DFF (or FGFA) wall-clock speed, paper-sized nets, "
+                                           "random weights",
+                             description="Time per-frame recognition and DFF (fixed key interval) or FGFA (--window) "
+                                         "on random frames with random weights, in one run; print one row.")
+    speed.add_argument("--task", choices=TASKS, default="seg")
+    speed.add_argument("--feature-net", choices=FEATURE_NETS, default="resnet101")
+    speed.add_argument("--flow-net", choices=FLOW_NETS, default="flownet")
+    speed.add_argument("--size", type=options.size, default=(512, 1024))
+    speed.add_argument("--key-interval", type=options.positive, default=5)
+    speed.add_argument("--frames", type=options.positive, default=None,
+                       help="frames timed per method (default: 2 intervals)")
+    speed.add_argument("--window", type=options.non_negative, default=None,
+                       help="time FGFA (detection) with 2K+1-frame windows instead of DFF: K")
+    speed.add_argument("--device", default="cpu")
+    speed.add_argument("--json", type=Path, default=None, help="also write the row as JSON")
+    speed.set_defaults(func=run_speed)
+    seg = bench.add_parser("seg", help="the segmentation report: ablation table, trade-off curves, paper-size speed",
+                           description="Evaluate the trained segmenters a plan names (per-frame, DFF, ablations, SFF) "
+                                       "on held-out Cityscapes-layout data, the mIoU-speedup trade-off for key "
+                                       "intervals 1..20, and paper-size speed; write segmentation.md/.json/.png.")
+    seg.add_argument("--plan", default="segmentation", help="a YAML plan, or a packaged one (default: segmentation)")
+    seg.add_argument("--report", type=Path, default=Path("reports"))
+    seg.add_argument("--quiet", action="store_true")
+    seg.set_defaults(func=run_seg)
+    det = bench.add_parser("det", help="the detection report: FGFA ablations, post-processing, DFF, frame counts, speed",
+                           description="Evaluate the trained detectors a plan names on held-out VID-layout data (mAP "
+                                       "all / slow / medium / fast), the post-processing table, DFF, FGFA's test-frame "
+                                       "count, and paper-size speed; write detection.md/.json/.png.")
+    det.add_argument("--plan", default="detection", help="a YAML plan, or a packaged one (default: detection)")
+    det.add_argument("--report", type=Path, default=Path("reports"))
+    det.add_argument("--quiet", action="store_true")
+    det.set_defaults(func=run_det)
+    synth = bench.add_parser("synth", help="synthetic generator speed (one core) and content statistics",
+                             description="Measure frames/s of the synthetic generator on one core and count its "
+                                         "classes, motion-IoU speed categories and visibility; write synth.md, "
+                                         "synth.json and synth.png.")
+    synth.add_argument("--videos", type=options.positive, default=20)
+    synth.add_argument("--size", type=options.size, default=(256, 512))
+    synth.add_argument("--seed", type=options.non_negative, default=0)
+    synth.add_argument("--report", type=Path, default=Path("reports"))
+    synth.add_argument("--quiet", action="store_true")
+    synth.set_defaults(func=run_synth)
+    hard = bench.add_parser("difficulty", help="how hard is the synthetic benchmark for a per-frame model?",
+                            description="Evaluate a per-frame segmentation model (e.g. one trained with featflow "
+                                        "train seg --config frame_r18: 20 minutes on 2 cores) on held-out videos, "
+                                        "degraded and clean, per motion-IoU speed category; write difficulty.md "
+                                        "and difficulty.json.")
+    hard.add_argument("--weights", type=Path, required=True, help="a per-frame segmenter checkpoint")
+    hard.add_argument("--videos", type=options.positive, default=20)
+    hard.add_argument("--seed", type=options.non_negative, default=0)
+    hard.add_argument("--report", type=Path, default=Path("reports"))
+    hard.add_argument("--quiet", action="store_true")
+    hard.set_defaults(func=run_difficulty)
+
+
+def run_flops(args: argparse.Namespace) -> None:
+    from featflow.analysis.cost import cost_markdown, cost_table, format_cost_table
+    from featflow.analysis.reports import write_report
+
+    table = cost_table(*args.size)
+    if args.json:
+        print(json.dumps(table.to_json(), indent=2))
+    else:
+        print(format_cost_table(table))
+    if args.report:
+        paths = write_report(args.report, "cost", cost_markdown(table), table.to_json(), command=options.command_line())
+        print(f"report: {', '.join(str(p) for p in paths)}", file=sys.stderr)
+
+
+def run_flow(args: argparse.Namespace) -> None:
+    from featflow.analysis.flow_report import run_flow_benchmark
+
+    weights = dict(args.weights) if args.weights else None
+    paths = run_flow_benchmark(weights, pairs=args.pairs, size=args.size, seed=args.seed, report=args.report,
+                               command=options.command_line(), progress=not args.quiet)
+    print(f"report: {', '.join(str(p) for p in paths)}")
+
+
+def run_synth(args: argparse.Namespace) -> None:
+    from featflow.analysis.synth_report import run_synth_benchmark
+
+    paths = run_synth_benchmark(args.report, videos=args.videos, size=args.size, seed=args.seed,
+                                command=options.command_line(), progress=not args.quiet)
+    print(f"report: {', '.join(str(p) for p in paths)}")
+
+
+def run_difficulty(args: argparse.Namespace) -> None:
+    from featflow.analysis.difficulty import run_difficulty_probe
+
+    paths = run_difficulty_probe(args.weights, args.report, videos=args.videos, seed=args.seed,
+                                 command=options.command_line(), progress=not args.quiet)
+    print(f"report: {', '.join(str(p) for p in paths)}")
+
+
+def run_speed(args: argparse.Namespace) -> None:
+    from featflow.analysis.speed import format_row, measure_fgfa_speed, measure_speed
+    from featflow.utils.io import write_json
+
+    if args.window is not None:
+        if args.task != "det":
+            raise FeatflowError("--window (FGFA) is for --task det")
+        row = measure_fgfa_speed(args.feature_net, args.flow_net, args.size, args.window, args.frames or 2, args.device)
+        print(f"FGFA {row.feature_net} + {row.flow_net} at {row.size[0]}x{row.size[1]}, {2 * row.window + 1} frames: "
+              f"{row.ms_per_frame:.0f} ms per frame against {row.per_frame_ms:.0f} ms single-frame "
+              f"({row.cost_ratio:.2f}x; {row.threads} threads, {row.device})")
+    else:
+        row = measure_speed(args.task, args.feature_net, args.flow_net, args.size, args.key_interval, args.frames,
+                            args.device)
+        print(format_row(row))
+    if args.json:
+        write_json(args.json, {"command": options.command_line(), **row.to_json()})
+
+
+def run_seg(args: argparse.Namespace) -> None:
+    from featflow.analysis.seg_report import SegReportPlan, run_segmentation_report
+    from featflow.engine.config import load_config
+
+    plan = load_config(SegReportPlan, args.plan, kind="reports")
+    paths = run_segmentation_report(plan, args.report, command=options.command_line(), progress=not args.quiet)
+    print(f"report: {', '.join(str(p) for p in paths)}")
+
+
+def run_det(args: argparse.Namespace) -> None:
+    from featflow.analysis.det_report import DetReportPlan, run_detection_report
+    from featflow.engine.config import load_config
+
+    plan = load_config(DetReportPlan, args.plan, kind="reports")
+    paths = run_detection_report(plan, args.report, command=options.command_line(), progress=not args.quiet)
+    print(f"report: {', '.join(str(p) for p in paths)}")

@@ -1,0 +1,69 @@
+"""``featflow train flow|seg|det``: pre-train a flow net, train a segmenter or a detector from a config."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from featflow.cli import options
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train models")
+    train = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    _add_task(train, "flow", "pre-train a flow network on pairs with known flow (the FlyingChairs step)",
+              "Train FlowNet / FlowNet Half / FlowNet Inception with a multi-scale end-point-error loss on synthetic "
+              "pairs (or a FlyingChairs folder).", "flownet, flownet_half, flownet_inception", init=False)
+    _add_task(train, "seg", "train a video segmenter: per-frame, DFF, or a DFF ablation",
+              "Train a per-frame segmentation model, or DFF end to end (from a per-frame checkpoint and pre-trained "
+              "flow), with the segmentation loss only.", "see featflow/configs/seg/", init=True)
+    _add_task(train, "det", "train a video detector: per-frame R-FCN, DFF or FGFA",
+              "Train a per-frame R-FCN detector, or DFF / FGFA end to end (from a per-frame checkpoint and pre-trained "
+              "flow), with the detection loss only.", "see featflow/configs/det/", init=True)
+
+
+def _add_task(train: argparse._SubParsersAction, what: str, help: str, description: str, configs: str,
+              init: bool) -> None:
+    p = train.add_parser(what, help=help, description=description)
+    p.add_argument("--config", required=True, help=f"a YAML file, or the name of a packaged config ({configs})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config setting, e.g. --set train.lr=0.01 (repeatable; checked like the file)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: the config's output)")
+    p.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
+    if init:
+        p.add_argument("--init", default=None, help="override model.init (the checkpoint to start from)")
+    p.add_argument("--iterations", type=options.positive, default=None, help="override train.iterations")
+    p.add_argument("--time-limit", type=options.positive_number, default=None,
+                   help="override train.time_limit_minutes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from featflow.engine.config import load_config
+    from featflow.engine.trainer import override_train
+
+    if args.what == "flow":
+        from featflow.engine.flow_training import FlowTrainConfig, train_flow
+
+        cfg = override_train(load_config(FlowTrainConfig, args.config, kind="flow", overrides=args.set),
+                             args.iterations, args.time_limit)
+        result = train_flow(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
+        print(f"{cfg.model}: {result.iterations} iterations in {result.wall_seconds / 60:.1f} min, validation EPE "
+              f"{result.last['val_epe']:.3f} px (stride-16 DFF output {result.last['val_epe_dff']:.3f} px); "
+              f"weights in {result.output / 'model.safetensors'}")
+        return
+    if args.what == "seg":
+        from featflow.engine.seg_training import SegTrainConfig as Config, train_segmentation as train
+        metric, label = "val_miou", "mIoU"
+    else:
+        from featflow.engine.det_training import DetTrainConfig as Config, train_detection as train
+        metric, label = "val_map", "mAP"
+    cfg = override_train(load_config(Config, args.config, kind=args.what, overrides=args.set), args.iterations,
+                         args.time_limit)
+    if args.init is not None:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
+    result = train(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
+    print(f"{result.iterations} iterations in {result.wall_seconds / 60:.1f} min, validation {label} "
+          f"{100 * result.last[metric]:.1f}%; weights in {result.output / 'model.safetensors'}")
