@@ -77,9 +77,9 @@ def detect(model: VideoDetector, method: str, images: list[Tensor], source: Exac
     if method == "fgfa":
         stream = AggregatedFeatures(model, 10, source=source)
         for image in images:
-            for t, features in stream.push(image):
+            for t, features, _ in stream.push(image):
                 out[t] = model.detect(features, size)[0]
-        for t, features in stream.finish():
+        for t, features, _ in stream.finish():
             out[t] = model.detect(features, size)[0]
     else:
         keyed = KeyFrameFeatures(model, method == "dff", FixedInterval(10), source=source)

@@ -15,7 +15,8 @@ def main(runs: Path, report: Path) -> None:
         train, model = data["config"]["train"], data["config"]["model"]
         rows[metrics.parent.name] = {
             "optimizer": train["optimizer"], "lr": train["lr"], "backbone_lr": train["backbone_lr"],
-            "norm": model["norm"], "precision": train["precision"], "init": model.get("init") or model.get("features_init"),
+            "norm": model["norm"], "precision": train["precision"],
+            "init": model.get("init") or model.get("features_init"),
             "freeze_features": model["freeze_features"], "minutes": data["wall_seconds"] / 60,
             "history": [{k: h[k] for k in ("iteration", "val_map", "feat_std", "scale_mean") if k in h}
                         for h in data["history"]]}

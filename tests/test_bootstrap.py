@@ -7,9 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from featflow.evaluation.bootstrap import (Difference, bootstrap_difference, bootstrap_distribution,
-                                           bootstrap_interval, miou_difference, miou_interval, resample_videos,
-                                           vid_map_difference, vid_map_differences, vid_map_intervals)
+from featflow.evaluation.bootstrap import (
+    Difference,
+    bootstrap_difference,
+    bootstrap_distribution,
+    bootstrap_interval,
+    miou_difference,
+    miou_interval,
+    resample_videos,
+    vid_map_difference,
+    vid_map_differences,
+    vid_map_intervals,
+)
 from featflow.evaluation.segmentation import ConfusionMatrix
 from featflow.evaluation.vid_map import CATEGORIES, VideoGroundTruth, evaluate_vid
 from featflow.structures import Detections

@@ -10,8 +10,14 @@ import yaml
 
 from featflow.analysis.det_report import DetReportPlan
 from featflow.analysis.seg_report import SegReportPlan
-from featflow.engine.config import (apply_overrides, check_paths, load_config, merged_config_dict, packaged_config,
-                                    to_dict)
+from featflow.engine.config import (
+    apply_overrides,
+    check_paths,
+    load_config,
+    merged_config_dict,
+    packaged_config,
+    to_dict,
+)
 from featflow.engine.det_training import DetTrainConfig
 from featflow.engine.flow_training import FlowTrainConfig
 from featflow.engine.seg_training import SegTrainConfig

@@ -112,7 +112,7 @@ def test_aggregation_ablations_without_flow_and_without_adaptive_weights():
     assert torch.allclose(out, expected, atol=1e-4)
     adaptive = _detector(aggregation="adaptive").eval()
     stream = AggregatedFeatures(adaptive, window=1, online=True)
-    assert [i for i, _ in stream.push(frames[0][:1])] == [0]
+    assert [item.index for item in stream.push(frames[0][:1])] == [0]
     with pytest.raises(ValueError, match="unknown aggregation"):
         _detector(aggregation="max")
 
@@ -128,8 +128,8 @@ def test_for_inference_runs_channels_last_on_the_cpu_with_the_same_outputs():
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
     stream = AggregatedFeatures(model, window=1)
     after = [out for frame in frames for out in stream.push(frame)] + stream.finish()
-    assert [i for i, _ in after] == [i for i, _ in before]
-    for (_, a), (_, b) in zip(before, after):
+    assert [o.index for o in after] == [o.index for o in before]
+    for (_, a, _), (_, b, _) in zip(before, after):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(model.propagate(model.key_features(frames[0]), frames[1], frames[0]), propagated,
                                atol=1e-4, rtol=1e-4)
@@ -158,11 +158,11 @@ def test_fgfa_stream_offline_online_padding_and_bounded_memory():
     out = []
     for t, frame in enumerate(frames):
         ready = stream.push(frame)
-        assert [i for i, _ in ready] == ([t - 2] if t >= 2 else [])  # offline: K = 2 frames late
+        assert [item.index for item in ready] == ([t - 2] if t >= 2 else [])  # offline: K = 2 frames late
         assert len(stream.buffer) <= 5
         out += ready
     out += stream.finish()
-    assert [i for i, _ in out] == list(range(7))
+    assert [item.index for item in out] == list(range(7))
     # F runs once per distinct (current, reference) pair: frame 0 sees refs {1, 2} (the padding repeats frame 0),
     # frame 1 sees {0, 2, 3}, frames 2..4 four each, frame 5 {3, 4, 6}, frame 6 {4, 5}
     assert source.calls == 2 + 3 + 4 * 3 + 3 + 2
@@ -170,9 +170,9 @@ def test_fgfa_stream_offline_online_padding_and_bounded_memory():
     feats = [model.frame_features(f) for f in frames[:3]]
     expected = model.aggregate(feats[0][1], [feats[0][0]] * 3 + [feats[1][0], feats[2][0]],
                                [feats[0][1]] * 3 + [feats[1][1], feats[2][1]])
-    assert torch.allclose(out[0][1], expected, atol=1e-5)
+    assert torch.allclose(out[0].features, expected, atol=1e-5)
     online = AggregatedFeatures(model, window=2, online=True, source=_CountingZeroFlow())
-    assert [[i for i, _ in online.push(f)] for f in frames[:3]] == [[0], [1], [2]]  # no delay
+    assert [[item.index for item in online.push(f)] for f in frames[:3]] == [[0], [1], [2]]  # no delay
     assert online.finish() == []
 
 
@@ -211,6 +211,7 @@ def test_streams_prepare_each_frames_flow_input_once(monkeypatch):
     torch.testing.assert_close(streamed[2], model.features(frames[2], frames[0]), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_train_detect_and_evaluate_end_to_end(tmp_path):
     from featflow.data.synthetic import SynthConfig
     from featflow.data.synthetic.export import export
@@ -231,8 +232,9 @@ eval: {samples: 2, every: 2}
     result = train_detection(frame, out=tmp_path / "frame", progress=False)
     assert result.iterations == 2 and 0.0 <= result.last["val_map"] <= 1.0
     (tmp_path / "fgfa.yaml").write_text(cfg_text.replace(
-        "anchor_sizes: [16, 32, 64]}", f"anchor_sizes: [16, 32, 64], flow_net: flownet_inception, aggregation: adaptive, "
-                                       f"init: {tmp_path / 'frame' / 'model.safetensors'}}}"))
+        "anchor_sizes: [16, 32, 64]}",
+        f"anchor_sizes: [16, 32, 64], flow_net: flownet_inception, aggregation: adaptive, "
+        f"init: {tmp_path / 'frame' / 'model.safetensors'}}}"))
     fgfa = load_config(DetTrainConfig, tmp_path / "fgfa.yaml", kind="det")
     train_detection(fgfa, out=tmp_path / "fgfa", progress=False)
     model, meta = load_detector(tmp_path / "fgfa" / "model.safetensors")
@@ -252,7 +254,8 @@ eval: {samples: 2, every: 2}
     from featflow.cli import main
     from featflow.evaluation.vid_map import read_vid_results
 
-    assert main(["eval", "det", "--data", str(tmp_path / "vid"), "--weights", str(tmp_path / "fgfa" / "model.safetensors"),
+    assert main(["eval", "det", "--data", str(tmp_path / "vid"),
+                 "--weights", str(tmp_path / "fgfa" / "model.safetensors"),
                  "--method", "dff", "--key-interval", "2", "--json", str(tmp_path / "dff.json"),
                  "--save-detections", str(tmp_path / "dff_cli.txt"), "--quiet"]) == 0
     report = json.loads((tmp_path / "dff.json").read_text())
@@ -277,10 +280,12 @@ def test_speed_rows_for_detection_and_fgfa(capsys):
     assert row.task == "det" and row.per_frame_fps > 0 and row.dff_fps > 0 and row.key_frame_ms > 0
     fgfa = measure_fgfa_speed("resnet18", "flownet_inception", (48, 64), window=1, frames=1)
     assert fgfa.ms_per_frame > 0 and fgfa.cost_ratio == pytest.approx(fgfa.ms_per_frame / fgfa.per_frame_ms)
-    assert main(["bench", "speed", "--task", "seg", "--window", "1", "--feature-net", "resnet18", "--size", "48x64"]) == 2
+    assert main(["bench", "speed", "--task", "seg", "--window", "1", "--feature-net", "resnet18",
+                 "--size", "48x64"]) == 2
     assert "--task det" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_detection_report_tables(tmp_path):
     import json
 
@@ -313,7 +318,8 @@ def test_detection_report_tables(tmp_path):
     assert data["postprocessing"][1]["postprocess"] == "seq-nms" and len(data["frame_counts"]) == 2
     assert data["num_gt"]["all"] == data["ablation"][0]["num_gt"]["all"] > 0
     text = (tmp_path / "report" / "detection.md").read_text()
-    assert "| FGFA 3 frames + flownet_inception |" in text and "FGFA (FlowNet Inception) gains" in text and "| 3 |" in text
+    assert ("| FGFA 3 frames + flownet_inception |" in text and "FGFA (FlowNet Inception) gains" in text
+            and "| 3 |" in text)
     assert data["videos"] == 2 and "its first 2 of 3 videos" in text  # the plan's subset of the held-out videos
     # every difference carries its bootstrap interval, per motion category, beside the rows it compares
     pairs = {(c["base"], c["other"]) for c in data["comparisons"]}
@@ -392,6 +398,7 @@ def test_draw_boxes_marks_confident_detections_only():
     assert not image.any()  # the input is left alone
 
 
+@pytest.mark.slow
 def test_train_cli_runs_both_tasks_and_reports_their_metric(tmp_path, capsys):
     from featflow.cli import main
 

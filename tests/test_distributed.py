@@ -54,6 +54,7 @@ def _torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_one_process(tmp_path):
     config = _config(tmp_path, 6, 3)
     (tmp_path / "worker.py").write_text(WORKER)
@@ -72,6 +73,7 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["world_size"] == 2
 
 
+@pytest.mark.slow
 def test_sharded_evaluation_gives_the_single_process_numbers(tmp_path):
     from featflow.engine.checkpoint import save_detector, save_segmenter
     from featflow.methods.detection import VideoDetector
@@ -98,6 +100,7 @@ def test_sharded_evaluation_gives_the_single_process_numbers(tmp_path):
             assert two[key] == one[key], (task, key)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_ends_where_an_uninterrupted_run_does(tmp_path):
     config = _config(tmp_path, 24, 4)
     command = [sys.executable, "-m", "featflow.cli", "train", "seg", "--config", str(config), "--quiet"]
@@ -124,7 +127,8 @@ def test_resume_after_sigkill_ends_where_an_uninterrupted_run_does(tmp_path):
     reference = json.loads((tmp_path / "whole" / "metrics.json").read_text())["history"]
     assert [h["iteration"] for h in history] == [h["iteration"] for h in reference] == [4, 8, 12, 16, 20, 24]
     for a, b in zip(history, reference):  # lost at most the iterations since the last checkpoint, then the same run
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4) and a["val_miou"] == pytest.approx(b["val_miou"], abs=1e-6)
+        assert (a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+                and a["val_miou"] == pytest.approx(b["val_miou"], abs=1e-6))
     from featflow.engine.checkpoint import read_weights
 
     killed, whole_weights = read_weights(tmp_path / "killed" / "model.safetensors")[0], read_weights(
@@ -132,6 +136,7 @@ def test_resume_after_sigkill_ends_where_an_uninterrupted_run_does(tmp_path):
     assert all(torch.allclose(killed[k], whole_weights[k], atol=1e-5) for k in killed)
 
 
+@pytest.mark.slow
 def test_fixed_seed_gives_the_same_loss_curve(tmp_path):
     cfg = load_config(SegTrainConfig, _config(tmp_path, 6, 2), "seg")
     first = train_segmentation(cfg, out=tmp_path / "a", progress=False).history
@@ -141,7 +146,8 @@ def test_fixed_seed_gives_the_same_loss_curve(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    ("train: {batch_size: 4, iterations: 6, lr: 0.001, warmup: 2, workers: 0, momentun: 0.9}", "train: unknown key 'momentun'"),
+    ("train: {batch_size: 4, iterations: 6, lr: 0.001, warmup: 2, workers: 0, momentun: 0.9}",
+     "train: unknown key 'momentun'"),
     ("train: {batch_size: 4, iterations: 6, optimizer: adam}", "train: optimizer: unknown optimizer 'adam'"),
     ("train: {batch_size: four, iterations: 6}", "train.batch_size: expected an integer"),
     ("data: {source: /no/such/folder, size: [32, 64]}", "data.source: no such file or folder"),

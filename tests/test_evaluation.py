@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from featflow.data.synthetic import NUM_CLASSES, SynthConfig
 from featflow.data.segmentation_pairs import SyntheticSegmentationPairs
+from featflow.data.synthetic import NUM_CLASSES, SynthConfig
 from featflow.evaluation.flow_metrics import end_point_error, evaluate_flow, held_out_pairs
 from featflow.evaluation.motion_iou import motion_category, motion_iou
 from featflow.evaluation.segmentation import ConfusionMatrix

@@ -74,6 +74,7 @@ def test_flow_net_learns_a_batch():
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
 
 
+@pytest.mark.slow
 def test_train_resume_and_weights(tmp_path):
     config = load_config(FlowTrainConfig, _write_config(tmp_path / "tiny.yaml"), kind="flow")
     result = train_flow(config, out=tmp_path / "run", progress=False)
@@ -84,7 +85,8 @@ def test_train_resume_and_weights(tmp_path):
     assert meta["featflow.model"] == "flownet_inception" and meta["iterations"] == "4"
     assert net.scale_conv.out_channels == 16
     # resume continues from iteration 4 up to the new total
-    longer = load_config(FlowTrainConfig, _write_config(tmp_path / "longer.yaml", {"train": {"iterations": 6}}), kind="flow")
+    longer = load_config(FlowTrainConfig, _write_config(tmp_path / "longer.yaml", {"train": {"iterations": 6}}),
+                         kind="flow")
     resumed = train_flow(longer, out=tmp_path / "run", resume=True, progress=False)
     assert resumed.iterations == 6 and [h["iteration"] for h in resumed.history] == [2, 4, 6]
     # weights and optimizer state from different checkpoints (an interrupted save) are refused
@@ -93,11 +95,13 @@ def test_train_resume_and_weights(tmp_path):
         train_flow(longer, out=tmp_path / "run", resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_train_on_a_flyingchairs_folder(tmp_path):
     export("flyingchairs", tmp_path / "chairs", SynthConfig(height=48, width=64, num_frames=5), videos=3,
            val_videos=1, progress=False)
     assert len(FlyingChairsPairs(tmp_path / "chairs", "train")) == 3
-    config = load_config(FlowTrainConfig, _write_config(tmp_path / "c.yaml", {"data": {"source": str(tmp_path / "chairs")}}),
+    config = load_config(FlowTrainConfig,
+                         _write_config(tmp_path / "c.yaml", {"data": {"source": str(tmp_path / "chairs")}}),
                          kind="flow")
     assert train_flow(config, out=tmp_path / "run", progress=False).iterations == 4
 
@@ -106,7 +110,8 @@ def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ValueError, match="unknown key 'lr_rate'"):
         load_config(FlowTrainConfig, _write_config(tmp_path / "a.yaml", {"train": {"lr_rate": 1}}), kind="flow")
     with pytest.raises(ValueError, match="batch_size"):
-        load_config(FlowTrainConfig, _write_config(tmp_path / "b.yaml", {"train": {"batch_size": "eight"}}), kind="flow")
+        load_config(FlowTrainConfig, _write_config(tmp_path / "b.yaml", {"train": {"batch_size": "eight"}}),
+                    kind="flow")
     with pytest.raises(ValueError, match="unknown flow network"):
         load_config(FlowTrainConfig, _write_config(tmp_path / "c.yaml", {"model": "raft"}), kind="flow")
     (tmp_path / "d.yaml").write_text("model: [unclosed")
@@ -129,7 +134,8 @@ def test_weights_round_trip_and_bad_files(tmp_path):
     assert "scale_conv.weight" not in tensors and meta["note"] == "x"
     loaded, _ = load_flow_net(tmp_path / "w.safetensors", scale_channels=8)
     frames = torch.randn(1, 3, 32, 48)
-    torch.testing.assert_close(loaded(frames, frames).flow, net.half().float()(frames, frames).flow, atol=1e-3, rtol=1e-2)
+    torch.testing.assert_close(loaded(frames, frames).flow, net.half().float()(frames, frames).flow,
+                               atol=1e-3, rtol=1e-2)
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="not a safetensors"):
         load_flow_net(tmp_path / "junk.safetensors")
@@ -156,6 +162,7 @@ def test_estimator_shapes():
     assert predict_flow(net, torch.zeros(1, 3, 37, 53), torch.zeros(1, 3, 37, 53), stride=16).shape == (1, 2, 37, 53)
 
 
+@pytest.mark.slow
 def test_train_cli(tmp_path, capsys):
     config = _write_config(tmp_path / "tiny.yaml")
     assert main(["train", "flow", "--config", str(config), "--out", str(tmp_path / "run"), "--iterations", "2",

@@ -3,16 +3,14 @@ import json
 import numpy as np
 import pytest
 
+from conftest import tree_bytes
 from featflow.cli import main
-from featflow.data.formats import cityscapes as cs
-from featflow.data.formats import flyingchairs as chairs
+from featflow.data.formats import cityscapes as cs, flyingchairs as chairs
 from featflow.data.formats.flo import read_flo, write_flo
 from featflow.data.formats.vid import VID_CLASSES, VidAnnotation, VidObject, read_map_vid, read_vid_xml, write_vid_xml
 from featflow.data.io import read_image, read_label_image
 from featflow.data.synthetic import CLASS_NAMES, SynthConfig, SyntheticVideo
 from featflow.data.synthetic.export import export, synthetic_label_table
-
-from conftest import tree_bytes
 
 
 def test_flo_round_trip_and_layout(tmp_path, rng):
@@ -41,7 +39,8 @@ def test_flo_errors_are_clear(tmp_path):
 
 def test_vid_xml_round_trip(tmp_path):
     ann = VidAnnotation("ILSVRC2015_val_00000007", "000012", 320, 240,
-                        (VidObject(3, "n02691156", (10, 20, 30, 40), occluded=True), VidObject(0, "n02391049", (0, 0, 5, 6))))
+                        (VidObject(3, "n02691156", (10, 20, 30, 40), occluded=True),
+                         VidObject(0, "n02391049", (0, 0, 5, 6))))
     path = tmp_path / "000012.xml"
     write_vid_xml(path, ann)
     assert read_vid_xml(path) == ann
@@ -82,7 +81,8 @@ def test_cityscapes_export_layout(tmp_path, small_config):
         names = sorted(p.name for p in folder.iterdir())
         assert names == sorted(f"shapes_{s:06d}_{f:06d}_leftImg8bit.png" for s in range(seqs) for f in range(30))
         gt = sorted(p.name for p in (tmp_path / "gtFine" / split / "shapes").iterdir())
-        assert gt == sorted(f"shapes_{s:06d}_000019_gtFine_{k}.png" for s in range(seqs) for k in ("labelIds", "instanceIds"))
+        assert gt == sorted(f"shapes_{s:06d}_000019_gtFine_{k}.png"
+                            for s in range(seqs) for k in ("labelIds", "instanceIds"))
     # the labelled frame is the 20th of the snippet and its labels match the generator's
     video = SyntheticVideo(small_config, seed=3, index=1, split="train")
     image = read_image(cs.sequence_image_path(tmp_path, "train", "shapes", 1, 19))

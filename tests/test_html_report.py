@@ -26,7 +26,7 @@ function probe() {
 }
 window.addEventListener('load', () => Promise.all([...document.querySelectorAll('video')].map(v => v.readyState >= 2 ? 0 :
   new Promise(done => { v.addEventListener('loadeddata', done); v.addEventListener('error', done); }))).then(probe));
-</script>"""
+</script>"""  # noqa: E501 (the page's script, kept as it is)
 
 
 @pytest.fixture
@@ -35,7 +35,8 @@ def run_folder(tmp_path):
     write_video(folder / "demo.mp4", [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(10)], fps=10)
     write_image(folder / "tradeoff.png", np.zeros((20, 30, 3), np.uint8))
     write_image(folder / "flow.png", np.full((20, 30, 3), 255, np.uint8))
-    (folder / "summary.md").write_text("# Demo\n\n| method | mIoU (%) |\n|---|---|\n| DFF | 35.9 |\n\n![plot](tradeoff.png)\n")
+    (folder / "summary.md").write_text("# Demo\n\n| method | mIoU (%) |\n|---|---|\n| DFF | 35.9 |\n\n"
+                                       "![plot](tradeoff.png)\n")
     (folder / ".summary.abc.tmp.md").write_text("a half-written temporary file")
     return folder
 
@@ -50,6 +51,7 @@ def test_page_is_self_contained(run_folder):
     assert srcs and all(s.startswith("data:") for s in srcs)  # nothing the page needs lies outside it
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium; .ci/run installs it)")
 def test_page_loads_in_headless_chromium(run_folder, tmp_path):
     assert main(["report", str(run_folder)]) == 0

@@ -10,22 +10,23 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import featflow
+from featflow.apps.infer import run_infer
 from featflow.cli import main
 from featflow.data.video import DecodeError, natural_key, open_source, to_rgb
 from featflow.engine.checkpoint import read_weights, save_detector, save_segmenter
-from featflow.apps.infer import run_infer
 from featflow.methods.detection import VideoDetector
 from featflow.methods.segmentation import VideoSegmenter
 from featflow.modeling.rpn import RPNConfig
 from featflow.structures import decode_labels, encode_labels
-from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _encode(path: Path, frames: list[np.ndarray], fmt: str, codec: str, pix_fmt: str = "yuv420p", fps: int = 10) -> Path:
+def _encode(path: Path, frames: list[np.ndarray], fmt: str, codec: str, pix_fmt: str = "yuv420p",
+            fps: int = 10) -> Path:
     """A video through PyAV in any container / codec / pixel format (the source side, not featflow's writer)."""
     with av.open(str(path), "w", format=fmt) as container:
         stream = container.add_stream(codec, rate=fps)
@@ -72,7 +73,8 @@ def test_infer_any_container_odd_size(tmp_path, tiny_models, fmt, codec, suffix,
     assert main(["infer", str(video), "--task", "seg", "--method", "dff", "--key-interval", "3", "--weights", str(seg),
                  "--out", str(out), "--json", str(lines), "--quiet"]) == 0
     records = [json.loads(line) for line in lines.read_text().splitlines()]
-    assert [r["frame"] for r in records] == list(range(7)) and [r["key"] for r in records] == [True, False, False] * 2 + [True]
+    assert ([r["frame"] for r in records] == list(range(7))
+            and [r["key"] for r in records] == [True, False, False] * 2 + [True])
     assert decode_labels(records[4]["mask"]).shape == size
     written = open_source(out)
     assert written.fps == pytest.approx(10) and len(list(written.frames())) == 7
@@ -124,7 +126,8 @@ def test_bad_sources(tmp_path, tiny_models, capsys):
     unreadable = tmp_path / "bad_folder"
     unreadable.mkdir()
     (unreadable / "0001.png").write_bytes(b"\x89PNG but not really")
-    for args, message in (([str(tmp_path / "missing.mp4")], "no such video"), ([str(tmp_path / "sound.wav")], "no video"),
+    for args, message in (([str(tmp_path / "missing.mp4")], "no such video"),
+                          ([str(tmp_path / "sound.wav")], "no video"),
                           ([str(empty)], "no frames"), ([str(unreadable)], "0001.png: cannot decode image 0")):
         assert main(["infer", *args, "--weights", str(seg), "--out", str(tmp_path / "x.mp4"), "--quiet"]) == 2
         assert message in capsys.readouterr().err
@@ -167,8 +170,11 @@ def test_stream_is_bounded_and_api_inputs(tiny_models):
     assert first.index == 0 and len(consumed) <= 4  # offline FGFA holds K=2 frames ahead, not the video
     online = next(model.stream(iter(_clip(3, 32, 32)), "fgfa", window=2, online=True))
     assert online.index == 0 and online.detections is not None and online.ms > 0
-    with pytest.raises(ValueError, match="runs frame, dff, fgfa; not 'sff-slow'"):
-        next(model.stream(iter(_clip(1, 32, 32)), "sff-slow"))
+    with pytest.raises(ValueError, match="runs frame, dff, sff-slow, sff-fast, fgfa; not 'raft'"):
+        next(model.stream(iter(_clip(1, 32, 32)), "raft"))
+    seg = featflow.load(tiny_models[0])  # a DFF segmenter: no aggregation network, so no FGFA
+    with pytest.raises(ValueError, match="runs frame, dff, sff-slow, sff-fast; not 'fgfa'"):
+        next(seg.stream(iter(_clip(1, 32, 32)), "fgfa"))
     with pytest.raises(ValueError, match="key interval must be at least 1"):
         next(model.stream(iter(_clip(1, 32, 32)), "dff", key_interval=0))
     assert to_rgb(np.zeros((4, 5, 4), np.uint8)).shape == (4, 5, 3)

@@ -54,7 +54,8 @@ def test_no_module_imports_from_a_layer_above_or_beside_it():
                 continue
             other = parts[1]
             if other != own and LAYERS[other] >= LAYERS[own]:
-                wrong.append(f"{path.relative_to(PACKAGE)} (layer {LAYERS[own]}) imports {name} (layer {LAYERS[other]})")
+                wrong.append(f"{path.relative_to(PACKAGE)} (layer {LAYERS[own]}) imports {name} "
+                             f"(layer {LAYERS[other]})")
     assert not wrong, "\n".join(wrong)
 
 

@@ -9,6 +9,7 @@ from featflow.engine.checkpoint import save_flow_net
 from featflow.modeling.flow_net import build_flow_net
 
 
+@pytest.mark.slow
 def test_synth_report(tmp_path):
     paths = run_synth_benchmark(tmp_path, videos=2, size=(32, 64), command="featflow bench synth --test",
                                 progress=False)
@@ -25,6 +26,7 @@ def test_synth_report(tmp_path):
     assert "Reproduce with" in (tmp_path / "synth.md").read_text()
 
 
+@pytest.mark.slow
 def test_flow_report_with_a_given_net(tmp_path):
     save_flow_net(tmp_path / "w.safetensors", build_flow_net("flownet_inception"), "flownet_inception",
                   {"iterations": "0", "config": "{}"})
@@ -37,6 +39,7 @@ def test_flow_report_with_a_given_net(tmp_path):
     assert data["trained"]["untrained"]["model"] == "flownet_inception"
 
 
+@pytest.mark.slow
 def test_difficulty_probe_evaluates_a_per_frame_checkpoint(tmp_path):
     from featflow.data.synthetic import CLASS_NAMES
     from featflow.engine.checkpoint import save_segmenter
@@ -75,6 +78,7 @@ def test_flow_report_says_what_would_close_a_gap():
     assert "What would close the gap" not in _markdown(scores(1.5), {}, 4, (64, 128), "net")
 
 
+@pytest.mark.slow
 def test_speed_row_and_segmentation_report(tmp_path):
     from featflow.analysis.seg_report import CurvePlan, RowPlan, SegReportPlan, SpeedPlan, run_segmentation_report
     from featflow.analysis.speed import measure_speed, speedup_curve
@@ -93,7 +97,8 @@ def test_speed_row_and_segmentation_report(tmp_path):
            progress=False)
     names = ["c"] * NUM_CLASSES
     save_segmenter(tmp_path / "frame.safetensors", VideoSegmenter(NUM_CLASSES, "resnet18", 16), names)
-    save_segmenter(tmp_path / "dff.safetensors", VideoSegmenter(NUM_CLASSES, "resnet18", 16, "flownet_inception"), names)
+    save_segmenter(tmp_path / "dff.safetensors", VideoSegmenter(NUM_CLASSES, "resnet18", 16, "flownet_inception"),
+                   names)
     frame, dff = str(tmp_path / "frame.safetensors"), str(tmp_path / "dff.safetensors")
     plan = SegReportPlan(
         data=str(tmp_path / "data"), key_interval=2, max_interval=3,
@@ -101,8 +106,9 @@ def test_speed_row_and_segmentation_report(tmp_path):
               RowPlan("DFF separate", frame, "dff", flow_net="flownet_inception")),
         curves=(CurvePlan("resnet18 + flownet_inception", dff, frame),),
         speed=SpeedPlan(feature_net="resnet18", flow_nets=("flownet_inception",), sizes=((48, 64),), frames=4))
-    (tmp_path / "metrics.json").write_text(json.dumps({"config": {"model": {"init": None}, "train": {"batch_size": 4}}, "iterations": 12,
-                                                       "wall_seconds": 60.0, "final": {"val_miou": 0.25}}))
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": {"model": {"init": None}, "train": {"batch_size": 4}},
+                                                       "iterations": 12, "wall_seconds": 60.0,
+                                                       "final": {"val_miou": 0.25}}))
     paths = run_segmentation_report(plan, tmp_path / "report", progress=False)
     assert {p.name for p in paths} == {"segmentation.md", "segmentation.json", "segmentation.png"}
     data = json.loads((tmp_path / "report" / "segmentation.json").read_text())

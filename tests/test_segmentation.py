@@ -51,8 +51,8 @@ def test_dff_features_and_gradients():
 def test_ablation_switches_freeze_the_right_parts(tmp_path):
     frame = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16)
     save_segmenter(tmp_path / "frame.safetensors", frame, ["c"] * NUM_CLASSES)
-    fix_n = build_model(SegModelConfig(channels=16, flow_net="flownet_inception", init=str(tmp_path / "frame.safetensors"),
-                                       freeze_features=True), NUM_CLASSES)
+    fix_n = build_model(SegModelConfig(channels=16, flow_net="flownet_inception",
+                                       init=str(tmp_path / "frame.safetensors"), freeze_features=True), NUM_CLASSES)
     assert not any(p.requires_grad for p in fix_n.feature_net.parameters())
     fix_n.train()
     assert not fix_n.feature_net.training and fix_n.flow_net.training  # frozen batch norm stays frozen
@@ -152,6 +152,7 @@ def _tiny_config(path, **overrides):
     return path
 
 
+@pytest.mark.slow
 def test_train_frame_then_dff_then_evaluate(tmp_path, cityscapes_root, capsys):
     frame_cfg = load_config(SegTrainConfig, _tiny_config(tmp_path / "frame.yaml"), kind="seg")
     result = train_segmentation(frame_cfg, out=tmp_path / "frame", progress=False)
@@ -170,7 +171,8 @@ def test_train_frame_then_dff_then_evaluate(tmp_path, cityscapes_root, capsys):
     ev = evaluate_segmentation(model, video, "dff", key_interval=3, save_predictions=tmp_path / "pred", progress=False)
     assert len(ev.miou_by_offset) == 3 and ev.fps > 0 and 0 <= ev.miou <= 1
     saved = sorted((tmp_path / "pred" / "offset_2").iterdir())
-    assert [p.name for p in saved] == ["shapes_000000_000019_pred_labelIds.png", "shapes_000001_000019_pred_labelIds.png"]
+    assert [p.name for p in saved] == ["shapes_000000_000019_pred_labelIds.png",
+                                       "shapes_000001_000019_pred_labelIds.png"]
     assert set(np.unique(read_label_image(saved[0]))) <= set(range(1, NUM_CLASSES + 1))  # label ids, not train ids
     # the CLI: DFF separate (per-frame weights + pre-trained flow) and SFF, with JSON output
     out = tmp_path / "sep.json"
@@ -185,8 +187,10 @@ def test_train_frame_then_dff_then_evaluate(tmp_path, cityscapes_root, capsys):
     assert "flow network" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_seg_from_a_cityscapes_folder(tmp_path, cityscapes_root):
-    cfg = load_config(SegTrainConfig, _tiny_config(tmp_path / "c.yaml", data={"source": str(cityscapes_root)}), kind="seg")
+    cfg = load_config(SegTrainConfig, _tiny_config(tmp_path / "c.yaml", data={"source": str(cityscapes_root)}),
+                      kind="seg")
     assert train_segmentation(cfg, out=tmp_path / "run", progress=False).iterations == 4
 
 
@@ -215,8 +219,8 @@ def test_fgfa_segmentation_through_the_shared_aggregation(tmp_path):
     frames = [torch.from_numpy(video.frame(t)).permute(2, 0, 1)[None].float() for t in range(5)]
     stream = AggregatedFeatures(loaded.eval(), window=1)
     out = [r for f in frames for r in stream.push(f)] + stream.finish()
-    assert [i for i, _ in out] == list(range(5))
-    logits = loaded.segment(out[2][1], (48, 64))
+    assert [item.index for item in out] == list(range(5))
+    logits = loaded.segment(out[2].features, (48, 64))
     assert logits.shape == (1, NUM_CLASSES, 48, 64) and torch.isfinite(logits).all()
     # training path: the segmentation loss reaches the embedding network
     loaded.train()

@@ -18,32 +18,7 @@ from featflow.engine.checkpoint import read_weights, save_weights
 from featflow.engine.config import from_dict
 from featflow.engine.trainer import HookBase, OptimConfig, Trainer, TrainTask, lr_factor, train
 from featflow.errors import FeatflowError, MissingInput
-
-
-class _Tiny(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
-        self.head = nn.Conv2d(4, 1, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x))
-
-
-class _Pairs(torch.utils.data.Dataset):
-    """Sample i: an (input (3, 6, 6), target (1, 6, 6)) pair drawn from i alone."""
-
-    def __len__(self) -> int:
-        return 64
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        x = torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(index))
-        return x, x.mean(0, keepdim=True) * 2 + 1
-
-
-def _loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
-    return nn.functional.mse_loss(model(batch[0]), batch[1])
+from tiny_training import TinyNet, TinyPairs, mse_loss
 
 
 class _Calls:
@@ -54,9 +29,9 @@ class _Calls:
         self.saved: list[int] = []
 
 
-def _task(calls: _Calls | None = None, loss=_loss, model: nn.Module | None = None) -> TrainTask:
+def _task(calls: _Calls | None = None, loss=mse_loss, model: nn.Module | None = None) -> TrainTask:
     calls = calls or _Calls()
-    model = model or _Tiny()
+    model = model or TinyNet()
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         calls.evaluated.append(len(calls.evaluated))
@@ -69,7 +44,7 @@ def _task(calls: _Calls | None = None, loss=_loss, model: nn.Module | None = Non
     def load(path: Path, m: nn.Module) -> None:
         m.load_state_dict(read_weights(path)[0])
 
-    return TrainTask("tiny", model, _Pairs(), loss, evaluate=evaluate, save_weights=save, load_weights=load,
+    return TrainTask("tiny", model, TinyPairs(6), loss, evaluate=evaluate, save_weights=save, load_weights=load,
                      backbone=model.backbone)
 
 
@@ -176,7 +151,7 @@ def _interrupt_after(calls_before: int):
         count += 1
         if count > calls_before:
             raise KeyboardInterrupt
-        return _loss(model, batch)
+        return mse_loss(model, batch)
 
     return loss
 
@@ -205,7 +180,8 @@ def test_training_states_written_before_the_loss_statistics_still_resume(tmp_pat
     torch.save(old, path)
     resumed = train(_task(), CFG, tmp_path / "cut", eval_every=3, resume=True, progress=False)
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
-    assert all(torch.equal(a, b) for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()))
+    assert all(torch.equal(a, b)
+               for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()))
 
 
 def test_the_step_schedule_drops_by_gamma_at_fractions_of_the_run(tmp_path):
@@ -260,7 +236,7 @@ def test_user_errors_are_featflow_errors(tmp_path):
         train(_task(), CFG, tmp_path / "empty", eval_every=3, resume=True, progress=False)
     with pytest.raises(FeatflowError, match="eval.every: evaluations must be at least 1 iteration apart"):
         train(_task(), CFG, tmp_path / "run", eval_every=0, progress=False)
-    frozen = _Tiny().requires_grad_(False)
+    frozen = TinyNet().requires_grad_(False)
     with pytest.raises(FeatflowError, match="nothing to train"):
         train(_task(model=frozen), CFG, tmp_path / "frozen", eval_every=3, progress=False)
     short = replace(CFG, iterations=2)
@@ -270,7 +246,8 @@ def test_user_errors_are_featflow_errors(tmp_path):
     with pytest.raises(FeatflowError, match="the optimizer state does not fit"):  # one param group, not two
         train(_task(), replace(short, backbone_lr=1.0), tmp_path / "run", eval_every=2, resume=True, progress=False)
     with pytest.raises(FloatingPointError, match="loss became nan"):  # a diverged run stays what it was
-        train(_task(loss=lambda m, b: _loss(m, b) * torch.nan), short, tmp_path / "nan", eval_every=2, progress=False)
+        train(_task(loss=lambda m, b: mse_loss(m, b) * torch.nan), short, tmp_path / "nan", eval_every=2,
+              progress=False)
 
 
 def test_logging_goes_to_the_trainer_logger(tmp_path, caplog):

@@ -16,8 +16,7 @@ from featflow.data.synthetic import SynthConfig
 from featflow.engine import trainer
 from featflow.engine.checkpoint import load_detector, read_weights, save_detector, save_segmenter, save_weights
 from featflow.engine.config import from_dict
-from featflow.engine.det_training import DetModelConfig, DetTrainConfig, build_detector
-from featflow.engine.det_training import _loss as det_loss
+from featflow.engine.det_training import DetModelConfig, DetTrainConfig, build_detector, mse_loss as det_loss
 from featflow.engine.feature_scale import FeatureScale, feature_std
 from featflow.engine.seg_training import SegModelConfig
 from featflow.engine.trainer import OptimConfig, TrainTask, train
@@ -25,36 +24,7 @@ from featflow.methods.detection import VideoDetector
 from featflow.methods.segmentation import VideoSegmenter
 from featflow.modeling.feature_net import FeatureNet
 from featflow.modeling.rpn import RPNConfig
-
-
-class _Tiny(nn.Module):
-    """A backbone (conv + BatchNorm) and a head: the smallest model with the parts the trainer tells apart."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
-        self.head = nn.Conv2d(4, 1, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x))  # (N, 1, H, W)
-
-
-class _Pairs(torch.utils.data.Dataset):
-    """Sample i: an (input (3, 8, 8), target (1, 8, 8)) pair drawn from i alone."""
-
-    def __len__(self) -> int:
-        return 64
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        g = torch.Generator().manual_seed(index)
-        x = torch.randn(3, 8, 8, generator=g)
-        return x, x.mean(0, keepdim=True) * 2 + 1
-
-
-def _loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
-    x, y = batch
-    return nn.functional.mse_loss(model(x).float(), y)
+from tiny_training import TinyNet, TinyPairs, mse_loss
 
 
 def _save(path: Path, model: nn.Module, iteration: int) -> None:
@@ -65,8 +35,8 @@ def _load(path: Path, model: nn.Module) -> None:
     model.load_state_dict(read_weights(path)[0])
 
 
-def _task(model: nn.Module, loss=_loss, backbone: bool = True) -> TrainTask:
-    return TrainTask("tiny", model, _Pairs(), loss, evaluate=lambda m: {}, save_weights=_save, load_weights=_load,
+def _task(model: nn.Module, loss=mse_loss, backbone: bool = True) -> TrainTask:
+    return TrainTask("tiny", model, TinyPairs(8), loss, evaluate=lambda m: {}, save_weights=_save, load_weights=_load,
                      backbone=model.backbone if backbone else None)
 
 
@@ -75,7 +45,7 @@ SGD = OptimConfig(batch_size=4, iterations=6, lr=0.05, weight_decay=5e-4, warmup
 
 
 def test_resume_with_sgd_momentum_and_param_groups_reproduces_the_uninterrupted_run(tmp_path):
-    whole = train(_task(_Tiny()), SGD, tmp_path / "whole", eval_every=3, progress=False).model
+    whole = train(_task(TinyNet()), SGD, tmp_path / "whole", eval_every=3, progress=False).model
     calls = 0
 
     def interrupted(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
@@ -83,24 +53,24 @@ def test_resume_with_sgd_momentum_and_param_groups_reproduces_the_uninterrupted_
         calls += 1
         if calls == 4:  # after the checkpoint at iteration 3
             raise KeyboardInterrupt
-        return _loss(model, batch)
+        return mse_loss(model, batch)
 
     with pytest.raises(KeyboardInterrupt):
-        train(_task(_Tiny(), interrupted), SGD, tmp_path / "cut", eval_every=3, progress=False)
+        train(_task(TinyNet(), interrupted), SGD, tmp_path / "cut", eval_every=3, progress=False)
     state = torch.load(tmp_path / "cut" / trainer.STATE_FILE, weights_only=True)
     assert state["iteration"] == 3 and state["optimizer_name"] == "sgd"
     assert len(state["optimizer"]["param_groups"]) == 2  # backbone and head
     assert all("momentum_buffer" in s for s in state["optimizer"]["state"].values())
-    resumed = train(_task(_Tiny()), SGD, tmp_path / "cut", eval_every=3, resume=True, progress=False).model
+    resumed = train(_task(TinyNet()), SGD, tmp_path / "cut", eval_every=3, resume=True, progress=False).model
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     with pytest.raises(ValueError, match="optimizer: .* was trained with sgd"):  # momentum buffers are not Adam's
-        train(_task(_Tiny()), replace(SGD, optimizer="adamw"), tmp_path / "cut", eval_every=3,
+        train(_task(TinyNet()), replace(SGD, optimizer="adamw"), tmp_path / "cut", eval_every=3,
               resume=True, progress=False)
 
 
 def test_backbone_lr_multiplies_the_backbones_learning_rate(tmp_path):
-    model = _Tiny()
+    model = TinyNet()
     groups = trainer.param_groups(list(model.parameters()), model.backbone, 0.25)
     assert [len(g) for g, _ in groups] == [4, 2] and [s for _, s in groups] == [0.25, 1.0]
     optimizer = trainer.build_optimizer(groups, SGD)
@@ -117,7 +87,7 @@ def test_backbone_lr_multiplies_the_backbones_learning_rate(tmp_path):
     lrs = [g["lr"] for g in state["optimizer"]["param_groups"]]
     assert lrs[0] == 0.0 and lrs[1] > 0
     with pytest.raises(ValueError, match="backbone_lr: this task has no backbone"):
-        train(_task(_Tiny(), backbone=False), SGD, tmp_path / "none", eval_every=6, progress=False)
+        train(_task(TinyNet(), backbone=False), SGD, tmp_path / "none", eval_every=6, progress=False)
 
 
 def _pretrained_batch_norm_net() -> FeatureNet:
@@ -204,20 +174,20 @@ def test_bf16_autocast_trains_with_a_finite_loss_and_fp32_stays_the_default(tmp_
 
     def loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
         seen.append(model.backbone(batch[0]).dtype)
-        return _loss(model, batch)
+        return mse_loss(model, batch)
 
     cfg = replace(SGD, iterations=1, precision="bf16")
-    result = train(_task(_Tiny(), loss), cfg, tmp_path / "bf16", eval_every=1, progress=False)
+    result = train(_task(TinyNet(), loss), cfg, tmp_path / "bf16", eval_every=1, progress=False)
     native = trainer.bf16_supported(torch.device("cpu"))
     assert seen[-1] == (torch.bfloat16 if native else torch.float32)
     assert result.history[-1]["loss"] is not None and torch.isfinite(torch.tensor(result.history[-1]["loss"]))
     assert all(p.dtype == torch.float32 for p in result.model.parameters())  # the weights stay float32
-    train(_task(_Tiny(), loss), replace(cfg, precision="fp32"), tmp_path / "fp32", 1,
+    train(_task(TinyNet(), loss), replace(cfg, precision="fp32"), tmp_path / "fp32", 1,
           progress=False)
     assert seen[-1] == torch.float32
     monkeypatch.setattr(trainer, "bf16_supported", lambda device: False)  # a CPU without native bfloat16
     with caplog.at_level(logging.WARNING, logger="featflow.engine.trainer"):
-        train(_task(_Tiny(), loss), cfg, tmp_path / "fallback", eval_every=1, progress=False)
+        train(_task(TinyNet(), loss), cfg, tmp_path / "fallback", eval_every=1, progress=False)
     assert seen[-1] == torch.float32 and "training in fp32" in caplog.text
 
 
@@ -290,6 +260,7 @@ def test_feature_scale_reports_n_feats_std_and_dffs_scale_field():
     assert scale.metrics() == metrics  # the hooks are gone after the block
 
 
+@pytest.mark.slow
 def test_detection_training_records_the_feature_scale(tmp_path):
     from featflow.engine.det_training import train_detection
 
@@ -334,12 +305,13 @@ def test_a_finite_but_exploding_loss_stops_training_as_diverged(tmp_path):
 
     def exploding(model: nn.Module, batch) -> Tensor:
         calls.append(1)
-        return _loss(model, batch) * 0 + 1.5 ** len(calls)  # 1.5, 2.25, ...: finite, the smoothed value 100x the first soon
+        # 1.5, 2.25, ...: finite, the smoothed value 100x the first soon
+        return mse_loss(model, batch) * 0 + 1.5 ** len(calls)
 
     cfg = replace(SGD, iterations=200)
     with pytest.raises(FloatingPointError, match="diverged at iteration"):
-        train(_task(_Tiny(), loss=exploding), cfg, tmp_path / "run", eval_every=1000, progress=False)
+        train(_task(TinyNet(), loss=exploding), cfg, tmp_path / "run", eval_every=1000, progress=False)
     assert len(calls) < 60
     # a loss that only falls trains to the end
-    result = train(_task(_Tiny()), replace(SGD, iterations=12), tmp_path / "ok", eval_every=6, progress=False)
+    result = train(_task(TinyNet()), replace(SGD, iterations=12), tmp_path / "ok", eval_every=6, progress=False)
     assert result.iterations == 12

@@ -9,9 +9,15 @@ import pytest
 
 from featflow.data.formats.vid import VID_CLASSES, VidAnnotation, VidObject
 from featflow.evaluation.motion_iou import box_iou_vid, motion_category, motion_iou
-from featflow.evaluation.vid_map import (VideoGroundTruth, average_precision, evaluate_vid,
-                                         ground_truth_from_annotations, read_frame_ids, read_vid_results,
-                                         write_vid_results)
+from featflow.evaluation.vid_map import (
+    VideoGroundTruth,
+    average_precision,
+    evaluate_vid,
+    ground_truth_from_annotations,
+    read_frame_ids,
+    read_vid_results,
+    write_vid_results,
+)
 from featflow.structures import Detections
 
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from featflow.apps.demo import run_demo, shipped_segmenter
 from featflow.cli import main
 from featflow.data.synthetic import NUM_CLASSES
 from featflow.data.video import open_source, write_video
 from featflow.engine.checkpoint import save_segmenter
-from featflow.apps.demo import run_demo, shipped_segmenter
 from featflow.methods.segmentation import VideoSegmenter
 from featflow.utils.visualize import caption, colorize_labels, overlay, side_by_side
 
@@ -44,6 +44,7 @@ def test_visualization_helpers():
     assert side_by_side([image, image], gap=3).shape == (2, 7, 3)
 
 
+@pytest.mark.slow
 def test_demo_with_given_weights(tmp_path, capsys):
     model = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16, flow_net="flownet_inception")
     save_segmenter(tmp_path / "dff.safetensors", model, ["c"] * NUM_CLASSES,
@@ -56,9 +57,10 @@ def test_demo_with_given_weights(tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["key_interval"] == 3
     page = (tmp_path / "out" / "report.html").read_text()  # the demo's page: plots, flow fields and video inlined
     assert page.count("data:image/png;base64,") == 2 and page.count("data:video/mp4;base64,") == 1
-    assert "<table>" in page and (tmp_path / "out" / "flow.png").is_file() and (tmp_path / "out" / "tradeoff.png").is_file()
-    assert main(["demo", "--out", str(tmp_path / "cli"), "--frames", "4", "--weights", str(tmp_path / "dff.safetensors"),
-                 "--no-detection", "--quiet"]) == 0
+    assert ("<table>" in page and (tmp_path / "out" / "flow.png").is_file()
+            and (tmp_path / "out" / "tradeoff.png").is_file())
+    assert main(["demo", "--out", str(tmp_path / "cli"), "--frames", "4",
+                 "--weights", str(tmp_path / "dff.safetensors"), "--no-detection", "--quiet"]) == 0
     assert "speedup" not in capsys.readouterr().err
 
 
@@ -67,6 +69,7 @@ def test_demo_with_given_weights(tmp_path, capsys):
 DET_MAP_FLOOR = 0.15
 
 
+@pytest.mark.slow
 def test_shipped_demo_runs_with_the_shipped_weights(tmp_path):
     """Accuracy only: the speed-ups are measured by the benchmarks (``featflow bench``), not asserted here, where
     the machine may be busy with anything."""
@@ -83,6 +86,7 @@ def test_shipped_demo_runs_with_the_shipped_weights(tmp_path):
     assert min(det.single_frame.map, det.dff.map, det.fgfa.map) > DET_MAP_FLOOR
 
 
+@pytest.mark.slow
 def test_detection_demo_with_given_weights(tmp_path, capsys):
     from featflow.engine.checkpoint import save_detector
     from featflow.methods.detection import VideoDetector
@@ -93,11 +97,14 @@ def test_detection_demo_with_given_weights(tmp_path, capsys):
         torch.manual_seed(0)
         model = VideoDetector(8, "resnet18", 16, "flownet_inception", rpn=RPNConfig(anchor_sizes=(16, 32)), **kwargs)
         paths.append(tmp_path / f"{name}.safetensors")
-        save_detector(paths[-1], model, [f"c{k}" for k in range(8)], {"config": json.dumps({"data": {"size": [48, 64]}})})
+        save_detector(paths[-1], model, [f"c{k}" for k in range(8)],
+                      {"config": json.dumps({"data": {"size": [48, 64]}})})
     seg = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16, flow_net="flownet_inception")
-    save_segmenter(tmp_path / "seg.safetensors", seg, ["c"] * NUM_CLASSES, {"config": json.dumps({"data": {"size": [48, 64]}})})
-    assert main(["demo", "--out", str(tmp_path / "out"), "--frames", "4", "--weights", str(tmp_path / "seg.safetensors"),
-                 "--det-weights", str(paths[0]), str(paths[1]), "--quiet"]) == 0
+    save_segmenter(tmp_path / "seg.safetensors", seg, ["c"] * NUM_CLASSES,
+                   {"config": json.dumps({"data": {"size": [48, 64]}})})
+    assert main(["demo", "--out", str(tmp_path / "out"), "--frames", "4",
+                 "--weights", str(tmp_path / "seg.safetensors"), "--det-weights", str(paths[0]), str(paths[1]),
+                 "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "detection, FGFA (11 frames)" in printed and "detection, DFF (l=10)" in printed
     frames = list(open_source(tmp_path / "out" / "detection.mp4").frames())

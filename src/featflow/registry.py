@@ -36,11 +36,22 @@ AGGREGATIONS: tuple[str | None, ...] = (None, "adaptive", "mean")
 # ---- video methods ---------------------------------------------------------------------------------------------
 
 TASKS: tuple[str, ...] = ("seg", "det")
-#: How each task gets a frame's features: per frame, propagated (DFF, or SFF along off-the-shelf flow), aggregated.
+#: How a frame gets its features, for every task: the stream class of each method, as "module:Class" (imported
+#: when used, so this module stays torch-free). A new method is one class and one line here.
+STRATEGIES: dict[str, str] = {
+    "frame": "featflow.methods.streams:PerFrame",  # N_feat on every frame
+    "dff": "featflow.methods.streams:DFF",  # key frames propagated along F x the scale field
+    "sff-slow": "featflow.methods.streams:SFFSlow",  # ... along OpenCV's DIS flow (medium)
+    "sff-fast": "featflow.methods.streams:SFFFast",  # ... along DIS (ultrafast)
+    "fgfa": "featflow.methods.streams:FGFA",  # neighbours warped along F and averaged with adaptive weights
+}
+#: Every method (the choices of ``featflow infer --method`` and ``featflow eval det --method``).
+METHODS: tuple[str, ...] = tuple(STRATEGIES)
+#: The methods the DFF protocol of Cityscapes evaluates (``featflow eval seg``): its one labelled frame of each
+#: snippet is reached from key frames 0..l-1 frames before it, which aggregation has no place in.
 SEG_METHODS: tuple[str, ...] = ("frame", "dff", "sff-slow", "sff-fast")
-DET_METHODS: tuple[str, ...] = ("frame", "dff", "fgfa")
-#: Every method of either task (the choices of ``featflow infer --method``).
-METHODS: tuple[str, ...] = tuple(dict.fromkeys(SEG_METHODS + DET_METHODS))
+#: The methods VID evaluation runs (``featflow eval det``): every stream.
+DET_METHODS: tuple[str, ...] = METHODS
 #: The papers' key-frame intervals: Cityscapes 5, ImageNet VID 10.
 DEFAULT_KEY_INTERVAL: dict[str, int] = {"seg": 5, "det": 10}
 #: Box-level post-processing of detection (FGFA's table 4).

@@ -26,13 +26,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from featflow.analysis.reports import (curves_plot, machine_description, plateau_gain, save_figure,  # noqa: E402
-                                       training_lines, training_records, write_report)
+from featflow.analysis.reports import (  # noqa: E402
+    curves_plot,
+    machine_description,
+    plateau_gain,
+    save_figure,
+    training_lines,
+    training_records,
+    write_report,
+)
 from featflow.analysis.speed import measure_fgfa_speed, measure_speed  # noqa: E402
 from featflow.data.vid import VidDataset  # noqa: E402
 from featflow.engine.checkpoint import load_detector  # noqa: E402
-from featflow.engine.det_inference import (DetStreamConfig, detect_dataset, ground_truth,  # noqa: E402
-                                           postprocess_video)
+from featflow.engine.det_inference import DetStreamConfig, detect_dataset, ground_truth, postprocess_video  # noqa: E402
 from featflow.evaluation.bootstrap import vid_map_differences  # noqa: E402
 from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid  # noqa: E402
 from featflow.structures import Detections, VideoDetections  # noqa: E402
@@ -224,8 +230,9 @@ def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) 
         lines += ["", f"![frame count]({plan.stem}.png)"]
     if results["speed"]:
         s = results["speed"]
-        lines += ["", f"## Speed at the paper's size ({plan.speed.size[0]}x{plan.speed.size[1]}, {plan.speed.feature_net}, "
-                      "random weights, one run)", "", "| method | ms / frame | against single frame |", "|---|---|---|"]
+        lines += ["", f"## Speed at the paper's size ({plan.speed.size[0]}x{plan.speed.size[1]}, "
+                      f"{plan.speed.feature_net}, random weights, one run)", "",
+                  "| method | ms / frame | against single frame |", "|---|---|---|"]
         for r in s["dff"]:
             lines.append(f"| DFF l={r['key_interval']} + {r['flow_net']} | {1000 / r['dff_fps']:.0f} | "
                          f"{r['speedup']:.2f}x faster |")
@@ -234,9 +241,9 @@ def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) 
                          f"{r['cost_ratio']:.2f}x the cost |")
         if s["dff"]:
             lines.append(f"| single frame | {1000 / s['dff'][0]['per_frame_fps']:.0f} | 1.00x |")
-        lines += ["", "Targets: DFF at l=10 at least 7x faster than single frame with FlowNet Inception (paper: 5x with "
-                      "FlowNet); FGFA with 21 frames at most 2.5x a single frame with FlowNet (paper 2.55x) and at most "
-                      "1.5x with FlowNet Inception."]
+        lines += ["", "Targets: DFF at l=10 at least 7x faster than single frame with FlowNet Inception "
+                      "(paper: 5x with FlowNet); FGFA with 21 frames at most 2.5x a single frame with FlowNet "
+                      "(paper 2.55x) and at most 1.5x with FlowNet Inception."]
     if results.get("comparisons"):
         lines += _comparison_lines(results["comparisons"])
     if results.get("training"):
@@ -251,8 +258,8 @@ def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) 
     return "\n".join(lines)
 
 
-def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "reports", command: str = "featflow bench det",
-                         progress: bool = True) -> list[Path]:
+def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "reports",
+                         command: str = "featflow bench det", progress: bool = True) -> list[Path]:
     data = VidDataset(plan.data, plan.split)
     total = len(data)
     if plan.videos is not None:

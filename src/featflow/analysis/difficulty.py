@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from featflow.errors import FeatflowError
 from featflow.analysis.reports import machine_description, write_report
 from featflow.data.synthetic import CLASS_NAMES, NUM_CLASSES, Degradations, SynthConfig, SyntheticVideo
 from featflow.engine.checkpoint import load_segmenter
+from featflow.errors import FeatflowError
 from featflow.evaluation.motion_iou import motion_category, motion_iou
 from featflow.evaluation.segmentation import IGNORE, ConfusionMatrix
 from featflow.methods.segmentation import VideoSegmenter
@@ -33,7 +33,8 @@ def load_probe(weights: str | os.PathLike) -> tuple[VideoSegmenter, dict]:
     """A trained per-frame segmenter and how it was trained (its run's metrics.json, when beside it)."""
     model, metadata = load_segmenter(weights)
     if model.flow_net is not None or model.num_classes != NUM_CLASSES:
-        raise FeatflowError(f"{weights}: the probe must be a per-frame segmenter of the {NUM_CLASSES} synthetic classes")
+        raise FeatflowError(f"{weights}: the probe must be a per-frame segmenter of the {NUM_CLASSES} "
+                            "synthetic classes")
     config = json.loads(metadata.get("config", "{}"))
     training = {"iterations": int(metadata.get("iterations", 0)), "minutes": None,
                 "size": config.get("data", {}).get("size", [128, 256]),

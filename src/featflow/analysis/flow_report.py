@@ -13,11 +13,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from featflow.errors import FeatflowError
 from featflow.analysis.reports import machine_description, save_figure, write_report  # noqa: E402
 from featflow.data.synthetic import Degradations, SynthConfig  # noqa: E402
 from featflow.engine.checkpoint import load_flow_net, shipped_flow_weights  # noqa: E402
 from featflow.engine.flow_inference import FlowNetEstimator  # noqa: E402
+from featflow.errors import FeatflowError
 from featflow.evaluation.flow_metrics import FlowScore, evaluate_flow, held_out_pairs  # noqa: E402
 from featflow.modeling.shallow_flow import DISFlow, FarnebackFlow, zero_flow  # noqa: E402
 
@@ -80,7 +80,8 @@ def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict],
         lines += ["", "Trained networks, all from scratch on synthetic pairs on this CPU with "
                       "`featflow train flow --config NAME --iterations N --time-limit MIN` (the packaged configs; "
                       "training stops at whichever limit comes first, the learning rate decaying to match):", "",
-                  "| name | network | iterations done | limits (iterations, minutes) | batch | training size | weights |",
+                  "| name | network | iterations done | limits (iterations, minutes) | batch | training size "
+                  "| weights |",
                   "|---|---|---|---|---|---|---|"]
         for name, info in trained.items():
             cfg = info["config"]
@@ -93,8 +94,8 @@ def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict],
         for condition in CONDITIONS:
             ours, ref = scores[condition][shipped].epe, scores[condition][REFERENCE].epe
             if ours < ref:
-                lines.append(f"- {condition}: the shipped net ({shipped}) beats {REFERENCE}: {ours:.3f} vs {ref:.3f} px "
-                             f"({100 * (ref - ours) / ref:.1f}% lower).")
+                lines.append(f"- {condition}: the shipped net ({shipped}) beats {REFERENCE}: "
+                             f"{ours:.3f} vs {ref:.3f} px ({100 * (ref - ours) / ref:.1f}% lower).")
             else:
                 lines.append(f"- {condition}: the shipped net ({shipped}) falls short of {REFERENCE} by "
                              f"{ours - ref:.3f} px ({ours:.3f} vs {ref:.3f}, {100 * (ours - ref) / ref:.1f}% higher).")

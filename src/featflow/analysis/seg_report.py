@@ -21,8 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from featflow.analysis.reports import (machine_description, save_figure, training_lines, training_records,  # noqa: E402
-                                       write_report)
+from featflow.analysis.reports import machine_description, save_figure, training_lines, training_records, write_report  # noqa: E402
 from featflow.analysis.speed import format_row, measure_speed  # noqa: E402
 from featflow.data.cityscapes import CityscapesVideo  # noqa: E402
 from featflow.engine.checkpoint import load_flow_into, load_segmenter  # noqa: E402
@@ -173,9 +172,9 @@ def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], cur
                   "", "| N_feat + F | size | l | per-frame fps | DFF fps | speedup | key frame ms | other frame ms |",
                   "|---|---|---|---|---|---|---|---|"]
         for s in speed:
-            lines.append(f"| {s['feature_net']} + {s['flow_net']} | {s['size'][0]}x{s['size'][1]} | {s['key_interval']} "
-                         f"| {s['per_frame_fps']:.3f} | {s['dff_fps']:.3f} | {s['speedup']:.2f}x | "
-                         f"{s['key_frame_ms']:.0f} | {s['non_key_frame_ms']:.0f} |")
+            lines.append(f"| {s['feature_net']} + {s['flow_net']} | {s['size'][0]}x{s['size'][1]} "
+                         f"| {s['key_interval']} | {s['per_frame_fps']:.3f} | {s['dff_fps']:.3f} | "
+                         f"{s['speedup']:.2f}x | {s['key_frame_ms']:.0f} | {s['non_key_frame_ms']:.0f} |")
         lines += ["", "Target: ResNet-101 + FlowNet at l=5 at least 4.5x faster than per-frame (paper: 3.7x on a "
                       "K40; the bound when propagation costs nothing is 5x)."]
     if records:

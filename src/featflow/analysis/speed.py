@@ -164,13 +164,13 @@ def measure_fgfa_speed(feature_net: str = "resnet101", flow_net: str = "flownet"
     per_frame_ms = 1000 * (time.perf_counter() - start) / frames
     stream = AggregatedFeatures(model, window)
     for i in range(2 * window):  # fill the window; frame 0's output (with start padding) comes at push 2K - K
-        for _, features in stream.push(images[i % len(images)]):
-            head(features, size)
+        for item in stream.push(images[i % len(images)]):
+            head(item.features, size)
     sync()
     start = time.perf_counter()
     for i in range(2 * window, 2 * window + frames):  # each push now outputs a frame with a full, unpadded window
-        for _, features in stream.push(images[i % len(images)]):
-            head(features, size)
+        for item in stream.push(images[i % len(images)]):
+            head(item.features, size)
     sync()
     ms = 1000 * (time.perf_counter() - start) / frames
     return AggregationSpeedRow(feature_net, flow_net, size, window, frames, ms, per_frame_ms, torch.get_num_threads(),

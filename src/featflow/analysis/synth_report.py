@@ -190,7 +190,8 @@ def _content_lines(content: dict[str, dict]) -> list[str]:
              row("box shorter side, median (cells)", lambda c: f"{c['cells']['shorter_side_median']:.1f}"),
              row("boxes >= 4 cells on the shorter side", lambda c: pct(c["cells"]["share_at_least_4"])),
              row("boxes < 2 cells", lambda c: pct(c["cells"]["share_below_2"])),
-             row("slow / medium / fast", lambda c: " / ".join(pct(c["motion_share"][m]) for m in ("slow", "medium", "fast"))),
+             row("slow / medium / fast",
+                 lambda c: " / ".join(pct(c["motion_share"][m]) for m in ("slow", "medium", "fast"))),
              row("less than half visible", lambda c: pct(c["visible_fraction"]["below_0.5"]))]
     for name, (hit, strong) in DETERIORATION_LEVELS.items():
         sign = "<=" if name == "foreshortening" else ">="
@@ -199,7 +200,8 @@ def _content_lines(content: dict[str, dict]) -> list[str]:
                                            f"{pct(c['deterioration'][n]['strong_share'])}"))
         lines.append(row(f"{name}: median / 90th percentile when hit",
                          lambda c, n=name: "-" if c["deterioration"][n]["median_when_hit"] is None else
-                         f"{c['deterioration'][n]['median_when_hit']:.2f} / {c['deterioration'][n]['p90_when_hit']:.2f}"))
+                         f"{c['deterioration'][n]['median_when_hit']:.2f} / "
+                         f"{c['deterioration'][n]['p90_when_hit']:.2f}"))
     lines += [row("strongly deteriorated (any)", lambda c: pct(c["strongly_deteriorated_share"])),
               row("... of which seen without strong deterioration within +-9 frames",
                   lambda c: pct(c["seen_better_within_9_frames"]))]
@@ -240,7 +242,8 @@ def run_synth_benchmark(report: str | os.PathLike = "reports", videos: int = 20,
         "|---|---|---|---|",
     ]
     for name, sp in speed.items():
-        lines.append(f"| {name} | {sp['render_fps']:.0f} | {sp['fps_with_setup']:.0f} | {sp['setup_ms_per_video']:.0f} |")
+        lines.append(f"| {name} | {sp['render_fps']:.0f} | {sp['fps_with_setup']:.0f} | "
+                     f"{sp['setup_ms_per_video']:.0f} |")
     lines += [
         "",
         "## What the videos hold",

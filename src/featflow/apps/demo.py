@@ -28,7 +28,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from featflow.errors import FeatflowError
 from featflow.apps.html import write_html_report  # noqa: E402
 from featflow.data.detection_clips import synthetic_targets  # noqa: E402
 from featflow.data.io import write_image  # noqa: E402
@@ -39,6 +38,7 @@ from featflow.engine.checkpoint import load_detector, load_segmenter  # noqa: E4
 from featflow.engine.det_inference import DetStreamConfig, detect_stream  # noqa: E402
 from featflow.engine.flow_inference import predict_flow  # noqa: E402
 from featflow.engine.seg_inference import SegmentationStream  # noqa: E402
+from featflow.errors import FeatflowError
 from featflow.evaluation.segmentation import ConfusionMatrix  # noqa: E402
 from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid  # noqa: E402
 from featflow.methods.schedulers import FixedInterval  # noqa: E402
@@ -49,7 +49,8 @@ from featflow.utils.io import atomic_path, write_json, write_text  # noqa: E402
 from featflow.utils.visualize import caption, draw_boxes, flow_to_color, overlay, side_by_side  # noqa: E402
 
 SHIPPED_SEGMENTER = "dff_r18_inception_synth.safetensors"
-SHIPPED_DETECTORS = {"dff": "det_dff_r18_inception_synth.safetensors", "fgfa": "det_fgfa_r18_inception_synth.safetensors"}
+SHIPPED_DETECTORS = {"dff": "det_dff_r18_inception_synth.safetensors",
+                     "fgfa": "det_fgfa_r18_inception_synth.safetensors"}
 
 
 def _shipped(name: str) -> Path:
@@ -163,7 +164,8 @@ def run_demo(out: str | os.PathLike = "featflow_demo", frames: int = 60, key_int
 
 
 @torch.no_grad()
-def _flow_figure(path: Path, model: VideoSegmenter, images: list[np.ndarray], key_interval: int, count: int = 3) -> None:
+def _flow_figure(path: Path, model: VideoSegmenter, images: list[np.ndarray], key_interval: int,
+                 count: int = 3) -> None:
     """Rows of (key frame | current frame | F's flow from the current frame to the key frame, in colour) for the
     last frame of each of the first ``count`` key intervals (the farthest from its key frame)."""
     interval = max(key_interval, 2)
@@ -269,7 +271,8 @@ def run_detection_demo(out: str | os.PathLike = "featflow_demo", frames: int = 4
 
     def panels(t: int) -> np.ndarray:
         big = cv2.resize(images[t], (2 * size[1], 2 * size[0]), interpolation=cv2.INTER_LINEAR)
-        titles = {"single_frame": "single frame", "dff": f"DFF l={key_interval}", "fgfa": f"FGFA {2 * window + 1} frames"}
+        titles = {"single_frame": "single frame", "dff": f"DFF l={key_interval}",
+                  "fgfa": f"FGFA {2 * window + 1} frames"}
         return side_by_side([caption(draw_boxes(big, d[t].boxes, d[t].labels, d[t].scores, names, palette, scale=2.0),
                                      f"{titles[n]}: {summaries[n].fps:.1f} fps") for n, d in results.items()])
 

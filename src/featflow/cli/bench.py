@@ -59,7 +59,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     seg.add_argument("--report", type=Path, default=Path("reports"))
     seg.add_argument("--quiet", action="store_true")
     seg.set_defaults(func=run_seg)
-    det = bench.add_parser("det", help="the detection report: FGFA ablations, post-processing, DFF, frame counts, speed",
+    det = bench.add_parser("det",
+                           help="the detection report: FGFA ablations, post-processing, DFF, frame counts, speed",
                            description="Evaluate the trained detectors a plan names on held-out VID-layout data (mAP "
                                        "all / slow / medium / fast), the post-processing table, DFF, FGFA's test-frame "
                                        "count, and paper-size speed; write detection.md/.json/.png.")

@@ -41,4 +41,5 @@ def run(args: argparse.Namespace) -> None:
             print(f"detection, {name}: mAP {100 * r.map:.1f}%, {r.fps:.1f} frames/s")
     elif not args.no_detection:
         print("detection: not run (this build ships no detector weights)")
-    print(f"videos: {summary.video}" + (f", {det.video}" if det else "") + f"; summary: {Path(args.out) / 'summary.md'}")
+    print(f"videos: {summary.video}" + (f", {det.video}" if det else "")
+          + f"; summary: {Path(args.out) / 'summary.md'}")

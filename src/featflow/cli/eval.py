@@ -19,7 +19,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                                       "before it and mIoU is averaged over those offsets.")
     seg.add_argument("--data", required=True, type=Path, help="a Cityscapes-layout folder (real or synthetic)")
     seg.add_argument("--weights", required=True,
-                     help="a segmenter: a shipped model's name (featflow models) or a weights file (featflow train seg)")
+                     help="a segmenter: a shipped model's name (featflow models) or a weights file "
+                          "(featflow train seg)")
     seg.add_argument("--method", choices=SEG_METHODS, default="dff")
     seg.add_argument("--key-interval", type=options.positive, default=5, help="key-frame interval l (default 5)")
     seg.add_argument("--flow-net", choices=FLOW_NETS, default=None,
@@ -37,7 +38,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                                       "tracks), optionally with box-level post-processing.")
     det.add_argument("--data", required=True, type=Path,
                      help="an ImageNet VID-layout folder (real or synthetic), or a CocoVID JSON file with --images")
-    det.add_argument("--images", type=Path, default=None, help="with a CocoVID file: the folder its file names start in")
+    det.add_argument("--images", type=Path, default=None,
+                     help="with a CocoVID file: the folder its file names start in")
     det.add_argument("--weights", required=True,
                      help="a detector: a shipped model's name (featflow models) or a weights file (featflow train det)")
     det.add_argument("--method", choices=DET_METHODS, default="frame")

@@ -39,9 +39,9 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from featflow.engine.predictor import load
     from featflow.apps.infer import run_infer
     from featflow.data.video import open_source
+    from featflow.engine.predictor import load
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise FeatflowError("--device cuda: no CUDA device is available here")

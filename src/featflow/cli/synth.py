@@ -19,7 +19,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-videos", type=options.non_negative, default=0,
                    help="validation videos (pairs for flyingchairs)")
     p.add_argument("--frames", type=options.positive, default=None,
-                   help="frames per video (default: 30 for cityscapes, which requires 30; 60 for vid; 10 for flyingchairs)")
+                   help="frames per video (default: 30 for cityscapes, which requires 30; 60 for vid; "
+                        "10 for flyingchairs)")
     p.add_argument("--size", type=options.size, default=(256, 512), help="frame size HxW (default 256x512)")
     p.add_argument("--seed", type=options.non_negative, default=0)
     p.add_argument("--geometry", choices=GEOMETRIES, default="shapes",

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from featflow.errors import MissingInput
 from featflow.data.formats import cityscapes as cs
 from featflow.data.io import read_image, read_label_image
+from featflow.errors import MissingInput
 
 _LABEL_NAME = re.compile(r"^(?P<city>[^_]+)_(?P<seq>\d{6})_(?P<frame>\d{6})_gtFine_labelIds\.png$")
 

@@ -15,11 +15,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from featflow.errors import FeatflowError
 from featflow.data.formats.flo import read_flo
 from featflow.data.formats.flyingchairs import list_pairs
 from featflow.data.io import read_image
 from featflow.data.synthetic import SynthConfig, SyntheticVideo
+from featflow.errors import FeatflowError
 
 
 def _sample(current: np.ndarray, key: np.ndarray, flow: np.ndarray, valid: np.ndarray) -> dict[str, Tensor]:
@@ -52,7 +52,8 @@ class SyntheticFlowPairs(Dataset):
     def video(self, index: int) -> SyntheticVideo:
         number = index // self.pairs_per_video
         if self._video is None or self._video.index != number:
-            self._video = SyntheticVideo(self.config, self.seed, number, self.split, cache_size=2 * self.pairs_per_video)
+            self._video = SyntheticVideo(self.config, self.seed, number, self.split,
+                                         cache_size=2 * self.pairs_per_video)
         return self._video
 
     def frames(self, index: int) -> tuple[int, int]:

@@ -10,16 +10,15 @@ the results format uses), else from the folders under ``Data/VID/{split}``.
 from __future__ import annotations
 
 import copy
-
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from featflow.errors import FeatflowError, MissingInput
 from featflow.data.formats import vid
 from featflow.data.io import read_image
+from featflow.errors import FeatflowError, MissingInput
 
 
 @dataclass(frozen=True)
@@ -43,16 +42,10 @@ def _frames_file(root: Path, split: str) -> list[VidVideo] | None:
     if not path.is_file():
         return None
     videos: dict[str, tuple[list[str], list[int]]] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit() or parts[0].count("/") < 2:
-            raise FeatflowError(f"{path}:{n}: expected '{split}/VIDEO/FRAME ID', got {line!r}")
-        folder, frame = parts[0].split("/", 1)[1].rsplit("/", 1)
+    for folder, frame, frame_id in vid.read_frame_list(path):
         frames, ids = videos.setdefault(folder, ([], []))
         frames.append(frame)
-        ids.append(int(parts[1]))
+        ids.append(frame_id)
     return [VidVideo(name, tuple(frames), tuple(ids)) for name, (frames, ids) in videos.items()]
 
 
@@ -112,7 +105,8 @@ class VidDataset(VideoBoxesBase):
     def __init__(self, root: str | os.PathLike, split: str = "val") -> None:
         self.root, self.split = Path(root), split
         map_file = self.root / "devkit" / "data" / "map_vid.txt"
-        self.classes: tuple[tuple[str, str], ...] = vid.read_map_vid(map_file) if map_file.is_file() else vid.VID_CLASSES
+        self.classes: tuple[tuple[str, str], ...] = (vid.read_map_vid(map_file) if map_file.is_file()
+                                                     else vid.VID_CLASSES)
         self.class_index = {wnid: i for i, (wnid, _) in enumerate(self.classes, 1)}
         self.videos = _frames_file(self.root, split) or _frame_folders(self.root, split)
         if not self.videos:
@@ -133,7 +127,7 @@ class VidDataset(VideoBoxesBase):
         unknown = sorted({o.name for o in objects} - set(self.class_index))
         if unknown:
             raise FeatflowError(f"{self.videos[v].name}/{self.videos[v].frames[t]}: classes {unknown} are not in the "
-                             f"class map ({len(self.classes)} classes)")
+                                f"class map ({len(self.classes)} classes)")
         return FrameTargets(np.array([o.box for o in objects], np.float32).reshape(-1, 4),
                             np.array([self.class_index[o.name] for o in objects], np.int64),
                             np.array([o.track_id for o in objects], np.int64))

@@ -92,7 +92,8 @@ def save_flow_net(path: str | os.PathLike, net: FlowNetBase, name: str, extra: d
     save_weights(path, net, metadata, dtype=dtype, skip=("scale_conv.weight",))
 
 
-def load_flow_net(path: str | os.PathLike | None = None, scale_channels: int = 1024) -> tuple[FlowNetBase, dict[str, str]]:
+def load_flow_net(path: str | os.PathLike | None = None,
+                  scale_channels: int = 1024) -> tuple[FlowNetBase, dict[str, str]]:
     """Rebuild a flow network from a featflow weights file (default: the shipped one).
 
     The scale field is created with ``scale_channels`` outputs and starts at exactly 1.
@@ -107,7 +108,7 @@ def load_flow_net(path: str | os.PathLike | None = None, scale_channels: int = 1
     missing = [k for k in missing if k != "scale_conv.weight"]
     if missing or unexpected:
         raise FeatflowError(f"{path}: weights do not fit {metadata['featflow.model']} "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return net, metadata
 
 
@@ -142,8 +143,8 @@ def _load_state(path: Path, model: nn.Module, tensors: dict[str, torch.Tensor], 
     wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(expected[k].shape)} in the model"
              for k, v in tensors.items() if k in expected and v.shape != expected[k].shape]
     if wrong:
-        raise FeatflowError(f"{path}: weights do not fit the model they describe ({len(wrong)} tensors differ in shape; "
-                         f"{'; '.join(wrong[:3])})")
+        raise FeatflowError(f"{path}: weights do not fit the model they describe "
+                            f"({len(wrong)} tensors differ in shape; {'; '.join(wrong[:3])})")
     missing, unexpected = load_norm_agnostic(model, tensors)
     missing = [k for k in missing if not k.startswith(optional)] if optional else missing
     if missing or unexpected:

@@ -12,7 +12,6 @@ propagation along DIS flow) or ``tubelet`` (tubelet rescoring).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -20,18 +19,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from featflow.errors import FeatflowError
 from featflow.data.vid import VideoBoxesBase
 from featflow.engine.distributed import context, gather, shard
+from featflow.errors import FeatflowError
 from featflow.evaluation.vid_map import VideoGroundTruth, VidResult, evaluate_vid, write_vid_results
 from featflow.methods.detection import VideoDetector
 from featflow.methods.schedulers import FixedInterval
-from featflow.methods.streams import AggregatedFeatures, KeyFrameFeatures
-from featflow.modeling.preprocess import image_to_tensor
+from featflow.methods.streams import StreamOptions, run_stream
 from featflow.postprocess import dis_flows, motion_guided_propagation, seq_nms, tubelet_rescoring
-from featflow.structures import Detections, VideoDetections
-
 from featflow.registry import DET_METHODS, POSTPROCESS, check_choice
+from featflow.structures import Detections, VideoDetections
 
 
 @dataclass(frozen=True)
@@ -52,37 +49,12 @@ class DetStreamConfig:
 def detect_stream(model: VideoDetector, frames: Iterable[np.ndarray], config: DetStreamConfig = DetStreamConfig(),
                   timing: list[float] | None = None) -> Iterator[tuple[int, Detections]]:
     """(H, W, 3) uint8 RGB frames -> (frame index, detections), in frame order (FGFA offline: K frames late).
-    Seconds spent in the model are appended to ``timing`` (decoding excluded)."""
-    model.eval()
-    device = next(model.parameters()).device
-    size: tuple[int, int] | None = None
-
-    def run(step, *args):
-        start = time.perf_counter()
-        out = step(*args)
+    Seconds spent in the model are appended to ``timing``, one entry per frame (decoding excluded)."""
+    options = StreamOptions(FixedInterval(config.key_interval), config.window, config.online)
+    for item, detections, seconds in run_stream(model, frames, config.method, options):
         if timing is not None:
-            timing.append(time.perf_counter() - start)
-        return out
-
-    def head(features: torch.Tensor) -> Detections:
-        return model.detect(features, size)[0]
-
-    if config.method == "fgfa":
-        stream = AggregatedFeatures(model, config.window, config.online)
-        for frame in frames:
-            image = image_to_tensor(frame, device)
-            size = tuple(image.shape[-2:])
-            for index, features in run(stream.push, image):
-                yield index, run(head, features)
-        for index, features in run(stream.finish):
-            yield index, run(head, features)
-        return
-    keyed = KeyFrameFeatures(model, config.method == "dff", FixedInterval(config.key_interval))
-    for index, frame in enumerate(frames):
-        image = image_to_tensor(frame, device)
-        size = tuple(image.shape[-2:])
-        features, _ = run(keyed.step, image)
-        yield index, run(head, features)
+            timing.append(seconds)
+        yield item.index, detections
 
 
 def postprocess_video(video: VideoDetections, name: str, frames: list[np.ndarray] | None = None) -> VideoDetections:

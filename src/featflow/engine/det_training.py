@@ -19,21 +19,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from featflow.errors import FeatflowError
-from featflow.data.detection_clips import (ReferenceSampling, SyntheticDetectionClips, VidDetectionClips,
-                                           collate_clips)
+from featflow.data.detection_clips import ReferenceSampling, SyntheticDetectionClips, VidDetectionClips, collate_clips
 from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
 from featflow.data.vid import VidDataset
-from featflow.engine.checkpoint import (load_detector, load_flow_into, load_norm_agnostic, read_weights,
-                                        save_detector)
+from featflow.engine.checkpoint import load_detector, load_flow_into, load_norm_agnostic, read_weights, save_detector
 from featflow.engine.config import check_paths, to_dict
 from featflow.engine.feature_scale import FeatureScale
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, to_device, train
+from featflow.errors import FeatflowError
 from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid
 from featflow.methods.detection import VideoDetector, total_loss
 from featflow.modeling.rpn import RPNConfig
-from featflow.registry import (AGGREGATIONS, FEATURE_NETS, FLOW_NETS, GEOMETRIES, NORMS, check_choice,
-                               resolve_weights)
+from featflow.registry import AGGREGATIONS, FEATURE_NETS, FLOW_NETS, GEOMETRIES, NORMS, check_choice, resolve_weights
 
 
 @dataclass(frozen=True)
@@ -111,10 +108,10 @@ def build_detector(cfg: DetModelConfig, num_classes: int) -> VideoDetector:
         found = (meta["arch"], int(meta["channels"]), int(meta["num_classes"]), tuple(model.anchor_sizes))
         if found != (cfg.arch, cfg.channels, num_classes, rpn.anchor_sizes):
             raise FeatflowError(f"{cfg.init} is (arch, channels, classes, anchors) = {found}; the config asks for "
-                             f"{(cfg.arch, cfg.channels, num_classes, rpn.anchor_sizes)}")
+                                f"{(cfg.arch, cfg.channels, num_classes, rpn.anchor_sizes)}")
         if model.flow_name != cfg.flow_net or model.aggregation != cfg.aggregation:
             raise FeatflowError(f"{cfg.init} has flow network {model.flow_name} and aggregation "
-                             f"{model.aggregation}; the config asks for {cfg.flow_net}, {cfg.aggregation}")
+                                f"{model.aggregation}; the config asks for {cfg.flow_net}, {cfg.aggregation}")
         needs_flow = cfg.flow_net is not None and not meta.get("flow_net")
     else:
         model = VideoDetector(num_classes, cfg.arch, cfg.channels, cfg.flow_net, cfg.aggregation, rpn=rpn,
@@ -143,8 +140,8 @@ def load_features_into(model: VideoDetector, path: str | Path) -> None:
     whichever normalisation either uses (BatchNorm statistics become frozen ones and back)."""
     tensors, meta = read_weights(path)
     if (meta.get("arch"), meta.get("channels")) != (model.arch, str(model.channels)):
-        raise FeatflowError(f"{path} holds a {meta.get('arch')} N_feat with {meta.get('channels')} channels; the detector "
-                         f"is a {model.arch} with {model.channels}")
+        raise FeatflowError(f"{path} holds a {meta.get('arch')} N_feat with {meta.get('channels')} channels; "
+                            f"the detector is a {model.arch} with {model.channels}")
     prefix = "feature_net."
     missing, unexpected = load_norm_agnostic(
         model.feature_net, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})

@@ -12,14 +12,14 @@ variables everything runs as one process (rank 0 of 1) and nothing here does any
 
 from __future__ import annotations
 
-from featflow.errors import FeatflowError
-
 import os
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from featflow.errors import FeatflowError
 
 T = TypeVar("T")
 

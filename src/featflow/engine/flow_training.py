@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from featflow.errors import FeatflowError
 from featflow.data.flow_pairs import FlyingChairsPairs, SyntheticFlowPairs
 from featflow.data.synthetic import Degradations, SynthConfig
 from featflow.engine.checkpoint import load_flow_net, save_flow_net
 from featflow.engine.config import check_paths, to_dict
 from featflow.engine.flow_inference import FlowNetEstimator
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, train
+from featflow.errors import FeatflowError
 from featflow.evaluation.flow_metrics import FlowPair, evaluate_flow, held_out_pairs
 from featflow.modeling.flow_net import FLOW_STRIDE, FlowOutput, build_flow_net
 from featflow.modeling.preprocess import flow_input
@@ -112,7 +112,8 @@ def train_flow(cfg: FlowTrainConfig, out: Path | None = None, resume: bool = Fal
     config = to_dict(cfg)
 
     def save(path: Path, model: nn.Module, iteration: int) -> None:
-        save_flow_net(path, model, cfg.model, {"iterations": str(iteration), "config": json.dumps(config, sort_keys=True)})
+        save_flow_net(path, model, cfg.model,
+                      {"iterations": str(iteration), "config": json.dumps(config, sort_keys=True)})
 
     def load(path: Path, model: nn.Module) -> None:
         model.load_state_dict(load_flow_net(path)[0].state_dict())

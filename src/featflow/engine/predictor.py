@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from featflow.errors import FeatflowError
 from featflow.data.video import to_rgb
 from featflow.engine.checkpoint import load_model
-from featflow.engine.det_inference import DetStreamConfig, detect_stream
-from featflow.engine.seg_inference import SegmentationStream
+from featflow.errors import FeatflowError
 from featflow.methods.detection import VideoDetector
 from featflow.methods.schedulers import FixedInterval
 from featflow.methods.segmentation import VideoSegmenter
+from featflow.methods.streams import StreamOptions, run_stream, supported
 from featflow.registry import DEFAULT_KEY_INTERVAL, resolve_weights
 from featflow.structures import Detections
 
@@ -63,14 +61,9 @@ class Model:
 
     @property
     def methods(self) -> tuple[str, ...]:
-        """What this checkpoint can run: per-frame always; DFF with a flow net; FGFA (detection) with an
-        embedding net; segmentation also propagates along off-the-shelf flow (SFF)."""
-        methods = ["frame"] + (["dff"] if self.net.flow_net is not None else [])
-        if self.task == "det" and self.net.aggregator is not None:
-            methods.append("fgfa")
-        if self.task == "seg":
-            methods += ["sff-slow", "sff-fast"]
-        return tuple(methods)
+        """What this checkpoint can run (``featflow.registry.STRATEGIES``): per-frame and SFF always; DFF with a
+        flow net; FGFA with an embedding net. Both tasks run every method the same way."""
+        return supported(self.net)
 
     @property
     def default_method(self) -> str:
@@ -94,20 +87,12 @@ class Model:
         interval = DEFAULT_KEY_INTERVAL[self.task] if key_interval is None else key_interval
         if interval < 1:
             raise FeatflowError(f"the key interval must be at least 1, got {interval}")
-        schedule = FixedInterval(1 if method == "frame" else interval)
-        if self.task == "seg":
-            stream = SegmentationStream(self.net, method, schedule)
-            for index, frame in enumerate(_frames(frames)):
-                start = time.perf_counter()
-                labels, is_key = stream.step(frame)
-                yield FrameResult(index, 1000 * (time.perf_counter() - start), is_key, labels=labels)
-            return
-        timing: list[float] = []
-        spent = 0
-        config = DetStreamConfig(method, interval, window, online)
-        for index, dets in detect_stream(self.net, _frames(frames), config, timing):
-            ms, spent = 1000 * sum(timing[spent:]), len(timing)
-            yield FrameResult(index, ms, method != "dff" or schedule.is_key(index), detections=dets)
+        options = StreamOptions(FixedInterval(interval), window, online)
+        for item, output, seconds in run_stream(self.net, _frames(frames), method, options):
+            if self.task == "seg":
+                yield FrameResult(item.index, 1000 * seconds, item.is_key, labels=output.cpu().numpy())
+            else:
+                yield FrameResult(item.index, 1000 * seconds, item.is_key, detections=output)
 
 
 def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> Model:

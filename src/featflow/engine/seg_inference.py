@@ -19,19 +19,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from featflow.errors import FeatflowError
 from featflow.data.cityscapes import CityscapesVideo
 from featflow.data.formats import cityscapes as cs
-from featflow.engine.distributed import context, gather, shard
 from featflow.data.io import write_image
+from featflow.engine.distributed import context, gather, shard
+from featflow.errors import FeatflowError
 from featflow.evaluation.segmentation import ConfusionMatrix
 from featflow.methods.dff import FlowSource, ShallowFlow
 from featflow.methods.schedulers import FixedInterval, KeyFrameScheduler
 from featflow.methods.segmentation import VideoSegmenter
-from featflow.methods.streams import KeyFrameFeatures
+from featflow.methods.streams import SFFFast, SFFSlow, StreamOptions, build_stream
 from featflow.modeling.preprocess import image_to_tensor
 from featflow.modeling.shallow_flow import DISFlow
-
 from featflow.registry import SEG_METHODS as METHODS, check_choice
 
 
@@ -39,23 +38,23 @@ def flow_source(method: str) -> FlowSource | None:
     """The flow a method propagates with (None: the model's learned F, or no propagation)."""
     check_choice("method", method, METHODS)
     if method == "sff-slow":
-        return ShallowFlow(DISFlow("medium"))
+        return ShallowFlow(DISFlow(SFFSlow.preset))
     if method == "sff-fast":
-        return ShallowFlow(DISFlow("ultrafast"))
+        return ShallowFlow(DISFlow(SFFFast.preset))
     return None
 
 
 class SegmentationStream:
-    """Segment a video frame by frame. Key frames (by the scheduler) run N_feat; the others propagate
-    the key frame's features (``featflow.methods.streams.KeyFrameFeatures``). It keeps only the key frame's
-    image and features, so memory does not grow with the length of the video."""
+    """Segment a video frame by frame, each frame as it comes (``frame``, ``dff``, ``sff-*``: no delay). Key frames
+    (by the scheduler) run N_feat; the others propagate the key frame's features (the method's stream in
+    ``featflow.methods.streams``). It keeps only the key frame's image and features, so memory does not grow with
+    the length of the video."""
 
     def __init__(self, model: VideoSegmenter, method: str = "dff", scheduler: KeyFrameScheduler | None = None) -> None:
-        if method == "dff" and model.flow_net is None:
-            raise FeatflowError("method 'dff' needs a model with a flow network (a DFF checkpoint, or --flow-net)")
+        check_choice("method", method, METHODS)
         self.model = model.eval()
         self.method = method
-        self.features = KeyFrameFeatures(model, method != "frame", scheduler, flow_source(method))
+        self.features = build_stream(method, model, StreamOptions(scheduler))
 
     def reset(self) -> None:
         self.features.reset()
@@ -64,9 +63,8 @@ class SegmentationStream:
     def step(self, frame: np.ndarray) -> tuple[np.ndarray, bool]:
         """One (H, W, 3) uint8 RGB frame -> ((H, W) uint8 class ids, whether it was a key frame)."""
         image = image_to_tensor(frame, next(self.model.parameters()).device)
-        features, is_key = self.features.step(image)
-        logits = self.model.segment(features, image.shape[-2:])
-        return logits.argmax(1)[0].byte().cpu().numpy(), is_key
+        (item,) = self.features.push(image)
+        return self.model.predict(item.features, image.shape[-2:])[0].cpu().numpy(), item.is_key
 
 
 @dataclass
@@ -112,7 +110,8 @@ def time_stream(model: VideoSegmenter, video: CityscapesVideo, method: str, key_
                 snippets: int = 2) -> StreamTiming:
     """Time ``SegmentationStream`` over whole snippets (image decoding excluded)."""
     frames = [video.image(i, f) for i in range(min(snippets, len(video)))
-              for f in range(video.snippets[i].frame - video.frames_before, video.snippets[i].frame + video.frames_after + 1)]
+              for f in range(video.snippets[i].frame - video.frames_before,
+                             video.snippets[i].frame + video.frames_after + 1)]
     stream = SegmentationStream(model, method, FixedInterval(key_interval))
     stream.step(frames[0])  # warm-up
     if method != "frame" and key_interval > 1:
@@ -144,8 +143,8 @@ def offset_matrices(model: VideoSegmenter, video: CityscapesVideo, method: str, 
     matrices = [ConfusionMatrix(video.num_classes) for _ in offsets]
     to_id = video.table.train_id_to_id()
     ctx = context()
-    for index in tqdm(shard(list(range(len(video))), ctx), desc=f"eval {method}", disable=not (progress and ctx.is_main),
-                      leave=False):
+    for index in tqdm(shard(list(range(len(video))), ctx), desc=f"eval {method}",
+                      disable=not (progress and ctx.is_main), leave=False):
         truth = video.label(index)
         for matrix, offset in zip(matrices, offsets):
             pred = predict_labelled_frame(model, video, index, method, offset, source)

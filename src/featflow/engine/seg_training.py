@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from featflow.errors import FeatflowError
 from featflow.data.cityscapes import CityscapesVideo
 from featflow.data.segmentation_pairs import CityscapesPairs, SyntheticSegmentationPairs
 from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
@@ -26,6 +25,7 @@ from featflow.engine.checkpoint import load_flow_into, load_segmenter, read_weig
 from featflow.engine.config import check_paths, to_dict
 from featflow.engine.feature_scale import FeatureScale
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, to_device, train
+from featflow.errors import FeatflowError
 from featflow.evaluation.segmentation import IGNORE, ConfusionMatrix
 from featflow.methods.segmentation import VideoSegmenter
 from featflow.registry import FEATURE_NETS, FLOW_NETS, NORMS, check_choice
@@ -84,8 +84,8 @@ def build_model(cfg: SegModelConfig, num_classes: int) -> VideoSegmenter:
         model, meta = load_segmenter(cfg.init, flow_net=cfg.flow_net, norm=cfg.norm)
         if (meta["arch"], int(meta["channels"]), int(meta["num_classes"])) != (cfg.arch, cfg.channels, num_classes):
             raise FeatflowError(f"{cfg.init} is a {meta['arch']} with {meta['channels']} channels and "
-                             f"{meta['num_classes']} classes; the config asks for {cfg.arch}, {cfg.channels}, "
-                             f"{num_classes}")
+                                f"{meta['num_classes']} classes; the config asks for {cfg.arch}, {cfg.channels}, "
+                                f"{num_classes}")
         if model.flow_name != cfg.flow_net:
             raise FeatflowError(f"{cfg.init} has flow network {model.flow_name}, the config asks for {cfg.flow_net}")
         needs_flow = cfg.flow_net is not None and not meta.get("flow_net")

@@ -43,8 +43,15 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from featflow.engine.checkpoint import read_weights
-from featflow.engine.distributed import (DistContext, barrier, broadcast_buffers, context, gather, local_batch,
-                                         mean_over_ranks)
+from featflow.engine.distributed import (
+    DistContext,
+    barrier,
+    broadcast_buffers,
+    context,
+    gather,
+    local_batch,
+    mean_over_ranks,
+)
 from featflow.errors import FeatflowError, MissingInput
 from featflow.registry import OPTIMIZERS, PRECISIONS, SCHEDULES, check_choice
 from featflow.utils.io import atomic_path, write_json

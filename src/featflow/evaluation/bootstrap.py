@@ -40,8 +40,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from featflow.evaluation.segmentation import ConfusionMatrix
-from featflow.evaluation.vid_map import (CATEGORIES, RankedOutcomes, VideoGroundTruth, ap_per_class, mean_ap,
-                                         per_video_outcomes, rank_outcomes)
+from featflow.evaluation.vid_map import (
+    CATEGORIES,
+    RankedOutcomes,
+    VideoGroundTruth,
+    ap_per_class,
+    mean_ap,
+    per_video_outcomes,
+    rank_outcomes,
+)
 from featflow.structures import VideoDetections
 
 #: A metric of a multiset of videos: the drawn video indices (V,) int64, with repetition -> the metric.

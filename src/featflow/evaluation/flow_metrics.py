@@ -39,7 +39,8 @@ def end_point_error(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None
     return float(err[mask].mean() if mask is not None else err.mean())
 
 
-def held_out_pairs(config: SynthConfig, count: int, seed: int = 0, split: str = "test", max_gap: int = 9) -> list[FlowPair]:
+def held_out_pairs(config: SynthConfig, count: int, seed: int = 0, split: str = "test",
+                   max_gap: int = 9) -> list[FlowPair]:
     """``count`` synthetic pairs (one per video) of a split the flow networks never train on."""
     dataset = SyntheticFlowPairs(config, count, seed=seed, split=split, max_gap=max_gap, pairs_per_video=1)
     pairs = []

@@ -44,8 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from featflow.data.formats.vid import VidAnnotation, read_frame_list
 from featflow.errors import FeatflowError
-from featflow.data.formats.vid import VidAnnotation
 from featflow.evaluation.motion_iou import box_iou_vid, motion_category, motion_iou
 from featflow.structures import Detections, VideoDetections
 from featflow.utils.io import write_text
@@ -333,15 +333,9 @@ def evaluate_vid(detections: list[VideoDetections], ground_truth: list[VideoGrou
 def read_frame_ids(path: str | os.PathLike) -> dict[str, list[int]]:
     """``VID_val_frames.txt`` (``val/{video}/{frame} {id}`` lines) -> video folder -> its frame ids in the
     file's order. The folder is the video's path inside the split, as ``VidAnnotation.folder`` holds it."""
-    path = Path(path)
     ids: dict[str, list[int]] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit() or parts[0].count("/") < 2:
-            raise FeatflowError(f"{path}:{n}: expected 'SPLIT/VIDEO/FRAME ID', got {line!r}")
-        ids.setdefault(parts[0].split("/", 1)[1].rsplit("/", 1)[0], []).append(int(parts[1]))
+    for folder, _, frame_id in read_frame_list(path):
+        ids.setdefault(folder, []).append(frame_id)
     return ids
 
 
@@ -379,7 +373,8 @@ def read_vid_results(path: str | os.PathLike, frame_ids: list[list[int]]) -> lis
             if label < 1:
                 raise ValueError(f"class index {label} (1-based)")
         except ValueError as err:
-            raise FeatflowError(f"{path}:{n}: expected 'FRAME_ID CLASS SCORE X1 Y1 X2 Y2', got {line!r} ({err})") from None
+            raise FeatflowError(f"{path}:{n}: expected 'FRAME_ID CLASS SCORE X1 Y1 X2 Y2', "
+                                f"got {line!r} ({err})") from None
         v, t = where[fid]
         rows[v][t].append((label, values[0], values[1:]))
     return [[Detections(np.array([r[2] for r in frame], np.float32), np.array([r[1] for r in frame], np.float32),

@@ -1,7 +1,7 @@
 """Video object detection: the per-frame R-FCN baseline and DFF over the same modules.
 
-``VideoDetector`` = N_feat (+ F) (+ FGFA's aggregation) + RPN + R-FCN. The features (computed, propagated by DFF or aggregated
-by FGFA) are split into two halves along channels: the first feeds the RPN, the second R-FCN.
+``VideoDetector`` = N_feat (+ F) (+ FGFA's aggregation) + RPN + R-FCN. The features (computed, propagated by DFF or
+aggregated by FGFA) are split into two halves along channels: the first feeds the RPN, the second R-FCN.
 ``forward(current, key, same, targets=...)`` returns the training losses; without targets, the
 detections of each frame (``featflow.structures.Detections``).
 """
@@ -16,9 +16,9 @@ from featflow.methods.dff import DeepFeatureFlow, FlowSource
 from featflow.methods.fgfa import FlowGuidedAggregation
 from featflow.modeling.feature_net import FEATURE_STRIDE, FeatureNet, NormKind
 from featflow.modeling.flow_net import build_flow_net
-from featflow.registry import AGGREGATIONS, check_choice
 from featflow.modeling.rfcn import RFCNConfig, RFCNHead
 from featflow.modeling.rpn import RPNConfig, build_rpn
+from featflow.registry import AGGREGATIONS, check_choice
 from featflow.structures import Detections
 
 #: Training targets of one frame: {"boxes": (n, 4) float32 in image pixels, "labels": (n,) int64 1..C}.
@@ -75,6 +75,10 @@ class VideoDetector(DeepFeatureFlow):
         scores, deltas = self.rfcn(rfcn_features, rois)
         losses = self.rfcn.loss(scores, deltas, labels, box_targets, [len(r) for r in rois])
         return {"rpn_objectness": rpn_losses["loss_objectness"], "rpn_box": rpn_losses["loss_rpn_box_reg"], **losses}
+
+    def predict(self, features: Tensor, size: tuple[int, int]) -> list[Detections]:
+        """N_task's answer as streams give it out: features (N, C, h, w) -> each frame's detections."""
+        return self.detect(features, size)
 
     def forward(self, current: Tensor, key: Tensor | None = None, same: Tensor | None = None,
                 source: FlowSource | None = None, targets: list[Target] | None = None

@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from featflow.methods.fgfa import FlowGuidedAggregation
 from featflow.modeling.feature_net import FEATURE_STRIDE, FeatureNet
 from featflow.modeling.flow_net import FlowNetBase
 from featflow.modeling.preprocess import feature_input, flow_input
-from featflow.methods.fgfa import FlowGuidedAggregation
 from featflow.modeling.warp import propagate, warp
 
 

@@ -14,8 +14,8 @@ from featflow.methods.dff import DeepFeatureFlow, FlowSource
 from featflow.methods.fgfa import FlowGuidedAggregation
 from featflow.modeling.feature_net import FeatureNet, NormKind
 from featflow.modeling.flow_net import build_flow_net
-from featflow.registry import AGGREGATIONS, check_choice
 from featflow.modeling.heads import SegmentationHead
+from featflow.registry import AGGREGATIONS, check_choice
 
 
 class VideoSegmenter(DeepFeatureFlow):
@@ -37,6 +37,10 @@ class VideoSegmenter(DeepFeatureFlow):
     def segment(self, features: Tensor, size: tuple[int, int]) -> Tensor:
         """N_task: features -> logits at ``size``."""
         return self.head(features, size)
+
+    def predict(self, features: Tensor, size: tuple[int, int]) -> Tensor:
+        """N_task's answer as streams give it out: features (N, C, h, w) -> (N, H, W) uint8 class ids."""
+        return self.segment(features, size).argmax(1).byte()
 
     def forward(self, current: Tensor, key: Tensor | None = None, same: Tensor | None = None,
                 source: FlowSource | None = None) -> Tensor:

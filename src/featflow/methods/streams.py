@@ -1,8 +1,15 @@
 """Video methods as streams: frames go in one at a time, each frame's features come out, and memory is
 bounded by what the next frame needs, never by the video's length. Task heads run on the features.
 
+Every method is a ``FeatureStream``: ``push(image)`` returns the frames whose features became ready, as
+``StreamItem(index, features, is_key)``, and ``finish()`` the ones still waiting at the end. The same streams serve
+every task (a segmenter and a detector are both a ``DeepFeatureFlow`` with a head). ``featflow.registry.STRATEGIES``
+names each method once, as "module:Class"; ``build_stream`` builds one by name, and ``supported`` says which a model
+can run. A new way of getting features is one class here (or anywhere) and one line there.
+
 - ``KeyFrameFeatures``: per-frame (every frame a key frame) and DFF (the scheduler picks key frames; the
-  others propagate the key frame's features). Holds the key frame's image and features.
+  others propagate the key frame's features). Holds the key frame's image and features. ``PerFrame``, ``DFF``
+  and ``SFFSlow`` / ``SFFFast`` (propagation along OpenCV's DIS flow) are its named forms.
 - ``AggregatedFeatures``: FGFA over the window t-K..t+K (offline: output delayed K frames, the ends padded
   by repeating the first / last frame) or t-K..t (online: no delay). Holds a ring buffer of the last 2K+1
   frames' images, features and embeddings, each computed once; F runs once per (current, reference) pair.
@@ -10,23 +17,66 @@ bounded by what the next frame needs, never by the video's length. Task heads ru
 
 from __future__ import annotations
 
+import importlib
+import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from featflow.methods.dff import DeepFeatureFlow, FlowSource, StreamFlow
+from featflow.errors import FeatflowError
+from featflow.methods.dff import DeepFeatureFlow, FlowSource, ShallowFlow, StreamFlow
 from featflow.methods.schedulers import FixedInterval, KeyFrameScheduler
+from featflow.modeling.preprocess import image_to_tensor
+from featflow.modeling.shallow_flow import DISFlow
+from featflow.registry import STRATEGIES, check_choice
+
+
+class StreamItem(NamedTuple):
+    """One frame's features as a stream gives them out."""
+
+    index: int  # the frame's position in the stream
+    features: Tensor  # (1, C, h, w)
+    is_key: bool  # N_feat ran on this frame
+
+
+class FeatureStream(Protocol):
+    """Frames in, features out, with bounded memory."""
+
+    def reset(self) -> None:
+        """Forget everything: a new video starts."""
+
+    def push(self, image: Tensor) -> list[StreamItem]:
+        """One (1, 3, H, W) RGB [0, 255] frame -> the frames whose features are now ready, in order."""
+
+    def finish(self) -> list[StreamItem]:
+        """The frames still waiting at the end of the video."""
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """What a stream may be told besides its model: the key-frame schedule (DFF, SFF), FGFA's window and mode,
+    and a flow source that replaces the model's F (the exact-flow diagnostic)."""
+
+    scheduler: KeyFrameScheduler | None = None  # None: every frame is a key frame
+    window: int = 10  # FGFA's K
+    online: bool = False  # FGFA on frames t-K..t only
+    source: FlowSource | None = None
 
 
 class KeyFrameFeatures:
-    """(1, 3, H, W) frames -> (features (1, C, h, w), whether the frame was a key frame)."""
+    """(1, 3, H, W) frames -> (features (1, C, h, w), whether the frame was a key frame): ``step`` for one frame
+    at a time, ``push`` / ``finish`` as a ``FeatureStream`` (no delay: every push gives out its own frame)."""
 
     def __init__(self, model: DeepFeatureFlow, propagate: bool, scheduler: KeyFrameScheduler | None = None,
                  source: FlowSource | None = None) -> None:
         if propagate and model.flow_net is None and source is None:
-            raise ValueError("propagating features needs a model with a flow network (a DFF checkpoint) or a flow source")
+            raise ValueError("propagating features needs a model with a flow network (a DFF checkpoint) "
+                             "or a flow source")
         self.model, self.propagate = model, propagate
         # the key frame's input to F is prepared once, not once per frame that propagates from it
         self.source = source or (StreamFlow(model, with_scale=True, capacity=2) if propagate else None)
@@ -50,6 +100,14 @@ class KeyFrameFeatures:
         self.index += 1
         return features, is_key
 
+    def push(self, image: Tensor) -> list[StreamItem]:
+        index = self.index
+        features, is_key = self.step(image)
+        return [StreamItem(index, features, is_key)]
+
+    def finish(self) -> list[StreamItem]:
+        return []
+
 
 @dataclass
 class _Entry:
@@ -59,8 +117,9 @@ class _Entry:
 
 
 class AggregatedFeatures:
-    """FGFA as a stream. ``push(image)`` returns the (frame index, aggregated features) pairs that became
-    ready (offline: frame t once frame t+K has arrived; online: the frame itself); ``finish()`` the rest.
+    """FGFA as a stream. ``push(image)`` returns the frames whose aggregated features became ready (offline:
+    frame t once frame t+K has arrived; online: the frame itself); ``finish()`` the rest. N_feat runs on every
+    frame, so every item is a key frame.
 
     Each reference is compared with the current frame as soon as it is warped; only its warped features
     and its cosine map are kept for the weighted sum."""
@@ -104,7 +163,7 @@ class AggregatedFeatures:
         return self.aggregator(features, similarities)
 
     @torch.no_grad()
-    def push(self, image: Tensor) -> list[tuple[int, Tensor]]:
+    def push(self, image: Tensor) -> list[StreamItem]:
         features, embedding = self.model.frame_features(image)
         self.channels = features.shape[1]
         # channels-last: the warp gathers whole pixels (all C + E channels in one run of memory)
@@ -113,15 +172,128 @@ class AggregatedFeatures:
         self.count += 1
         ready = []
         while self.next_out < self.count and (self.online or self.next_out + self.window < self.count):
-            ready.append((self.next_out, self._aggregate(self.next_out, self.count - 1)))
+            ready.append(StreamItem(self.next_out, self._aggregate(self.next_out, self.count - 1), True))
             self.next_out += 1
         return ready
 
     @torch.no_grad()
-    def finish(self) -> list[tuple[int, Tensor]]:
+    def finish(self) -> list[StreamItem]:
         """The frames still waiting for their future neighbours, with the last frame repeated as padding."""
         ready = []
         while self.next_out < self.count:
-            ready.append((self.next_out, self._aggregate(self.next_out, self.count - 1)))
+            ready.append(StreamItem(self.next_out, self._aggregate(self.next_out, self.count - 1), True))
             self.next_out += 1
         return ready
+
+
+# ---- the named methods (featflow.registry.STRATEGIES) --------------------------------------------------------
+
+
+class PerFrame(KeyFrameFeatures):
+    """``frame``: N_feat on every frame (the per-frame baseline)."""
+
+    def __init__(self, model: DeepFeatureFlow, options: StreamOptions = StreamOptions()) -> None:
+        super().__init__(model, propagate=False)
+
+    @staticmethod
+    def unsupported(model: DeepFeatureFlow) -> str | None:
+        """Why ``model`` cannot run this method (None: it can)."""
+        return None
+
+
+class DFF(KeyFrameFeatures):
+    """``dff``: N_feat on the scheduler's key frames, the others warped from it along F (x the scale field)."""
+
+    def __init__(self, model: DeepFeatureFlow, options: StreamOptions = StreamOptions()) -> None:
+        super().__init__(model, True, options.scheduler, options.source)
+
+    @staticmethod
+    def unsupported(model: DeepFeatureFlow) -> str | None:
+        return None if model.flow_net is not None else "it has no flow network (a DFF checkpoint has one)"
+
+
+class SFFSlow(KeyFrameFeatures):
+    """``sff-slow``: DFF's propagation along OpenCV's DIS flow (medium preset) instead of F: shallow feature flow."""
+
+    preset = "medium"
+
+    def __init__(self, model: DeepFeatureFlow, options: StreamOptions = StreamOptions()) -> None:
+        super().__init__(model, True, options.scheduler, options.source or ShallowFlow(DISFlow(self.preset)))
+
+    @staticmethod
+    def unsupported(model: DeepFeatureFlow) -> str | None:
+        return None
+
+
+class SFFFast(SFFSlow):
+    """``sff-fast``: shallow feature flow along DIS's ultrafast preset."""
+
+    preset = "ultrafast"
+
+
+class FGFA(AggregatedFeatures):
+    """``fgfa``: the features of frames t-K..t+K (online: t-K..t) warped to frame t and averaged with adaptive
+    weights."""
+
+    def __init__(self, model: DeepFeatureFlow, options: StreamOptions = StreamOptions()) -> None:
+        super().__init__(model, options.window, options.online, options.source)
+
+    @staticmethod
+    def unsupported(model: DeepFeatureFlow) -> str | None:
+        return None if model.aggregator is not None else "it has no aggregation network (an FGFA checkpoint has one)"
+
+
+def strategy(method: str) -> type:
+    """The stream class ``featflow.registry.STRATEGIES`` names for ``method``."""
+    check_choice("method", method, STRATEGIES)
+    module, _, name = STRATEGIES[method].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def supported(model: DeepFeatureFlow) -> tuple[str, ...]:
+    """The methods ``model`` can run, in the registry's order."""
+    return tuple(m for m in STRATEGIES if strategy(m).unsupported(model) is None)
+
+
+def build_stream(method: str, model: DeepFeatureFlow, options: StreamOptions = StreamOptions()) -> FeatureStream:
+    """The stream of ``method`` over ``model`` (a ``FeatflowError`` when the model cannot run it)."""
+    cls = strategy(method)
+    reason = cls.unsupported(model)
+    if reason is not None and options.source is None:
+        raise FeatflowError(f"method {method!r} cannot run on this model: {reason}")
+    return cls(model, options)
+
+
+@torch.no_grad()
+def run_stream(model: DeepFeatureFlow, frames: Iterable[np.ndarray], method: str,
+               options: StreamOptions = StreamOptions()) -> Iterator[tuple[StreamItem, Any, float]]:
+    """(H, W, 3) uint8 RGB frames -> (item, the task head's output for that frame, model seconds), in frame order
+    (FGFA offline: K frames late). The head is the model's ``predict(features, size)``: a segmenter's label map,
+    a detector's detections. The seconds are the model's time since the previous output (decoding excluded), so
+    they add up to the stream's total."""
+    model.eval()
+    stream = build_stream(method, model, options)
+    device = next(model.parameters()).device
+    size: tuple[int, int] | None = None
+    spent = 0.0
+
+    def outputs(items: list[StreamItem]) -> Iterator[tuple[StreamItem, Any, float]]:
+        nonlocal spent
+        for item in items:
+            start = time.perf_counter()
+            output = model.predict(item.features, size)[0]
+            spent += time.perf_counter() - start
+            yield item, output, spent
+            spent = 0.0
+
+    for frame in frames:
+        start = time.perf_counter()
+        image = image_to_tensor(frame, device)
+        size = tuple(image.shape[-2:])
+        ready = stream.push(image)
+        spent += time.perf_counter() - start
+        yield from outputs(ready)
+    start = time.perf_counter()
+    ready = stream.finish()
+    spent += time.perf_counter() - start
+    yield from outputs(ready)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from featflow.errors import FeatflowError
 from featflow.data.io import read_image
 from featflow.data.vid import FrameTargets, VidDataset, VideoBoxesBase, VidVideo
+from featflow.errors import FeatflowError
 from featflow.utils.io import write_json
 
 
@@ -33,7 +33,8 @@ def vid_to_cocovid(data: VidDataset) -> dict:
         for t, frame in enumerate(video.frames):
             ann = data.annotation(v, t)
             image_id = len(images) + 1
-            width, height = (ann.width, ann.height) if ann is not None else read_image(data.image_path(v, t)).shape[1::-1]
+            width, height = ((ann.width, ann.height) if ann is not None
+                             else read_image(data.image_path(v, t)).shape[1::-1])
             images.append({"id": image_id, "video_id": v + 1, "frame_id": t, "width": int(width), "height": int(height),
                            "file_name": f"{data.split}/{video.name}/{frame}.JPEG"})
             for obj in ann.objects if ann is not None else ():
@@ -75,7 +76,8 @@ class CocoVidDataset(VideoBoxesBase):
         for v in doc["videos"]:
             ordered = sorted(frames[v["id"]], key=lambda im: im["frame_id"])
             self._images.append(ordered)
-            self.videos.append(VidVideo(v["name"].split("/", 1)[-1], tuple(Path(im["file_name"]).stem for im in ordered),
+            self.videos.append(VidVideo(v["name"].split("/", 1)[-1],
+                                        tuple(Path(im["file_name"]).stem for im in ordered),
                                         tuple(im["id"] for im in ordered)))
         self._boxes: dict[int, list[dict]] = {}
         for ann in doc["annotations"]:

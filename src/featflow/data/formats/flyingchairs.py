@@ -7,11 +7,11 @@ key frame, so the flow is the current -> key displacement DFF warps with.
 
 from __future__ import annotations
 
-from featflow.errors import FeatflowError, MissingInput
-
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from featflow.errors import FeatflowError, MissingInput
 
 SPLIT_FILE = "FlyingChairs_train_val.txt"
 SPLIT_CODES = {"train": 1, "val": 2}

@@ -168,3 +168,19 @@ def read_map_vid(path: str | os.PathLike) -> tuple[tuple[str, str], ...]:
     if [r[0] for r in rows] != list(range(1, len(rows) + 1)):
         raise FeatflowError(f"{path}: class indices must run 1..{len(rows)}")
     return tuple((wnid, name) for _, wnid, name in rows)
+
+
+def read_frame_list(path: str | os.PathLike) -> list[tuple[str, str, int]]:
+    """``ImageSets/VID/VID_{split}_frames.txt`` (``{split}/{video}/{frame} {id}`` lines, ids 1-based) ->
+    (video folder inside the split, frame name, frame id) per line, in the file's order."""
+    path = Path(path)
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0].count("/") < 2:
+            raise FeatflowError(f"{path}:{n}: expected 'SPLIT/VIDEO/FRAME ID', got {line!r}")
+        folder, frame = parts[0].split("/", 1)[1].rsplit("/", 1)
+        rows.append((folder, frame, int(parts[1])))
+    return rows

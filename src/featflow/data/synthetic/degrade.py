@@ -24,12 +24,12 @@ are motion, so the labels and flow follow them).
 
 from __future__ import annotations
 
-from featflow.errors import FeatflowError
-
 from dataclasses import dataclass, fields, replace
 
 import cv2
 import numpy as np
+
+from featflow.errors import FeatflowError
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,8 @@ def _sample_occluder(rng: np.random.Generator, strength: float, height: int, wid
     w = int(rng.uniform(0.1, 0.5) * width)
     canvas = np.zeros((h, w), np.float32)
     if rng.random() < 0.5:  # a blob (dirt, a leaf out of focus)
-        cv2.ellipse(canvas, (w // 2, h // 2), (max(1, w // 2 - 2), max(1, h // 2 - 2)), rng.uniform(0, 180), 0, 360, 1.0, -1)
+        cv2.ellipse(canvas, (w // 2, h // 2), (max(1, w // 2 - 2), max(1, h // 2 - 2)), rng.uniform(0, 180), 0, 360,
+                    1.0, -1)
     else:  # streaks (rain, a twig)
         for _ in range(int(rng.integers(2, 6))):
             p1 = (int(rng.uniform(0, w)), 0)
@@ -184,7 +185,8 @@ def _sample_occluder(rng: np.random.Generator, strength: float, height: int, wid
     blur = max(1.0, 0.04 * min(h, w))
     canvas = cv2.GaussianBlur(canvas, (0, 0), blur)
     alpha = canvas * min(0.95, strength * rng.uniform(0.3, 0.7))
-    color = rng.uniform(0, 255, 3).astype(np.float32) if rng.random() < 0.5 else np.full(3, rng.uniform(0, 60), np.float32)
+    color = (rng.uniform(0, 255, 3).astype(np.float32) if rng.random() < 0.5
+             else np.full(3, rng.uniform(0, 60), np.float32))
     position = np.array([rng.uniform(-0.2 * w, width - 0.8 * w), rng.uniform(-0.2 * h, height - 0.8 * h)])
     velocity = rng.normal(0, 0.3 * height / 256.0, 2)
     return Occluder(alpha, color, position, velocity)

@@ -20,15 +20,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from featflow.errors import FeatflowError
-from featflow.data.formats import cityscapes as cs
-from featflow.data.formats import flyingchairs as chairs
-from featflow.data.formats import vid
+from featflow.data.formats import cityscapes as cs, flyingchairs as chairs, vid
 from featflow.data.formats.flo import write_flo
 from featflow.data.io import write_image
 from featflow.data.synthetic.classes import CLASS_NAMES
 from featflow.data.synthetic.scene import SynthConfig
 from featflow.data.synthetic.video import SPLITS, SyntheticVideo
+from featflow.errors import FeatflowError
 from featflow.registry import FORMATS, check_choice
 from featflow.utils.io import write_json, write_text
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field, fields, replace
 import cv2
 import numpy as np
 
-from featflow.errors import FeatflowError
 from featflow.data.synthetic import textures
 from featflow.data.synthetic.classes import NUM_CLASSES, Sprite, blob, make_sprite, sample_object_sprite
-from featflow.data.synthetic.degrade import DefocusEpisode, DegradationSchedule, Degradations, sample_schedule
+from featflow.data.synthetic.degrade import DefocusEpisode, Degradations, DegradationSchedule, sample_schedule
+from featflow.errors import FeatflowError
 from featflow.registry import GEOMETRIES, check_choice
 
 SPEED_CATEGORIES: tuple[str, ...] = ("slow", "medium", "fast")
@@ -80,7 +80,7 @@ class SynthConfig:
             raise FeatflowError(f"objects must be a range (min >= 1, max >= min), got {self.objects}")
         if not 0.01 <= self.object_size[0] <= self.object_size[1] <= 2.0:
             raise FeatflowError(f"object_size must be a range of fractions of the height in [0.01, 2], "
-                             f"got {self.object_size}")
+                                f"got {self.object_size}")
         if not -1.0 <= self.placement[0] <= self.placement[1] <= 2.0:
             raise FeatflowError(f"placement must be a range of fractions of the frame in [-1, 2], got {self.placement}")
 
@@ -267,8 +267,10 @@ def _sample_camera(rng: np.random.Generator, config: SynthConfig) -> tuple[Camer
     unit = config.height / 256.0
     direction = rng.uniform(0, 2 * np.pi)
     velocity = rng.uniform(0.0, 2.5) * unit * np.array([np.cos(direction), np.sin(direction)])
-    zoom_amp, zoom_freq, zoom_phase = rng.uniform(0.0, 0.12), 2 * np.pi / rng.uniform(50, 200), rng.uniform(0, 2 * np.pi)
-    roll_amp, roll_freq, roll_phase = rng.uniform(0.0, 0.05), 2 * np.pi / rng.uniform(60, 200), rng.uniform(0, 2 * np.pi)
+    zoom_amp, zoom_freq, zoom_phase = (rng.uniform(0.0, 0.12), 2 * np.pi / rng.uniform(50, 200),
+                                       rng.uniform(0, 2 * np.pi))
+    roll_amp, roll_freq, roll_phase = (rng.uniform(0.0, 0.05), 2 * np.pi / rng.uniform(60, 200),
+                                       rng.uniform(0, 2 * np.pi))
     h, w, span = config.height, config.width, max(config.num_frames - 1, 0)
     widest = np.exp(zoom_amp)  # world pixels per image pixel at the smallest zoom
     reach = 0.5 * widest * np.array([w * np.cos(roll_amp) + h * np.sin(roll_amp),
