@@ -244,3 +244,19 @@ def test_every_packaged_config_resolves_and_its_bases_are_packaged_names():
                 assert packaged_config(kind, base) is not None and not base.endswith(".yaml"), (kind, name, base)
             if kind in PACKAGED:  # each run writes to its own folder, even when inherited
                 assert config.output.endswith("/" + name), (kind, name, config.output)
+
+
+def test_a_missing_pre_training_step_names_the_command_that_makes_it(tmp_path, monkeypatch):
+    """``featflow train det --config vid_fgfa_r18_inception`` starts from vid_frame_r18's run: without it, the error
+    says which command to run first (it used to say only that the file does not exist)."""
+    from featflow.engine.config import check_paths, load_config, producer_hint
+    from featflow.engine.det_training import DetTrainConfig
+
+    monkeypatch.chdir(tmp_path)  # no runs/ here
+    cfg = load_config(DetTrainConfig, "vid_fgfa_r18_inception", kind="det")
+    with pytest.raises(MissingInput, match=r"model.init: no such file or folder: runs/det/vid_frame_r18/model"
+                                            r".safetensors \(the output of a pre-training step: run `featflow train "
+                                            r"det --config vid_frame_r18` first\)"):
+        check_paths(cfg, ("model.init",))
+    assert producer_hint("runs/det/no_such_config/model.safetensors") == ""
+    assert producer_hint(tmp_path / "elsewhere.safetensors") == ""

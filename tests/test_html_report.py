@@ -73,3 +73,24 @@ def test_report_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "nothing to report" in capsys.readouterr().err
+
+
+def test_a_training_run_folder_gets_its_curves(tmp_path, capsys):
+    """``featflow report runs/det/X`` used to fail ("nothing to report"): a training run holds no Markdown, only its
+    metrics (``metrics.json`` when finished, ``training_state.pt`` while it runs or after an interrupt)."""
+    import torch
+
+    history = [{"iteration": 100 * k, "loss": 2.0 / k, "val_map": 0.05 * k, "wall_seconds": 60.0 * k}
+               for k in range(1, 4)]
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "metrics.json").write_text(json.dumps({"name": "det", "history": history}))
+    assert main(["report", str(finished)]) == 0
+    page = (finished / "report.html").read_text()
+    assert "<h2>Training</h2>" in page and page.count("data:image/png;base64,") == 1
+    assert "val_map" in page and "<td>300</td>" in page and "<td>0.15</td>" in page
+    running = tmp_path / "running"  # no metrics.json yet: the checkpoint's history
+    running.mkdir()
+    torch.save({"iteration": 200, "history": json.dumps(history[:2])}, running / "training_state.pt")
+    page = render_html_report(running)
+    assert "<td>200</td>" in page and "<td>300</td>" not in page

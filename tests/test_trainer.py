@@ -1,11 +1,14 @@
 """The shared training loop as a Trainer with hooks: hook periods and order, custom hooks, checkpoints at the end and
 at the time limit, exact resume between evaluations, the step schedule, config and user errors, logging, and which
-tasks tell DDP about unused parameters. A tiny model on a tiny dataset: seconds."""
+tasks tell DDP about unused parameters, signals that stop a run with a checkpoint. A tiny model on a tiny dataset:
+seconds."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -303,3 +306,52 @@ def test_only_the_tasks_that_leave_parameters_unused_tell_ddp(tmp_path, monkeypa
                                                       "data": {"size": [32, 48]}, "eval": {"samples": 1}})
         assert not _captured_task(seg_training, monkeypatch, seg_training.train_segmentation, seg,
                                   tmp_path).find_unused_parameters
+
+
+class _SignalAt(HookBase):
+    """Sends the process ``signum`` after iteration ``at``, as Ctrl-C (SIGINT) or a job scheduler (SIGTERM) would."""
+
+    def __init__(self, at: int, signum: int) -> None:
+        self.at, self.signum = at, signum
+
+    def after_step(self) -> None:
+        if self.trainer.iteration == self.at:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_saves_a_checkpoint_that_resumes_exactly(tmp_path, signum):
+    """Ctrl-C before the first periodic checkpoint used to lose everything; now the iteration in flight ends, its
+    checkpoint is written (no evaluation: the user is waiting), and --resume ends where an uninterrupted run ends."""
+    calls = _Calls()
+    cfg = replace(CFG, iterations=7)
+    whole = train(_task(), cfg, tmp_path / "whole", eval_every=100, progress=False)
+    before = signal.getsignal(signum)
+    cut = train(_task(calls), cfg, tmp_path / "cut", eval_every=100, progress=False, hooks=[_SignalAt(3, signum)])
+    # the signal comes after iteration 3's hooks have looked: the run stops after the next iteration, the one in flight
+    assert cut.interrupted_by == signal.Signals(signum).name and cut.iterations == 4
+    assert calls.saved == [4] and calls.evaluated == []  # the checkpoint, and no evaluation
+    assert signal.getsignal(signum) is before  # the handler is given back
+    assert read_weights(tmp_path / "cut" / "model.safetensors")[1]["iterations"] == "4"
+    resumed = train(_task(), cfg, tmp_path / "cut", eval_every=100, resume=True, progress=False)
+    assert resumed.iterations == 7 and resumed.interrupted_by is None
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_progress_bar_ends_where_the_time_limit_stops_the_run():
+    assert trainer.expected_end(10, 100, seconds_left=30.0, pace=1.0) == 40  # 30 more iterations fit
+    assert trainer.expected_end(10, 100, seconds_left=1e6, pace=1.0) == 100  # the iterations come first
+    assert trainer.expected_end(10, 100, seconds_left=-5.0, pace=1.0) == 10  # past the limit: this one is the last
+    assert trainer.expected_end(0, 100, seconds_left=30.0, pace=0.0) == 100
+
+
+def test_the_cli_exits_130_after_an_interrupted_run(tmp_path, monkeypatch, capsys):
+    from featflow.cli import train as train_command
+
+    result = trainer.TrainResult(tmp_path, 3, 1.0, [], None, "SIGINT")
+    assert train_command._interrupted(result) == 130
+    err = capsys.readouterr().err
+    assert "interrupted by SIGINT at iteration 3" in err and "add --resume to go on" in err
+    assert train_command._interrupted(replace(result, interrupted_by="SIGTERM")) == 143
+    assert train_command._interrupted(replace(result, interrupted_by=None)) is None

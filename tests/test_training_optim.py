@@ -16,7 +16,7 @@ from featflow.data.synthetic import SynthConfig
 from featflow.engine import trainer
 from featflow.engine.checkpoint import load_detector, read_weights, save_detector, save_segmenter, save_weights
 from featflow.engine.config import from_dict
-from featflow.engine.det_training import DetModelConfig, DetTrainConfig, build_detector, mse_loss as det_loss
+from featflow.engine.det_training import DetModelConfig, DetTrainConfig, _loss as det_loss, build_detector
 from featflow.engine.feature_scale import FeatureScale, feature_std
 from featflow.engine.seg_training import SegModelConfig
 from featflow.engine.trainer import OptimConfig, TrainTask, train

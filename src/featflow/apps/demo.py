@@ -46,7 +46,7 @@ from featflow.methods.segmentation import VideoSegmenter  # noqa: E402
 from featflow.modeling.preprocess import image_to_tensor  # noqa: E402
 from featflow.structures import Detections  # noqa: E402
 from featflow.utils.io import atomic_path, write_json, write_text  # noqa: E402
-from featflow.utils.visualize import caption, draw_boxes, flow_to_color, overlay, side_by_side  # noqa: E402
+from featflow.utils.visualize import caption, draw_boxes, flow_to_color, legend, overlay, side_by_side  # noqa: E402
 
 SHIPPED_SEGMENTER = "dff_r18_inception_synth.safetensors"
 SHIPPED_DETECTORS = {"dff": "det_dff_r18_inception_synth.safetensors",
@@ -84,6 +84,17 @@ class DemoSummary:
     report: str = ""
 
 
+def segmentation_palette() -> np.ndarray:
+    """(NUM_CLASSES, 3) uint8: the synthetic classes' fixed colours by train id (0: the background, left unpainted)."""
+    return np.array([label.color for label in synthetic_label_table().labels if label.train_id != 255], np.uint8)
+
+
+def segmentation_view(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """A demo panel: the label map blended over the image (background unpainted) with the legend of the classes."""
+    palette = segmentation_palette()
+    return legend(overlay(image, labels, palette, background=0), list(CLASS_NAMES), palette)
+
+
 def _run(stream: SegmentationStream, frames: list[np.ndarray], desc: str, progress: bool) -> tuple[list, list, float]:
     labels, keys, seconds = [], [], 0.0
     for frame in tqdm(frames, desc=desc, disable=not progress, leave=False):
@@ -119,7 +130,6 @@ def run_demo(out: str | os.PathLike = "featflow_demo", frames: int = 60, key_int
         for t, pred in enumerate(predictions):
             matrix.update(pred, video.annotation(t).semantic)
         scores[name] = matrix.miou()
-    palette = np.array([label.color for label in synthetic_label_table().labels if label.train_id != 255], np.uint8)
 
     def panels(t: int) -> np.ndarray:
         big = (2 * size[1], 2 * size[0])
@@ -128,8 +138,8 @@ def run_demo(out: str | os.PathLike = "featflow_demo", frames: int = 60, key_int
         dff_labels = cv2.resize(dff[t], big, interpolation=cv2.INTER_NEAREST)
         return side_by_side([
             caption(image, f"input, frame {t}"),
-            caption(overlay(image, frame_labels, palette), f"per-frame: {per_frame_fps:.1f} fps"),
-            caption(overlay(image, dff_labels, palette), f"DFF l={key_interval}: {dff_fps:.1f} fps"
+            caption(segmentation_view(image, frame_labels), f"per-frame: {per_frame_fps:.1f} fps"),
+            caption(segmentation_view(image, dff_labels), f"DFF l={key_interval}: {dff_fps:.1f} fps"
                     + (" [key]" if keys[t] else ""), (255, 220, 0) if keys[t] else (255, 255, 255)),
         ])
 

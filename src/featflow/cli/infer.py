@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -25,37 +27,112 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=options.non_negative, default=10, help="FGFA aggregates 2K+1 frames (default K=10)")
     p.add_argument("--online", action="store_true", help="FGFA on past frames only (no delay)")
     p.add_argument("--weights", default=None, help="a shipped model's name (featflow models) or a weights file")
-    p.add_argument("--out", type=Path, default=None, help="annotated video (.mp4; default SOURCE_TASK_METHOD.mp4)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="annotated video: .mp4, .mkv, .webm, .avi or .gif (default SOURCE_TASK_METHOD.mp4)")
     p.add_argument("--json", type=Path, default=None, help="per-frame results as JSON lines")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--fps", type=options.positive_number, default=None,
                    help="frame rate of an image folder (default 25)")
     p.add_argument("--min-score", type=options.probability, default=0.3,
-                   help="boxes drawn from this score (default 0.3)")
+                   help="boxes drawn and written to the JSON from this score (default 0.3)")
+    p.add_argument("--start", type=options.non_negative, default=0,
+                   help="skip the source's first N frames (JSON frame indices stay those of the source)")
+    p.add_argument("--max-frames", type=options.positive, default=None, help="process at most M frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_outputs(source: Path, out: Path | None, json_path: Path | None) -> None:
+    """Refuse, before any work starts, outputs that cannot be written: a folder that is missing or not writable,
+    an ``--out`` that is a directory, has an unknown extension, or names the source or the ``--json`` file."""
+    from featflow.data.video import video_format
+
+    for option, path in (("--out", out), ("--json", json_path)):
+        if path is None:
+            continue
+        if path.is_dir():
+            raise FeatflowError(f"{option} {path} is a directory; name a file")
+        folder = path.parent
+        if not folder.is_dir():
+            raise FeatflowError(f"{option} {path}: the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise FeatflowError(f"{option} {path}: the folder {folder} is not writable")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise FeatflowError(f"{option} {path}: the file is not writable")
+        if _same(path, source):
+            raise FeatflowError(f"{option} {path} is the source; name another file")
+    if out is not None:
+        video_format(out)
+        if json_path is not None and _same(out, json_path):
+            raise FeatflowError(f"--out and --json name the same file ({out})")
+
+
+class _Signals:
+    """SIGINT / SIGTERM set a flag (the run ends after the frame in hand, keeping what it wrote); a second one
+    stops at once (KeyboardInterrupt: temporary files are removed, nothing is kept)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __enter__(self) -> _Signals:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def __call__(self) -> bool:
+        return self.received is not None
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from featflow.apps.infer import run_infer
-    from featflow.data.video import open_source
+    from featflow.data.video import check_image_sizes, open_source
     from featflow.engine.predictor import load
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise FeatflowError("--device cuda: no CUDA device is available here")
     source = open_source(args.source, args.fps)
+    check_image_sizes(source)
+    out = args.out
+    if out is None and args.json is None:
+        out = Path(f"{Path(args.source).stem}_{args.task}_{args.method or 'default'}.mp4")
+    check_outputs(Path(args.source), out, args.json)
+    if source.num_frames is not None and args.start >= source.num_frames:
+        raise FeatflowError(f"--start {args.start}: {args.source} has {source.num_frames} frames")
     name = args.weights or default_model(args.task, args.method)
     model = load(name, args.device)
     if model.task != args.task:
         raise FeatflowError(f"{name} holds a {'segmenter' if model.task == 'seg' else 'detector'}; --task {args.task} "
                             f"needs a {'segmenter' if args.task == 'seg' else 'detector'}")
-    out = args.out
-    if out is None and args.json is None:
+    if args.out is None and args.json is None:
         out = Path(f"{Path(args.source).stem}_{args.task}_{args.method or model.default_method}.mp4")
-    summary = run_infer(source, model, args.method, args.key_interval, args.window, args.online, out, args.json,
-                        progress=not args.quiet, min_score=args.min_score)
+    with _Signals() as signals:
+        summary = run_infer(source, model, args.method, args.key_interval, args.window, args.online, out, args.json,
+                            progress=not args.quiet, min_score=args.min_score, start=args.start,
+                            max_frames=args.max_frames, stop=signals)
+    if summary.interrupted:
+        what = " and ".join(str(p) for p in (summary.video, summary.json) if p) or "nothing"
+        name = signal.Signals(signals.received).name
+        print(f"featflow infer: interrupted by {name}: {summary.frames} frames written ({what})", file=sys.stderr)
+        return 128 + signals.received
     print(f"{summary.frames} frames, {summary.key_frames} key frames; {summary.model_fps:.1f} frames/s in the model, "
           f"{summary.wall_fps:.1f} end to end ({summary.task} {summary.method}, {args.device})")
     for what, path in (("video", summary.video), ("results", summary.json)):

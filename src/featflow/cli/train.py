@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 from featflow.cli import options
@@ -40,7 +41,20 @@ def _add_task(train: argparse._SubParsersAction, what: str, help: str, descripti
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> None:
+#: Exit codes of a run a signal stopped (its checkpoint is saved): the shell's 128 + signal number.
+INTERRUPTED_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+
+
+def _interrupted(result) -> int | None:
+    """The exit code of a run a signal stopped, after saying so (None: the run ended by itself)."""
+    if result.interrupted_by is None:
+        return None
+    print(f"featflow train: interrupted by {result.interrupted_by} at iteration {result.iterations}; the checkpoint "
+          f"in {result.output} is saved: add --resume to go on", file=sys.stderr)
+    return INTERRUPTED_EXIT.get(result.interrupted_by, 1)
+
+
+def run(args: argparse.Namespace) -> int | None:
     from featflow.engine.config import load_config
     from featflow.engine.trainer import override_train
 
@@ -50,10 +64,12 @@ def run(args: argparse.Namespace) -> None:
         cfg = override_train(load_config(FlowTrainConfig, args.config, kind="flow", overrides=args.set),
                              args.iterations, args.time_limit)
         result = train_flow(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
+        if (code := _interrupted(result)) is not None:
+            return code
         print(f"{cfg.model}: {result.iterations} iterations in {result.wall_seconds / 60:.1f} min, validation EPE "
               f"{result.last['val_epe']:.3f} px (stride-16 DFF output {result.last['val_epe_dff']:.3f} px); "
               f"weights in {result.output / 'model.safetensors'}")
-        return
+        return None
     if args.what == "seg":
         from featflow.engine.seg_training import SegTrainConfig as Config, train_segmentation as train
         metric, label = "val_miou", "mIoU"
@@ -65,5 +81,8 @@ def run(args: argparse.Namespace) -> None:
     if args.init is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
     result = train(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
+    if (code := _interrupted(result)) is not None:
+        return code
     print(f"{result.iterations} iterations in {result.wall_seconds / 60:.1f} min, validation {label} "
           f"{100 * result.last[metric]:.1f}%; weights in {result.output / 'model.safetensors'}")
+    return None

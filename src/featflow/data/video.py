@@ -1,5 +1,7 @@
 """Video I/O. In: a video file (anything PyAV decodes) or a folder of images, read as a stream of (H, W, 3)
-uint8 RGB frames so that memory does not grow with the length of the video. Out: H.264 mp4 through PyAV.
+uint8 RGB frames so that memory does not grow with the length of the video, upright (a rotation in the file's
+display matrix, as phones record, is applied). Out: the container named by the file's extension (``VIDEO_FORMATS``:
+H.264 mp4 / mkv, VP9 webm, MPEG-4 avi, GIF) through PyAV.
 
 Damage is reported, never hidden: a decoder error part-way, or a stream that ends well before the frame count
 its header announces (a truncated file), raises ``DecodeError`` naming the file and the frame, after every frame
@@ -66,8 +68,37 @@ class FrameSource:
     def is_video(self) -> bool:
         return not self.images
 
-    def frames(self) -> Iterator[np.ndarray]:
-        return _video_frames(self) if self.is_video else _folder_frames(self)
+    def frames(self, start: int = 0) -> Iterator[np.ndarray]:
+        """The frames from index ``start`` on (a video decodes and drops the ones before; a folder skips them)."""
+        return _video_frames(self, start) if self.is_video else _folder_frames(self, start)
+
+
+def upright(frame: np.ndarray, rotation: float) -> np.ndarray:
+    """Apply a display rotation (degrees counter-clockwise, as ``av.VideoFrame.rotation`` gives it) to a decoded
+    frame: the picture as a player shows it. Rotations are multiples of 90 degrees (others are rounded)."""
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(frame, turns)) if turns else frame
+
+
+def check_image_sizes(source: FrameSource) -> None:
+    """A folder whose images differ in size raises ``FeatflowError`` naming the first odd one, before any frame is
+    decoded (reads the image headers only; an image whose header cannot be read is left to decoding)."""
+    if source.is_video or len(source.images) < 2:
+        return
+    from PIL import Image, UnidentifiedImageError
+
+    first: tuple[int, int] | None = None
+    for index, path in enumerate(source.images):
+        try:
+            with Image.open(path) as image:
+                size = image.size
+        except (OSError, UnidentifiedImageError):
+            continue
+        if first is None:
+            first, first_path = size, path
+        elif size != first:
+            raise FeatflowError(f"{path}: image {index} of {source.path} is {size[0]}x{size[1]}, {first_path.name} "
+                                f"is {first[0]}x{first[1]} (one folder must hold frames of one size)")
 
 
 def open_source(path: str | os.PathLike, fps: float | None = None) -> FrameSource:
@@ -97,12 +128,13 @@ def open_source(path: str | os.PathLike, fps: float | None = None) -> FrameSourc
     return FrameSource(path, fps or rate, count)
 
 
-def _video_frames(source: FrameSource) -> Iterator[np.ndarray]:
+def _video_frames(source: FrameSource, start: int = 0) -> Iterator[np.ndarray]:
     index = 0
     try:
         with av.open(str(source.path)) as container:
             for frame in container.decode(video=0):
-                yield frame.to_ndarray(format="rgb24")
+                if index >= start:
+                    yield upright(frame.to_ndarray(format="rgb24"), frame.rotation)
                 index += 1
     except av.error.FFmpegError as err:
         raise DecodeError(f"{source.path}: decoding failed at frame {index} ({err}); "
@@ -114,9 +146,9 @@ def _video_frames(source: FrameSource) -> Iterator[np.ndarray]:
                           f"frames (a truncated or damaged file); frames 0..{index - 1} were read", index)
 
 
-def _folder_frames(source: FrameSource) -> Iterator[np.ndarray]:
+def _folder_frames(source: FrameSource, start: int = 0) -> Iterator[np.ndarray]:
     size: tuple[int, int] | None = None
-    for index, path in enumerate(source.images):
+    for index, path in enumerate(source.images[start:], start):
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if image is None:
             raise DecodeError(f"{path}: cannot decode image {index} of {source.path}", index)
@@ -133,28 +165,52 @@ def _folder_frames(source: FrameSource) -> Iterator[np.ndarray]:
         yield image
 
 
-def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 10.0, crf: int = 20) -> int:
-    """Encode (H, W, 3) uint8 RGB frames as H.264 (yuv420p) mp4, atomically; -> the number of frames.
+#: extension -> (container, codec, pixel format) of the videos ``write_video`` writes.
+VIDEO_FORMATS: dict[str, tuple[str, str, str]] = {
+    ".mp4": ("mp4", "libx264", "yuv420p"), ".mkv": ("matroska", "libx264", "yuv420p"),
+    ".webm": ("webm", "libvpx-vp9", "yuv420p"), ".avi": ("avi", "mpeg4", "yuv420p"), ".gif": ("gif", "gif", "rgb8")}
 
-    Odd frame sizes are padded by one pixel (H.264 with 4:2:0 chroma needs even sizes).
+
+def video_format(path: str | os.PathLike) -> tuple[str, str, str]:
+    """The (container, codec, pixel format) for a video file named ``path``; an unknown extension raises."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in VIDEO_FORMATS:
+        raise FeatflowError(f"{path}: cannot tell the video format from the extension {suffix or '(none)'!r}; "
+                            f"choose one of {', '.join(VIDEO_FORMATS)}")
+    return VIDEO_FORMATS[suffix]
+
+
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 10.0, crf: int = 20) -> int:
+    """Encode (H, W, 3) uint8 RGB frames in the container the extension names (``VIDEO_FORMATS``), atomically;
+    -> the number of frames. ``crf`` sets the quality of H.264 (VP9 gets ``crf + 12``, its scale).
+
+    Odd frame sizes are padded by one pixel (4:2:0 chroma needs even sizes).
     """
+    fmt, codec, pix_fmt = video_format(path)
+    even = pix_fmt == "yuv420p"
     count = 0
     with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
+        with av.open(str(tmp), mode="w", format=fmt) as container:
             stream = None
             for frame in frames:
                 if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
                     raise ValueError(f"frames must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
                 h, w = frame.shape[:2]
                 if stream is None:
-                    stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-                    stream.width, stream.height = w + w % 2, h + h % 2
-                    stream.pix_fmt = "yuv420p"
-                    stream.options = {"crf": str(crf), "preset": "medium"}
+                    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+                    stream.width, stream.height = (w + w % 2, h + h % 2) if even else (w, h)
+                    stream.pix_fmt = pix_fmt
+                    if codec == "libx264":
+                        stream.options = {"crf": str(crf), "preset": "medium"}
+                    elif codec == "libvpx-vp9":
+                        stream.bit_rate = 0
+                        stream.options = {"crf": str(crf + 12), "deadline": "realtime", "cpu-used": "8"}
+                    elif codec == "mpeg4":
+                        stream.bit_rate = max(500_000, int(4 * w * h * fps))
                     size = (h, w)
                 elif (h, w) != size:
                     raise ValueError(f"frame {count} is {w}x{h}, the video is {size[1]}x{size[0]}")
-                if h % 2 or w % 2:
+                if even and (h % 2 or w % 2):
                     frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                     container.mux(packet)

@@ -283,4 +283,21 @@ def check_paths(config: Any, keys: tuple[str, ...]) -> None:
         if value is None or value in BUILT_IN_SOURCES:
             continue
         if not Path(value).exists():
-            raise MissingInput(f"{key}: no such file or folder: {value}")
+            raise MissingInput(f"{key}: no such file or folder: {value}{producer_hint(value)}")
+
+
+def producer_hint(path: str | os.PathLike) -> str:
+    """How to make a missing file that a packaged config writes: its runs land in ``runs/{kind}/{name}/`` (the
+    packaged configs' ``output``), so a missing ``runs/det/vid_frame_r18/model.safetensors`` is the output of
+    ``featflow train det --config vid_frame_r18``. Empty when no packaged config writes there."""
+    parts = Path(path).parts
+    if len(parts) < 3 or parts[0] != "runs":
+        return ""
+    kind, name = parts[1], parts[2]
+    config = packaged_config(kind, name)
+    if config is None:
+        return ""
+    output = merged_config_dict(config, kind).get("output")
+    if output is not None and Path(output) != Path("runs", kind, name):
+        return ""
+    return f" (the output of a pre-training step: run `featflow train {kind} --config {name}` first)"

@@ -7,9 +7,10 @@ the optimiser's step. The optimiser is AdamW or SGD with momentum (the papers'),
 the task's backbone (N_feat); the schedule (``schedule``) is a linear warm-up, then either a cosine decay to 1% or
 steps down by ``gamma`` at fractions of the run, over the iterations or over the time limit, whichever comes first.
 
-Everything else is a hook, run in this order after every iteration (``default_hooks``): ``DivergenceStop`` (the
-smoothed loss exploding), ``TimeLimit``, ``ProgressBar`` (tqdm), ``Evaluation`` (the task's held-out metrics into the
-history, every ``eval.every`` iterations), ``Checkpoint`` (weights as safetensors + optimizer state read back with
+Everything else is a hook, run in this order after every iteration (``default_hooks``): ``Interrupt`` (SIGINT or
+SIGTERM: a checkpoint, then stop), ``DivergenceStop`` (the smoothed loss exploding), ``TimeLimit``, ``ProgressBar``
+(tqdm; its end follows the time limit), ``Evaluation`` (the task's held-out metrics into the history, every
+``eval.every`` iterations), ``Checkpoint`` (weights as safetensors + optimizer state read back with
 ``weights_only=True``, every ``train.checkpoint_every`` iterations, by default at every evaluation) and ``Logging``
 (Python ``logging``, logger ``featflow.engine.trainer``). Evaluation and checkpoint also run at the end and when the
 time limit stops a run. ``train`` builds a Trainer with these hooks, runs it, and writes ``metrics.json`` with the
@@ -31,6 +32,8 @@ import dataclasses
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +160,7 @@ class TrainResult:
     wall_seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
     model: nn.Module | None = None  # the trained model (this rank's copy under torchrun)
+    interrupted_by: str | None = None  # "SIGINT" / "SIGTERM" when a signal stopped the run (its checkpoint is saved)
 
     @property
     def last(self) -> dict[str, Any]:
@@ -352,6 +356,43 @@ class DivergenceStop(HookBase):
                                      "lower the lr")
 
 
+class Interrupt(HookBase):
+    """SIGINT (Ctrl-C) or SIGTERM ends the run after the iteration in flight, with a checkpoint, so ``--resume``
+    goes on from there: nothing trained is lost, however early the signal comes. The held-out evaluation is
+    skipped (the user is waiting). A second signal stops at once. Under torchrun the ranks agree to stop together
+    (a signal on any rank stops all of them at the same iteration)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:  # the second one: the user does not want to wait
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def before_train(self) -> None:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def after_step(self) -> None:
+        t = self.trainer
+        stop = self.received is not None
+        if t.ctx.distributed:
+            stop = mean_over_ranks(float(stop), t.ctx) > 0
+        if stop:
+            name = signal.Signals(self.received).name if self.received is not None else "a signal on another rank"
+            t.interrupted_by = name
+            t.stop_reason = f"interrupted by {name} at iteration {t.iteration}; checkpoint saved (--resume goes on)"
+
+    def close(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
 class TimeLimit(HookBase):
     """Stops the run once ``minutes`` of training time (resumes included, the mean over ranks: one clock for all)
     have passed; the evaluation and checkpoint hooks then run for the iteration it stopped at."""
@@ -366,7 +407,9 @@ class TimeLimit(HookBase):
 
 
 class ProgressBar(HookBase):
-    """A tqdm bar of the iterations with the smoothed loss (rank 0, when ``enabled``)."""
+    """A tqdm bar of the iterations with the smoothed loss (rank 0, when ``enabled``). With a time limit, the bar's
+    end is where the run will stop: the iterations that fit in the time left at the pace so far, so its time
+    estimate is the time limit's when that comes first."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -379,23 +422,37 @@ class ProgressBar(HookBase):
 
     def after_step(self) -> None:
         if self.bar is not None:
+            t = self.trainer
+            limit = t.cfg.time_limit_minutes
+            if limit is not None and t.iteration > t.start:
+                pace = (t.wall() - t.wall_before) / (t.iteration - t.start)  # seconds an iteration, this process
+                self.bar.total = expected_end(t.iteration, t.cfg.iterations, 60 * limit - t.wall(), pace)
             self.bar.update()
-            self.bar.set_postfix(loss=f"{self.trainer.smooth:.4f}")
+            self.bar.set_postfix(loss=f"{t.smooth:.4f}")
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
+def expected_end(iteration: int, iterations: int, seconds_left: float, pace: float) -> int:
+    """The iteration a run will end at: its last, or the one the time left reaches at ``pace`` seconds each."""
+    if pace <= 0:
+        return iterations
+    return max(iteration, min(iterations, iteration + int(max(seconds_left, 0.0) / pace)))
+
+
 class Evaluation(PeriodicHook):
-    """The task's held-out metrics every ``period`` iterations (and at the end), appended to the history."""
+    """The task's held-out metrics every ``period`` iterations (and at the end), appended to the history; not when
+    a signal interrupts the run."""
 
     def before_train(self) -> None:
         history = self.trainer.history
         self.last = history[-1]["iteration"] if history else None
 
     def act(self) -> None:
-        self.trainer.evaluate()
+        if self.trainer.interrupted_by is None:
+            self.trainer.evaluate()
 
 
 class Checkpoint(PeriodicHook):
@@ -471,6 +528,12 @@ class Logging(HookBase):
             self._handler = None
 
 
+def _ignore_interrupts(worker: int) -> None:
+    """Data-loading workers ignore Ctrl-C (the terminal sends it to the whole process group): the main process
+    finishes its iteration and saves a checkpoint, and needs its workers alive until then."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Trainer:
     """Trains ``task`` with ``cfg`` into ``out``: the optimiser, the data in the run's order, DDP under torchrun,
     and (with ``resume``) the state of the last checkpoint, set up at construction; ``train`` then runs
@@ -504,12 +567,13 @@ class Trainer:
         self.loss = math.nan
         self.lr = cfg.lr * lr_factor(self.start, cfg, 0.0)
         self.stop_reason: str | None = None
+        self.interrupted_by: str | None = None  # set by the Interrupt hook
         self.hooks: list[HookBase] = []
         positions = list(epoch_order(len(task.dataset), self.start * cfg.batch_size, cfg.iterations * cfg.batch_size,
                                      task.seed, task.shuffle))
         self.loader = DataLoader(task.dataset, batch_size=per_rank,
                                  sampler=rank_positions(positions, cfg.batch_size, ctx), num_workers=cfg.workers,
-                                 drop_last=True, collate_fn=task.collate)
+                                 drop_last=True, collate_fn=task.collate, worker_init_fn=_ignore_interrupts)
         self.objective: nn.Module = _Objective(self.model, task.loss)
         if ctx.distributed:  # gradients averaged over ranks in backward; rank 0's weights broadcast at the start
             self.objective = DistributedDataParallel(
@@ -628,10 +692,12 @@ class Trainer:
             broadcast_buffers(self.model, self.ctx)
             history = gather(history, self.ctx)[0]
         final = history[-1] if history else {}
-        result = TrainResult(self.out, self.iteration, final.get("wall_seconds", self.wall()), history, self.model)
+        result = TrainResult(self.out, self.iteration, final.get("wall_seconds", self.wall()), history, self.model,
+                             self.interrupted_by)
         if self.ctx.is_main:
             write_json(self.out / "metrics.json", {"name": self.task.name, "config": self.task.config,
                                                     "iterations": self.iteration, "world_size": self.ctx.world_size,
+                                                    "interrupted_by": self.interrupted_by,
                                                     "wall_seconds": result.wall_seconds, "final": final,
                                                     "history": history})
         return result
@@ -639,10 +705,10 @@ class Trainer:
 
 def default_hooks(cfg: OptimConfig, eval_every: int, progress: bool = True, log_every: int | None = None
                   ) -> list[HookBase]:
-    """The hooks of a training run, in the order they run: the divergence stop, the time limit (if any), the
+    """The hooks of a training run, in the order they run: signals, the divergence stop, the time limit (if any), the
     progress bar, evaluation every ``eval_every`` iterations, checkpoints every ``cfg.checkpoint_every`` (default:
     at every evaluation) and logging (every evaluation; the loss and lr every ``log_every`` iterations if given)."""
-    hooks: list[HookBase] = [DivergenceStop()]
+    hooks: list[HookBase] = [Interrupt(), DivergenceStop()]
     if cfg.time_limit_minutes is not None:
         hooks.append(TimeLimit(cfg.time_limit_minutes))
     hooks += [ProgressBar(progress), Evaluation(eval_every), Checkpoint(cfg.checkpoint_every or eval_every),

@@ -30,10 +30,48 @@ def colorize_labels(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return table[labels]
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """Blend the colour-coded labels over an RGB image."""
+def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.55,
+            background: int | None = None) -> np.ndarray:
+    """Blend the colour-coded labels over an RGB image; pixels of class ``background`` (if given) stay as they are."""
     colors = colorize_labels(labels, palette).astype(np.float32)
-    return np.clip(image.astype(np.float32) * (1 - alpha) + colors * alpha, 0, 255).astype(np.uint8)
+    out = np.clip(image.astype(np.float32) * (1 - alpha) + colors * alpha, 0, 255).astype(np.uint8)
+    if background is not None:
+        keep = labels == background
+        out[keep] = image[keep]
+    return out
+
+
+def segmentation_palette(num_classes: int) -> np.ndarray:
+    """(num_classes, 3) uint8: a fixed colour per class id, class 0 (the background) black (it is left unpainted)."""
+    return class_palette(max(num_classes - 1, 0))
+
+
+def legend(image: np.ndarray, names: list[str], palette: np.ndarray, skip: tuple[int, ...] = (0,)) -> np.ndarray:
+    """A small key in the top-right corner: a swatch of ``palette[k]`` and ``names[k]`` for each class k not in
+    ``skip`` (the background). It takes at most half the frame's width and height: as many rows as fit, none on a
+    frame too small for one."""
+    out = image.copy()
+    h, w = image.shape[:2]
+    font = max(0.3, h / 900)
+    entries = [(k, name) for k, name in enumerate(names) if k not in skip and k < len(palette)]
+    if not entries:
+        return out
+    sizes = [cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, font, 1) for _, name in entries]
+    row = max(th + base for (_, th), base in sizes) + 4
+    swatch = row - 4
+    width = swatch + 8 + max(tw for (tw, _), _ in sizes) + 4
+    rows = min(len(entries), (h // 2) // row)
+    if rows == 0 or width > w // 2:
+        return out
+    x0 = w - width
+    cv2.rectangle(out, (x0, 0), (w - 1, rows * row + 1), (0, 0, 0), -1)
+    for r, ((k, name), ((_, th), base)) in enumerate(zip(entries[:rows], sizes)):
+        top = r * row + 2
+        color = tuple(int(c) for c in palette[k])
+        cv2.rectangle(out, (x0 + 2, top), (x0 + 1 + swatch, top + swatch - 1), color, -1)
+        cv2.putText(out, name, (x0 + swatch + 6, top + th), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return out
 
 
 def caption(image: np.ndarray, text: str, color: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
