@@ -258,5 +258,9 @@ def test_a_missing_pre_training_step_names_the_command_that_makes_it(tmp_path, m
                                             r".safetensors \(the output of a pre-training step: run `featflow train "
                                             r"det --config vid_frame_r18` first\)"):
         check_paths(cfg, ("model.init",))
+    from featflow.engine.det_training import features_source
+
+    with pytest.raises(MissingInput, match=r"run `featflow train seg --config frame_r18_long` first"):
+        features_source(load_config(DetTrainConfig, "frame_r18", kind="det").model.features_init)  # N_feat's step
     assert producer_hint("runs/det/no_such_config/model.safetensors") == ""
     assert producer_hint(tmp_path / "elsewhere.safetensors") == ""

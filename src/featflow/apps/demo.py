@@ -16,7 +16,6 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 
 import cv2
@@ -38,31 +37,26 @@ from featflow.engine.checkpoint import load_detector, load_segmenter  # noqa: E4
 from featflow.engine.det_inference import DetStreamConfig, detect_stream  # noqa: E402
 from featflow.engine.flow_inference import predict_flow  # noqa: E402
 from featflow.engine.seg_inference import SegmentationStream  # noqa: E402
-from featflow.errors import FeatflowError
+from featflow.errors import FeatflowError  # noqa: E402
 from featflow.evaluation.segmentation import ConfusionMatrix  # noqa: E402
 from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid  # noqa: E402
 from featflow.methods.schedulers import FixedInterval  # noqa: E402
 from featflow.methods.segmentation import VideoSegmenter  # noqa: E402
 from featflow.modeling.preprocess import image_to_tensor  # noqa: E402
+from featflow.registry import default_model, resolve_weights  # noqa: E402
 from featflow.structures import Detections  # noqa: E402
 from featflow.utils.io import atomic_path, write_json, write_text  # noqa: E402
 from featflow.utils.visualize import caption, draw_boxes, flow_to_color, legend, overlay, side_by_side  # noqa: E402
 
-SHIPPED_SEGMENTER = "dff_r18_inception_synth.safetensors"
-SHIPPED_DETECTORS = {"dff": "det_dff_r18_inception_synth.safetensors",
-                     "fgfa": "det_fgfa_r18_inception_synth.safetensors"}
-
-
-def _shipped(name: str) -> Path:
-    return Path(str(resources.files("featflow") / "weights" / name))
-
 
 def shipped_segmenter() -> Path:
-    return _shipped(SHIPPED_SEGMENTER)
+    """The DFF segmenter the demo runs by default (``featflow.registry.DEFAULT_MODELS``)."""
+    return resolve_weights(default_model("seg"))
 
 
 def shipped_detectors() -> dict[str, Path]:
-    return {method: _shipped(name) for method, name in SHIPPED_DETECTORS.items()}
+    """The DFF and FGFA detectors the demo runs by default."""
+    return {"dff": resolve_weights(default_model("det", "dff")), "fgfa": resolve_weights(default_model("det"))}
 
 
 @dataclass

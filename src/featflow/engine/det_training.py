@@ -23,10 +23,10 @@ from featflow.data.detection_clips import ReferenceSampling, SyntheticDetectionC
 from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
 from featflow.data.vid import VidDataset
 from featflow.engine.checkpoint import load_detector, load_flow_into, load_norm_agnostic, read_weights, save_detector
-from featflow.engine.config import check_paths, to_dict
+from featflow.engine.config import check_paths, producer_hint, to_dict
 from featflow.engine.feature_scale import FeatureScale
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, to_device, train
-from featflow.errors import FeatflowError
+from featflow.errors import FeatflowError, MissingInput
 from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid
 from featflow.methods.detection import VideoDetector, total_loss
 from featflow.modeling.rpn import RPNConfig
@@ -132,7 +132,10 @@ def build_detector(cfg: DetModelConfig, num_classes: int) -> VideoDetector:
 def features_source(value: str) -> Path:
     """``model.features_init`` as a weights file: a shipped model's name (its N_feat, e.g. the shipped segmenter's,
     "seg-dff-r18-synth") or a checkpoint path."""
-    return resolve_weights(value, what="model.features_init")
+    try:
+        return resolve_weights(value, what="model.features_init")
+    except MissingInput as err:  # a run of a packaged config: say which command makes it
+        raise MissingInput(f"{err}{producer_hint(value)}") from None
 
 
 def load_features_into(model: VideoDetector, path: str | Path) -> None:
