@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from featflow.analysis.reports import machine_description, save_figure, training_lines, training_records, write_report  # noqa: E402
-from featflow.analysis.speed import format_row, measure_speed  # noqa: E402
+from featflow.analysis.speed import dff_speedup, format_row, measure_speed  # noqa: E402
 from featflow.data.cityscapes import CityscapesVideo  # noqa: E402
 from featflow.engine.checkpoint import load_flow_into, load_segmenter  # noqa: E402
 from featflow.engine.seg_inference import evaluate_segmentation, offset_matrices, time_stream  # noqa: E402
@@ -96,7 +96,7 @@ def _curves(plan: SegReportPlan, video: CityscapesVideo, progress: bool) -> list
         frame_ms = 1000 / time_stream(frame_model, video, "frame", 1).fps
         timing = time_stream(model, video, "dff", plan.key_interval)
         miou = {l: float(np.mean(by_offset[:l])) for l in intervals}
-        speedup = {l: frame_ms / ((timing.key_frame_ms + (l - 1) * timing.non_key_frame_ms) / l) for l in intervals}
+        speedup = {l: dff_speedup(frame_ms, timing.key_frame_ms, timing.non_key_frame_ms, l) for l in intervals}
         curves.append({"name": curve.name, "weights": curve.weights, "miou_by_offset": by_offset, "miou": miou,
                        "speedup": speedup, "frame_ms": frame_ms, "key_frame_ms": timing.key_frame_ms,
                        "non_key_frame_ms": timing.non_key_frame_ms})

@@ -177,11 +177,17 @@ def measure_fgfa_speed(feature_net: str = "resnet101", flow_net: str = "flownet"
                                torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu")
 
 
+def dff_speedup(per_frame_ms: float, key_frame_ms: float, non_key_frame_ms: float, interval: int) -> float:
+    """Speedup of DFF at key interval l over per-frame, from measured times: a DFF frame costs
+    t(l) = (t_key + (l - 1) t_nonkey) / l on average."""
+    return per_frame_ms / ((key_frame_ms + (interval - 1) * non_key_frame_ms) / interval)
+
+
 def speedup_curve(row: SpeedRow, intervals: list[int]) -> dict[int, float]:
     """Speedup of DFF over per-frame at other key intervals, from the measured per-frame, key-frame and
-    non-key-frame times: t(l) = (t_key + (l - 1) t_nonkey) / l."""
+    non-key-frame times."""
     per_frame_ms = 1000 / row.per_frame_fps
-    return {l: per_frame_ms / ((row.key_frame_ms + (l - 1) * row.non_key_frame_ms) / l) for l in intervals}
+    return {l: dff_speedup(per_frame_ms, row.key_frame_ms, row.non_key_frame_ms, l) for l in intervals}
 
 
 def format_row(row: SpeedRow) -> str:
