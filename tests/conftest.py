@@ -3,6 +3,10 @@ import pytest
 import torch
 
 from featflow.data.synthetic import Degradations, SynthConfig
+from featflow.engine.checkpoint import save_detector, save_segmenter
+from featflow.methods.detection import VideoDetector
+from featflow.methods.segmentation import VideoSegmenter
+from featflow.modeling.rpn import RPNConfig
 
 torch.set_num_threads(2)
 
@@ -26,3 +30,15 @@ def tree_bytes(root) -> dict[str, bytes]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """A DFF segmenter and an FGFA detector with random weights, small enough for tests."""
+    folder = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    seg = VideoSegmenter(4, "resnet18", channels=16, flow_net="flownet_inception")
+    save_segmenter(folder / "seg.safetensors", seg, ["bg", "a", "b", "c"])
+    det = VideoDetector(3, "resnet18", 16, "flownet_inception", "adaptive", rpn=RPNConfig(anchor_sizes=(16, 32)))
+    save_detector(folder / "det.safetensors", det, ["a", "b", "c"])
+    return folder / "seg.safetensors", folder / "det.safetensors"

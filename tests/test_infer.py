@@ -16,10 +16,7 @@ import featflow
 from featflow.apps.infer import run_infer
 from featflow.cli import main
 from featflow.data.video import DecodeError, natural_key, open_source, to_rgb
-from featflow.engine.checkpoint import read_weights, save_detector, save_segmenter
-from featflow.methods.detection import VideoDetector
-from featflow.methods.segmentation import VideoSegmenter
-from featflow.modeling.rpn import RPNConfig
+from featflow.engine.checkpoint import read_weights
 from featflow.structures import decode_labels, encode_labels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,18 +42,6 @@ def _encode(path: Path, frames: list[np.ndarray], fmt: str, codec: str, pix_fmt:
 def _clip(n: int, h: int, w: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)]
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    """A DFF segmenter and an FGFA detector with random weights, small enough for tests."""
-    folder = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    seg = VideoSegmenter(4, "resnet18", channels=16, flow_net="flownet_inception")
-    save_segmenter(folder / "seg.safetensors", seg, ["bg", "a", "b", "c"])
-    det = VideoDetector(3, "resnet18", 16, "flownet_inception", "adaptive", rpn=RPNConfig(anchor_sizes=(16, 32)))
-    save_detector(folder / "det.safetensors", det, ["a", "b", "c"])
-    return folder / "seg.safetensors", folder / "det.safetensors"
 
 
 @pytest.mark.parametrize("fmt,codec,suffix,pix_fmt,size", [("mp4", "libx264", "mp4", "yuv420p", (46, 62)),

@@ -13,7 +13,6 @@ import av
 import cv2
 import numpy as np
 import pytest
-import torch
 
 import featflow
 from featflow.apps.demo import segmentation_view
@@ -21,28 +20,12 @@ from featflow.apps.infer import annotate, run_infer
 from featflow.cli import main
 from featflow.data.synthetic import CLASS_NAMES
 from featflow.data.video import VIDEO_FORMATS, open_source, upright
-from featflow.engine.checkpoint import save_detector, save_segmenter
 from featflow.engine.predictor import FrameResult
-from featflow.methods.detection import VideoDetector
-from featflow.methods.segmentation import VideoSegmenter
-from featflow.modeling.rpn import RPNConfig
 from featflow.structures import decode_labels
 from featflow.utils.visualize import segmentation_palette
 from test_infer import _clip, _encode
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    """A DFF segmenter and an FGFA detector with random weights (as in test_infer)."""
-    folder = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    seg = VideoSegmenter(4, "resnet18", channels=16, flow_net="flownet_inception")
-    save_segmenter(folder / "seg.safetensors", seg, ["bg", "a", "b", "c"])
-    det = VideoDetector(3, "resnet18", 16, "flownet_inception", "adaptive", rpn=RPNConfig(anchor_sizes=(16, 32)))
-    save_detector(folder / "det.safetensors", det, ["a", "b", "c"])
-    return folder / "seg.safetensors", folder / "det.safetensors"
 
 
 def _records(path: Path) -> list[dict]:

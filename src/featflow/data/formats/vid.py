@@ -149,6 +149,11 @@ def read_vid_xml(path: str | os.PathLike) -> VidAnnotation:
     )
 
 
+def _fields(path: Path) -> list[tuple[int, str, list[str]]]:
+    """(line number, line, its whitespace-separated fields) for every non-empty line of a text list."""
+    return [(n, line, line.split()) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+
+
 def write_map_vid(path: str | os.PathLike, classes: tuple[tuple[str, str], ...]) -> None:
     write_text(path, "".join(f"{wnid} {i} {name}\n" for i, (wnid, name) in enumerate(classes, 1)))
 
@@ -157,10 +162,7 @@ def read_map_vid(path: str | os.PathLike) -> tuple[tuple[str, str], ...]:
     """``devkit/data/map_vid.txt`` -> ((wnid, name), ...) in index order."""
     path = Path(path)
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
+    for n, line, parts in _fields(path):
         if len(parts) != 3 or not parts[1].isdigit():
             raise FeatflowError(f"{path}:{n}: expected 'WNID INDEX NAME', got {line!r}")
         rows.append((int(parts[1]), parts[0], parts[2]))
@@ -175,10 +177,7 @@ def read_frame_list(path: str | os.PathLike) -> list[tuple[str, str, int]]:
     (video folder inside the split, frame name, frame id) per line, in the file's order."""
     path = Path(path)
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
+    for n, line, parts in _fields(path):
         if len(parts) != 2 or not parts[1].isdigit() or parts[0].count("/") < 2:
             raise FeatflowError(f"{path}:{n}: expected 'SPLIT/VIDEO/FRAME ID', got {line!r}")
         folder, frame = parts[0].split("/", 1)[1].rsplit("/", 1)
