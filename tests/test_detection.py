@@ -332,6 +332,9 @@ def test_detection_report_tables(tmp_path):
             if d["delta"] is not None and d["ci_low"] is not None:
                 assert d["ci_low"] - 1e-9 <= d["delta"] <= d["ci_high"] + 1e-9
     assert "95% bootstrap intervals" in text
+    weights = data["ablation"][1]["aggregation_weights"]  # FGFA's weights as the stream computed them
+    assert 0 < weights["current_weight"] <= 1 and -1 <= weights["reference_cosine"] <= 1
+    assert "## FGFA's adaptive weights at test" in text and "current_weight" not in data["ablation"][0]
 
 
 def test_cocovid_round_trip_reads_what_the_vid_reader_reads(tmp_path):

@@ -30,8 +30,9 @@ FEATURE_NETS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "resnet101"
 NORMS: tuple[str, ...] = ("batch", "frozen")
 #: F: FlowNet-Simple, FlowNet Half and FlowNet Inception (``featflow.modeling.flow_net``).
 FLOW_NETS: tuple[str, ...] = ("flownet", "flownet_half", "flownet_inception")
-#: FGFA's aggregation: none, adaptive weights from the embedding network, or the plain mean (an ablation).
-AGGREGATIONS: tuple[str | None, ...] = (None, "adaptive", "mean")
+#: FGFA's aggregation: none, adaptive weights from the embedding network, the plain mean (an ablation), or adaptive
+#: weights with a learned softmax temperature (``featflow.methods.fgfa``; not in the paper).
+AGGREGATIONS: tuple[str | None, ...] = (None, "adaptive", "mean", "adaptive-temperature")
 
 # ---- video methods ---------------------------------------------------------------------------------------------
 

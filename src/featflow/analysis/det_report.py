@@ -22,10 +22,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import matplotlib
+import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from featflow.analysis.detection_cache import DetectionCache, entry_key  # noqa: E402
 from featflow.analysis.reports import (  # noqa: E402
     curves_plot,
     machine_description,
@@ -41,6 +43,7 @@ from featflow.engine.checkpoint import load_detector  # noqa: E402
 from featflow.engine.det_inference import DetStreamConfig, detect_dataset, ground_truth, postprocess_video  # noqa: E402
 from featflow.evaluation.bootstrap import vid_map_differences  # noqa: E402
 from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid  # noqa: E402
+from featflow.methods.fgfa import aggregation_weights  # noqa: E402
 from featflow.structures import Detections, VideoDetections  # noqa: E402
 
 
@@ -81,29 +84,77 @@ class DetReportPlan:
     seed_note: str = ""  # how the held-out data was made (its generator seed), quoted in the report
 
 
+class WeightProbe:
+    """FGFA's weights as a stream computes them: over every aggregation of a run, the mean weight of the current
+    frame and the mean cosine of the other frames with it. With 2K+1 frames, 1 / (2K+1) means a plain average.
+    Reads the aggregator's inputs (a forward pre-hook); nothing changes in what it computes."""
+
+    def __init__(self, aggregator: torch.nn.Module | None, config: DetStreamConfig) -> None:
+        self.online, self.sums, self.count = config.online, {"current_weight": 0.0, "reference_cosine": 0.0}, 0
+        adaptive = aggregator is not None and getattr(aggregator, "adaptive", False)
+        self.handle = aggregator.register_forward_pre_hook(self._on_aggregate) if adaptive else None
+
+    def _on_aggregate(self, module: torch.nn.Module, inputs: tuple) -> None:
+        similarities = list(inputs[1])
+        if len(similarities) < 2:
+            return
+        own = len(similarities) - 1 if self.online else len(similarities) // 2  # the current frame's position
+        logits = torch.stack(similarities, 1).float()  # (N, T, 1, h, w)
+        weights = aggregation_weights(logits, module.temperature)
+        others = torch.cat([logits[:, :own], logits[:, own + 1:]], 1)
+        self.sums["current_weight"] += weights[:, own].mean().item()
+        self.sums["reference_cosine"] += others.mean().item()
+        self.count += 1
+
+    def close(self) -> dict[str, float]:
+        """Stop listening; the means (empty when nothing was aggregated with adaptive weights)."""
+        if self.handle is not None:
+            self.handle.remove()
+        if not self.count:
+            return {}
+        return {k: v / self.count for k, v in self.sums.items()}
+
+
 class _Runner:
     """Evaluates rows, running each (weights, stream config) once and post-processing its raw detections."""
 
-    def __init__(self, data: VidDataset, progress: bool) -> None:
-        self.data, self.progress = data, progress
+    def __init__(self, data: VidDataset, progress: bool, cache: DetectionCache | None = None) -> None:
+        self.data, self.progress, self.cache = data, progress, cache
         self.truth: list[VideoGroundTruth] = ground_truth(data)
-        self.raw: dict[tuple[str, DetStreamConfig], tuple[list[VideoDetections], float]] = {}
+        self.raw: dict[tuple[str, DetStreamConfig], tuple[list[VideoDetections], float, dict]] = {}
         self.detections: dict[str, list[VideoDetections]] = {}  # by row name, post-processing applied
 
     def row(self, name: str, weights: str, config: DetStreamConfig, postprocess: str | None = None) -> dict:
         key = (weights, config)
         if key not in self.raw:
-            model = load_detector(weights)[0].for_inference()
-            self.raw[key] = detect_dataset(model, self.data, config, self.progress)
-        detections, ms = self.raw[key]
+            self.raw[key] = self._detect(weights, config)
+        detections, ms, stats = self.raw[key]
         if postprocess is not None:
             detections = [postprocess_video(d, postprocess, [self.data.image(v, t) for t in range(len(d))]
                                             if postprocess == "mgp" else None) for v, d in enumerate(detections)]
         self.detections[name] = detections
         result = evaluate_vid(detections, self.truth, len(self.data.classes))
         return {"name": name, "weights": weights, "method": config.method, "key_interval": config.key_interval,
-                "window": config.window, "postprocess": postprocess, "ms_per_frame": ms, **result.to_json()}
+                "window": config.window, "postprocess": postprocess, "ms_per_frame": ms, **result.to_json(),
+                **({"aggregation_weights": stats} if stats else {})}
 
+
+    def _detect(self, weights: str, config: DetStreamConfig) -> tuple[list[VideoDetections], float, dict]:
+        """Raw detections, ms per frame and FGFA's weight statistics (``WeightProbe``): from the cache when it
+        holds this run, else by running the model."""
+        entry = entry_key(weights, config, self.data) if self.cache is not None else None
+        cached = self.cache.get(entry) if self.cache is not None and entry is not None else None
+        if cached is not None:
+            return cached
+        model = load_detector(weights)[0].for_inference()
+        probe = WeightProbe(model.aggregator, config) if config.method == "fgfa" else None
+        try:
+            detections, ms = detect_dataset(model, self.data, config, self.progress)
+        finally:
+            stats = probe.close() if probe is not None else {}
+        if self.cache is not None and entry is not None:
+            self.cache.put(entry, detections, ms, stats)
+        return detections, ms, stats
 
     def compare(self, base: str, other: str, samples: int) -> dict:
         """mAP(other) - mAP(base) per category, in points, with paired 95% bootstrap intervals over videos."""
@@ -210,6 +261,16 @@ def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) 
                 lines.append(f"- With FlowNet the gain is {100 * ((flownet['map'] or 0) - (single['map'] or 0)):+.1f}; "
                              f"FlowNet Inception's gain is {100 * ((fgfa['map'] or 0) - (flownet['map'] or 0)):+.1f} "
                              "against it (target: within 0.5).")
+    probed = [r for group in ("ablation", "frame_counts") for r in results[group] if r.get("aggregation_weights")]
+    if probed:
+        lines += ["", "## FGFA's adaptive weights at test", "",
+                  "Over every aggregation of the run: the current frame's mean weight (a plain average of 2K+1 "
+                  "frames gives 1 / (2K+1)) and the other frames' mean cosine with it.", "",
+                  "| row | test frames | current frame's weight | plain average | other frames' cosine |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['name']} | {2 * r['window'] + 1} | {r['aggregation_weights']['current_weight']:.3f} | "
+                  f"{1 / (2 * r['window'] + 1):.3f} | {r['aggregation_weights']['reference_cosine']:.3f} |"
+                  for r in probed]
     if results["postprocessing"]:
         lines += ["", "## Box-level post-processing (the seed's Table 4)", ""] + _map_table(results["postprocessing"])
     if results["dff"]:
@@ -259,12 +320,15 @@ def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) 
 
 
 def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "reports",
-                         command: str = "featflow bench det", progress: bool = True) -> list[Path]:
+                         command: str = "featflow bench det", progress: bool = True,
+                         cache: str | os.PathLike | None = None) -> list[Path]:
+    """Evaluate every row of ``plan`` and write the report; with ``cache``, raw detections are kept in (and
+    reused from) that folder (``featflow.analysis.detection_cache``)."""
     data = VidDataset(plan.data, plan.split)
     total = len(data)
     if plan.videos is not None:
         data = data.first(plan.videos)
-    runner = _Runner(data, progress)
+    runner = _Runner(data, progress, DetectionCache(cache) if cache is not None else None)
 
     def rows(plans: tuple[DetRowPlan, ...]) -> list[dict]:
         return [runner.row(r.name, r.weights, _config(plan, r.method), r.postprocess) for r in plans]

@@ -66,6 +66,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                                        "count, and paper-size speed; write detection.md/.json/.png.")
     det.add_argument("--plan", default="detection", help="a YAML plan, or a packaged one (default: detection)")
     det.add_argument("--report", type=Path, default=Path("reports"))
+    det.add_argument("--cache", type=Path, default=None,
+                     help="keep each row's raw detections in this folder and reuse them when the weights, the "
+                          "stream settings and the videos are unchanged (a re-run evaluates only new rows)")
     det.add_argument("--quiet", action="store_true")
     det.set_defaults(func=run_det)
     synth = bench.add_parser("synth", help="synthetic generator speed (one core) and content statistics",
@@ -163,5 +166,6 @@ def run_det(args: argparse.Namespace) -> None:
     from featflow.engine.config import load_config
 
     plan = load_config(DetReportPlan, args.plan, kind="reports")
-    paths = run_detection_report(plan, args.report, command=options.command_line(), progress=not args.quiet)
+    paths = run_detection_report(plan, args.report, command=options.command_line(), progress=not args.quiet,
+                                 cache=args.cache)
     print(f"report: {', '.join(str(p) for p in paths)}")

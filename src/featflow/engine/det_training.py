@@ -181,7 +181,9 @@ def _evaluate(model: VideoDetector, samples: list[dict], num_classes: int) -> di
             detections += [[d] for d in model.detect(features, tuple(batch["current"].shape[-2:]))]
             truth += [VideoGroundTruth((t["boxes"].numpy(),), (t["labels"].numpy(),), (np.arange(len(t["labels"])),))
                       for t in batch["targets"]]
-    return {"val_map": evaluate_vid(detections, truth, num_classes).map, **scale.metrics()}
+    learned = model.aggregator is not None and model.aggregator.log_temperature is not None
+    temperature = {"temperature": float(model.aggregator.temperature)} if learned else {}
+    return {"val_map": evaluate_vid(detections, truth, num_classes).map, **scale.metrics(), **temperature}
 
 
 def _datasets(cfg: DetTrainConfig, refs: ReferenceSampling

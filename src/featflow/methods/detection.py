@@ -13,7 +13,7 @@ from torch import Tensor
 from torchvision.models.detection.image_list import ImageList
 
 from featflow.methods.dff import DeepFeatureFlow, FlowSource
-from featflow.methods.fgfa import FlowGuidedAggregation
+from featflow.methods.fgfa import build_aggregation
 from featflow.modeling.feature_net import FEATURE_STRIDE, FeatureNet, NormKind
 from featflow.modeling.flow_net import build_flow_net
 from featflow.modeling.rfcn import RFCNConfig, RFCNHead
@@ -36,7 +36,7 @@ class VideoDetector(DeepFeatureFlow):
             raise ValueError(f"detection splits the features in two halves: channels must be even, got {channels}")
         super().__init__(FeatureNet(arch, out_channels=channels, norm=norm),
                          build_flow_net(flow_net, scale_channels=channels) if flow_net else None,
-                         FlowGuidedAggregation(channels, aggregation == "adaptive") if aggregation else None)
+                         build_aggregation(aggregation, channels))
         self.aggregation = aggregation
         self.arch, self.channels, self.flow_name = arch, channels, flow_net
         self.anchor_sizes = rpn.anchor_sizes

@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from featflow.methods.dff import DeepFeatureFlow, FlowSource
-from featflow.methods.fgfa import FlowGuidedAggregation
+from featflow.methods.fgfa import build_aggregation
 from featflow.modeling.feature_net import FeatureNet, NormKind
 from featflow.modeling.flow_net import build_flow_net
 from featflow.modeling.heads import SegmentationHead
@@ -26,7 +26,7 @@ class VideoSegmenter(DeepFeatureFlow):
         check_choice("aggregation", aggregation, AGGREGATIONS)
         super().__init__(FeatureNet(arch, out_channels=channels, norm=norm),
                          build_flow_net(flow_net, scale_channels=channels) if flow_net else None,
-                         FlowGuidedAggregation(channels, aggregation == "adaptive") if aggregation else None)
+                         build_aggregation(aggregation, channels))
         self.arch, self.channels, self.flow_name, self.aggregation = arch, channels, flow_net, aggregation
         self.head = SegmentationHead(channels, num_classes)
 
