@@ -6,7 +6,9 @@ results go to JSON lines: boxes with class and score, or the label map run-lengt
 (``featflow.structures.encode_labels``). A source damaged part-way keeps everything before the damage: those
 frames are written, and the summary's ``error`` names the file and the frame. A run stopped on request (``stop``:
 the command line's SIGINT / SIGTERM) also keeps every frame processed so far, and the summary says ``interrupted``.
-``start`` / ``max_frames`` run a part of the source; the JSON's frame indices stay those of the source.
+``start`` / ``max_frames`` run a part of the source; the JSON's frame indices stay those of the source. Each line
+carries the frame's timestamp in seconds, and the annotated video keeps the source's timing (variable frame rate
+and a non-zero start included), so that it plays in sync with the source.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm import tqdm
 
-from featflow.data.video import DecodeError, FrameSource, write_video
+from featflow.data.video import DecodeError, FrameSource, TimedFrame, write_video
 from featflow.engine.predictor import FrameResult, Model
 from featflow.errors import FeatflowError
 from featflow.structures import encode_labels
@@ -49,10 +51,15 @@ class InferSummary:
         return asdict(self)
 
 
-def result_record(result: FrameResult, class_names: list[str], min_score: float = 0.0, start: int = 0) -> dict:
-    """One JSON line: the frame index in the source (``start`` + the stream's index), key frame or not, model ms,
-    and the boxes scoring >= ``min_score`` or the encoded label map."""
-    record = {"frame": start + result.index, "key": result.is_key, "ms": round(result.ms, 3)}
+def result_record(result: FrameResult, class_names: list[str], min_score: float = 0.0, start: int = 0,
+                  time: float | None = None) -> dict:
+    """One JSON line: the frame index in the source (``start`` + the stream's index), its presentation ``time`` in
+    seconds (the source's timestamp), key frame or not, model ms, and the boxes scoring >= ``min_score`` or the
+    encoded label map."""
+    record: dict = {"frame": start + result.index}
+    if time is not None:
+        record["time"] = round(time, 6)
+    record.update(key=result.is_key, ms=round(result.ms, 3))
     if result.detections is not None:
         d = result.detections
         keep = d.scores >= min_score
@@ -95,7 +102,7 @@ def run_infer(source: FrameSource, model: Model, method: str | None = None, key_
                             f"(0..{source.num_frames - 1})")
     seg = model.task == "seg"
     palette = segmentation_palette(len(model.class_names)) if seg else class_palette(len(model.class_names))
-    pending: deque[np.ndarray] = deque()  # frames waiting for their result (FGFA offline: K of them)
+    pending: deque[TimedFrame] = deque()  # frames waiting for their result (FGFA offline: K of them)
     damage: list[DecodeError] = []
     counts = {"frames": 0, "keys": 0, "ms": 0.0}
     stopped: list[bool] = []
@@ -106,29 +113,30 @@ def run_infer(source: FrameSource, model: Model, method: str | None = None, key_
 
     def frames() -> Iterator[np.ndarray]:
         try:
-            for k, frame in enumerate(source.frames(start)):
+            for k, frame in enumerate(source.timed_frames(start)):
                 if max_frames is not None and k >= max_frames:
                     break
                 pending.append(frame)
-                yield frame
+                yield frame.image
         except DecodeError as err:
             damage.append(err)
 
-    def annotated(lines) -> Iterator[np.ndarray]:
+    def annotated(lines) -> Iterator[TimedFrame]:  # at the source's times: the output plays in sync with it
         for result in model.stream(frames(), method, key_interval, window, online):
             if stop is not None and stop():
                 stopped.append(True)
                 if counts["frames"] == 0:
                     raise _Stop
                 return
-            frame = pending.popleft()
+            time, frame = pending.popleft()
             counts["frames"] += 1
             counts["keys"] += int(result.is_key)
             counts["ms"] += result.ms
             if lines is not None:
-                lines.write(json.dumps(result_record(result, model.class_names, min_score, start)) + "\n")
+                lines.write(json.dumps(result_record(result, model.class_names, min_score, start, time)) + "\n")
             bar.update()
-            yield annotate(frame, result, model.class_names, palette, min_score) if out_video is not None else frame
+            drawn = annotate(frame, result, model.class_names, palette, min_score) if out_video is not None else frame
+            yield TimedFrame(time, drawn)
 
     began = time.perf_counter()
     try:
