@@ -9,4 +9,4 @@ for cfg in frame_r18 frame_r18_long dff_r18_inception agg_r18_noflow_mean agg_r1
   featflow train det --config "$cfg" --quiet
 done
 featflow bench det --plan detection --report reports
-python scripts/exact_flow_diagnostic.py --data data/vid_synth_val --videos 12 --frame runs/det/frame_r18_long/model.safetensors --dff runs/det/dff_r18_inception/model.safetensors --fgfa runs/det/fgfa_r18_inception/model.safetensors
+python benchmarks/exact_flow_diagnostic.py --data data/vid_synth_val --videos 12 --frame runs/det/frame_r18_long/model.safetensors --dff runs/det/dff_r18_inception/model.safetensors --fgfa runs/det/fgfa_r18_inception/model.safetensors

@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from featflow.analysis.det_report import DetReportPlan
-from featflow.analysis.seg_report import SegReportPlan
 from featflow.engine.config import (
     apply_overrides,
     check_paths,
@@ -232,9 +230,9 @@ def _packaged(kind: str) -> list[str]:
 
 
 def test_every_packaged_config_resolves_and_its_bases_are_packaged_names():
-    for kind in ("det", "seg", "flow", "reports"):
+    for kind in PACKAGED:  # the report plans are not packaged: benchmarks/plans/ (tests/test_reports.py)
         for name in _packaged(kind):
-            cls = PACKAGED.get(kind) or (DetReportPlan if name.startswith("detection") else SegReportPlan)
+            cls = PACKAGED[kind]
             config = load_config(cls, name, kind=kind)
             assert load_config(cls, packaged_config(kind, name), kind=kind) == config  # by name or by path
             raw = yaml.safe_load(packaged_config(kind, name).read_text())
@@ -242,8 +240,7 @@ def test_every_packaged_config_resolves_and_its_bases_are_packaged_names():
             for base in [bases] if isinstance(bases, str) else bases:
                 # by name, not by file: a packaged child copied elsewhere still finds its base
                 assert packaged_config(kind, base) is not None and not base.endswith(".yaml"), (kind, name, base)
-            if kind in PACKAGED:  # each run writes to its own folder, even when inherited
-                assert config.output.endswith("/" + name), (kind, name, config.output)
+            assert config.output.endswith("/" + name), (kind, name, config.output)  # its own folder, inherited too
 
 
 def test_a_missing_pre_training_step_names_the_command_that_makes_it(tmp_path, monkeypatch):
@@ -258,7 +255,7 @@ def test_a_missing_pre_training_step_names_the_command_that_makes_it(tmp_path, m
                                             r".safetensors \(the output of a pre-training step: run `featflow train "
                                             r"det --config vid_frame_r18` first\)"):
         check_paths(cfg, ("model.init",))
-    from featflow.engine.det_training import features_source
+    from featflow.engine.models import features_source
 
     with pytest.raises(MissingInput, match=r"run `featflow train seg --config frame_r18_long` first"):
         features_source(load_config(DetTrainConfig, "frame_r18", kind="det").model.features_init)  # N_feat's step

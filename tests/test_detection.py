@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from featflow.engine.models import build_video_model
 from featflow.methods.detection import VideoDetector, total_loss
 from featflow.methods.fgfa import aggregation_weights, cosine_similarity
 from featflow.methods.streams import AggregatedFeatures, KeyFrameFeatures
@@ -285,58 +286,6 @@ def test_speed_rows_for_detection_and_fgfa(capsys):
     assert "--task det" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_detection_report_tables(tmp_path):
-    import json
-
-    from featflow.analysis.det_report import DetReportPlan, DetRowPlan, DetSpeedPlan, run_detection_report
-    from featflow.data.synthetic import SynthConfig
-    from featflow.data.synthetic.export import export
-    from featflow.engine.checkpoint import save_detector
-
-    export("vid", tmp_path / "vid", SynthConfig(height=48, width=64, num_frames=5), videos=0, val_videos=3,
-           progress=False)
-    names = [f"c{k}" for k in range(8)]
-    paths = {}
-    for name, kwargs in {"frame": {}, "fgfa": {"flow_net": "flownet_inception", "aggregation": "adaptive"},
-                         "dff": {"flow_net": "flownet_inception"}}.items():
-        torch.manual_seed(0)
-        paths[name] = str(tmp_path / f"{name}.safetensors")
-        save_detector(paths[name], VideoDetector(8, "resnet18", 16, rpn=SMALL, **kwargs), names)
-    plan = DetReportPlan(
-        data=str(tmp_path / "vid"), videos=2, key_interval=2, window=1,
-        ablation=(DetRowPlan("single frame", paths["frame"]), DetRowPlan("FGFA", paths["fgfa"], "fgfa")),
-        postprocessing=(DetRowPlan("single frame", paths["frame"]),
-                        DetRowPlan("single frame + Seq-NMS", paths["frame"], postprocess="seq-nms")),
-        dff=(DetRowPlan("DFF", paths["dff"], "dff"),), frame_count_weights=paths["fgfa"], frame_count_windows=(0, 1),
-        speed=DetSpeedPlan(feature_net="resnet18", flow_nets=("flownet_inception",), size=(48, 64), key_interval=2,
-                           window=1, fgfa_flow_nets=("flownet_inception",), frames=2), bootstrap_samples=50)
-    out = run_detection_report(plan, tmp_path / "report", progress=False)
-    assert {p.name for p in out} == {"detection.md", "detection.json", "detection.png"}
-    data = json.loads((tmp_path / "report" / "detection.json").read_text())
-    assert [r["name"] for r in data["ablation"]] == ["single frame", "FGFA"]
-    assert data["postprocessing"][1]["postprocess"] == "seq-nms" and len(data["frame_counts"]) == 2
-    assert data["num_gt"]["all"] == data["ablation"][0]["num_gt"]["all"] > 0
-    text = (tmp_path / "report" / "detection.md").read_text()
-    assert ("| FGFA 3 frames + flownet_inception |" in text and "FGFA (FlowNet Inception) gains" in text
-            and "| 3 |" in text)
-    assert data["videos"] == 2 and "its first 2 of 3 videos" in text  # the plan's subset of the held-out videos
-    # every difference carries its bootstrap interval, per motion category, beside the rows it compares
-    pairs = {(c["base"], c["other"]) for c in data["comparisons"]}
-    assert {("single frame", "FGFA"), ("single frame", "DFF"), ("single frame", "single frame + Seq-NMS"),
-            ("1 frames", "3 frames")} <= pairs
-    for c in data["comparisons"]:
-        for category in ("all", "slow", "medium", "fast"):
-            d = c[category]
-            assert set(d) == {"delta", "ci_low", "ci_high"}
-            if d["delta"] is not None and d["ci_low"] is not None:
-                assert d["ci_low"] - 1e-9 <= d["delta"] <= d["ci_high"] + 1e-9
-    assert "95% bootstrap intervals" in text
-    weights = data["ablation"][1]["aggregation_weights"]  # FGFA's weights as the stream computed them
-    assert 0 < weights["current_weight"] <= 1 and -1 <= weights["reference_cosine"] <= 1
-    assert "## FGFA's adaptive weights at test" in text and "current_weight" not in data["ablation"][0]
-
-
 def test_cocovid_round_trip_reads_what_the_vid_reader_reads(tmp_path):
     from featflow.data.formats.cocovid import CocoVidDataset, write_cocovid
     from featflow.data.synthetic import SynthConfig
@@ -427,54 +376,21 @@ eval: {samples: 2, every: 1}
 
 def test_features_init_takes_n_feat_from_a_segmenter(tmp_path):
     from featflow.engine.checkpoint import save_segmenter
-    from featflow.engine.det_training import DetModelConfig, build_detector
+    from featflow.engine.det_training import DetModelConfig
     from featflow.methods.segmentation import VideoSegmenter
 
     torch.manual_seed(1)
     seg = VideoSegmenter(5, "resnet18", channels=16)
     save_segmenter(tmp_path / "seg.safetensors", seg, [f"c{k}" for k in range(5)])
-    det = build_detector(DetModelConfig(channels=16, features_init=str(tmp_path / "seg.safetensors")), 3)
+    det = build_video_model(DetModelConfig(channels=16, features_init=str(tmp_path / "seg.safetensors")), 3)
     for name, value in seg.feature_net.state_dict().items():
         assert torch.equal(det.feature_net.state_dict()[name], value), name
     with pytest.raises(ValueError, match="channels"):
-        build_detector(DetModelConfig(channels=32, features_init=str(tmp_path / "seg.safetensors")), 3)
+        build_video_model(DetModelConfig(channels=32, features_init=str(tmp_path / "seg.safetensors")), 3)
     with pytest.raises(ValueError, match="alternatives"):
         DetModelConfig(init="a", features_init="b")
-    dff = build_detector(DetModelConfig(channels=16, flow_net="flownet_inception", freeze_scale=True,
+    dff = build_video_model(DetModelConfig(channels=16, flow_net="flownet_inception", freeze_scale=True,
                                         features_init=str(tmp_path / "seg.safetensors"), freeze_features=True), 3)
     assert not any(p.requires_grad for p in dff.flow_net.scale_conv.parameters())  # the scale field stays at 1
     assert all(p.requires_grad for n, p in dff.flow_net.named_parameters() if not n.startswith("scale_conv"))
     assert not any(p.requires_grad for p in dff.feature_net.parameters())
-
-
-def _exact_flow_script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "exact_flow_diagnostic.py"
-    spec = importlib.util.spec_from_file_location("exact_flow_diagnostic", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_exact_flow_source_reads_the_generators_flow_on_the_feature_grid(tmp_path, capsys):
-    from featflow.data.synthetic import SynthConfig
-    from featflow.data.synthetic.video import SyntheticVideo
-
-    script = _exact_flow_script()
-    video = SyntheticVideo(SynthConfig(height=40, width=56, num_frames=4), seed=3, index=0, split="val")
-    frames = [torch.zeros(1, 3, 40, 56) for _ in range(4)]
-    exact = torch.from_numpy(video.flow(3, 1)[0]).permute(2, 0, 1)  # (2, H, W) image pixels, frame 3 -> 1
-    for sampling in script.SAMPLINGS:
-        source = script.ExactFlow(video, sampling)
-        source.frames = {id(f): t for t, f in enumerate(frames)}
-        flow, scale = source(frames[3], frames[1])
-        assert scale is None and flow.shape == (1, 2, 3, 4)  # ceil(40/16) x ceil(56/16)
-        if sampling == "point":
-            torch.testing.assert_close(flow[0], exact[:, ::16, ::16] / 16)
-        else:
-            torch.testing.assert_close(flow[0, :, 1, 1], exact[:, 8:25, 8:25].mean((1, 2)) / 16)
-    with pytest.raises(SystemExit):  # not a featflow export: a one-line error, not a traceback
-        script.main(["--data", str(tmp_path), "--frame", "a", "--dff", "b", "--fgfa", "c"])
-    assert "featflow_synth.json" in capsys.readouterr().err

@@ -1,9 +1,9 @@
-"""featflow.analysis.detection_cache: raw detections kept by what produced them, and reused by the report."""
+"""benchmarks.detection_cache: raw detections kept by what produced them, and reused by the report."""
 
 import numpy as np
 import pytest
 
-from featflow.analysis.detection_cache import DetectionCache, entry_key
+from benchmarks.detection_cache import DetectionCache, entry_key
 from featflow.data.synthetic import SynthConfig
 from featflow.data.synthetic.export import export
 from featflow.data.vid import VidDataset
@@ -52,7 +52,7 @@ def test_the_key_follows_the_weights_bytes_the_stream_and_the_videos(tmp_path, v
 def test_a_report_rerun_reads_the_cache_instead_of_running_the_model(tmp_path, vid, monkeypatch):
     import torch
 
-    import featflow.analysis.det_report as det_report
+    import benchmarks.det_report as det_report
     from featflow.engine.checkpoint import save_detector
     from featflow.methods.detection import VideoDetector
     from featflow.modeling.rpn import RPNConfig

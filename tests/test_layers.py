@@ -26,15 +26,20 @@ LAYERS: dict[str, int] = {
 }
 
 
-def _featflow_imports(path: Path) -> list[str]:
-    """The featflow modules ``path`` imports, anywhere in it (function-level imports included)."""
+def _imports(path: Path) -> list[str]:
+    """The modules ``path`` imports by absolute name, anywhere in it (function-level imports included)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append(node.module)
         elif isinstance(node, ast.Import):
             found.extend(alias.name for alias in node.names)
-    return [name for name in found if name.split(".")[0] == "featflow"]
+    return found
+
+
+def _featflow_imports(path: Path) -> list[str]:
+    """The featflow modules ``path`` imports, anywhere in it (function-level imports included)."""
+    return [name for name in _imports(path) if name.split(".")[0] == "featflow"]
 
 
 def test_every_module_has_a_layer():
@@ -59,6 +64,17 @@ def test_no_module_imports_from_a_layer_above_or_beside_it():
     assert not wrong, "\n".join(wrong)
 
 
+def test_the_package_never_imports_the_benchmarks_harness(tmp_path):
+    """``benchmarks/`` (the reports' harness, at the repository root) sits above the package and is not shipped:
+    nothing in featflow imports it. ``featflow bench`` loads it by name, from a source checkout only."""
+    wrong = [f"{path.relative_to(PACKAGE)} imports {name}" for path in sorted(PACKAGE.rglob("*.py"))
+             for name in _imports(path) if name.split(".")[0] == "benchmarks"]
+    assert not wrong, "\n".join(wrong)
+    module = tmp_path / "bad.py"  # the check sees a function-level import
+    module.write_text("def f():\n    from benchmarks.det_report import DetReportPlan\n")
+    assert _imports(module) == ["benchmarks.det_report"]
+
+
 def test_the_layer_check_catches_an_upward_import(tmp_path):
     module = tmp_path / "bad.py"
     module.write_text("from featflow.api import load\nfrom featflow.modeling import warp\n")
@@ -67,7 +83,7 @@ def test_the_layer_check_catches_an_upward_import(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["infer", "--help"], ["bench", "speed", "--help"],
-                                  ["train", "det", "--help"], ["eval", "det", "--help"]])
+                                  ["bench", "det", "--help"], ["train", "det", "--help"], ["eval", "det", "--help"]])
 def test_help_imports_no_torch(argv):
     code = ("import sys\nfrom featflow.cli import main\n"
             f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"

@@ -1,10 +1,15 @@
+"""The experiment harness in ``benchmarks/`` (the reports behind ``reports/``, their plans, the exact-flow
+diagnostic) and how ``featflow bench`` finds it in a source checkout."""
+
 import json
 
+import numpy as np
 import pytest
+import torch
 
-from featflow.analysis.difficulty import run_difficulty_probe
-from featflow.analysis.flow_report import run_flow_benchmark
-from featflow.analysis.synth_report import run_synth_benchmark
+from benchmarks.difficulty import run_difficulty_probe
+from benchmarks.flow_report import run_flow_benchmark
+from benchmarks.synth_report import run_synth_benchmark
 from featflow.engine.checkpoint import save_flow_net
 from featflow.modeling.flow_net import build_flow_net
 
@@ -66,7 +71,7 @@ def test_difficulty_probe_evaluates_a_per_frame_checkpoint(tmp_path):
 
 
 def test_flow_report_says_what_would_close_a_gap():
-    from featflow.analysis.flow_report import REFERENCE, _markdown
+    from benchmarks.flow_report import REFERENCE, _markdown
     from featflow.evaluation.flow_metrics import FlowScore
 
     def scores(ours: float) -> dict:
@@ -80,7 +85,7 @@ def test_flow_report_says_what_would_close_a_gap():
 
 @pytest.mark.slow
 def test_speed_row_and_segmentation_report(tmp_path):
-    from featflow.analysis.seg_report import CurvePlan, RowPlan, SegReportPlan, SpeedPlan, run_segmentation_report
+    from benchmarks.seg_report import CurvePlan, RowPlan, SegReportPlan, SpeedPlan, run_segmentation_report
     from featflow.analysis.speed import measure_speed, speedup_curve
     from featflow.data.synthetic import NUM_CLASSES, SynthConfig
     from featflow.data.synthetic.export import export
@@ -125,7 +130,7 @@ def test_speed_row_and_segmentation_report(tmp_path):
 
 
 def test_training_budgets_add_up_along_init_chains_and_plateau_is_read_off_the_curve(tmp_path):
-    from featflow.analysis.reports import curves_plot, plateau_gain, training_lines, training_records
+    from benchmarks.training import curves_plot, plateau_gain, training_lines, training_records
 
     def run(name: str, init: str | None, iterations: int, batch: int, minutes: float, curve: list[float]) -> str:
         folder = tmp_path / name
@@ -150,3 +155,218 @@ def test_training_budgets_add_up_along_init_chains_and_plateau_is_read_off_the_c
     assert "| N_feat from `seg-dff-r18-synth` | 100 | 10.0 | 800 | 10.0 |" in lines
     assert curves_plot(tmp_path / "curves.png", list(records.values()), "val_map", "mAP")
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+# ---- the detection report (moved from test_detection.py / test_fgfa.py with the harness) ------------------
+
+
+@pytest.mark.slow
+def test_detection_report_tables(tmp_path):
+    from benchmarks.det_report import DetReportPlan, DetRowPlan, DetSpeedPlan, run_detection_report
+    from featflow.data.synthetic import SynthConfig
+    from featflow.data.synthetic.export import export
+    from featflow.engine.checkpoint import save_detector
+    from featflow.methods.detection import VideoDetector
+    from featflow.modeling.rpn import RPNConfig
+
+    export("vid", tmp_path / "vid", SynthConfig(height=48, width=64, num_frames=5), videos=0, val_videos=3,
+           progress=False)
+    names = [f"c{k}" for k in range(8)]
+    paths = {}
+    for name, kwargs in {"frame": {}, "fgfa": {"flow_net": "flownet_inception", "aggregation": "adaptive"},
+                         "dff": {"flow_net": "flownet_inception"}}.items():
+        torch.manual_seed(0)
+        paths[name] = str(tmp_path / f"{name}.safetensors")
+        save_detector(paths[name], VideoDetector(8, "resnet18", 16, rpn=RPNConfig(anchor_sizes=(16, 32, 64)),
+                                                 **kwargs), names)
+    plan = DetReportPlan(
+        data=str(tmp_path / "vid"), videos=2, key_interval=2, window=1,
+        ablation=(DetRowPlan("single frame", paths["frame"]), DetRowPlan("FGFA", paths["fgfa"], "fgfa")),
+        postprocessing=(DetRowPlan("single frame", paths["frame"]),
+                        DetRowPlan("single frame + Seq-NMS", paths["frame"], postprocess="seq-nms")),
+        dff=(DetRowPlan("DFF", paths["dff"], "dff"),), frame_count_weights=paths["fgfa"], frame_count_windows=(0, 1),
+        speed=DetSpeedPlan(feature_net="resnet18", flow_nets=("flownet_inception",), size=(48, 64), key_interval=2,
+                           window=1, fgfa_flow_nets=("flownet_inception",), frames=2), bootstrap_samples=50)
+    out = run_detection_report(plan, tmp_path / "report", progress=False)
+    assert {p.name for p in out} == {"detection.md", "detection.json", "detection.png"}
+    data = json.loads((tmp_path / "report" / "detection.json").read_text())
+    assert [r["name"] for r in data["ablation"]] == ["single frame", "FGFA"]
+    assert data["postprocessing"][1]["postprocess"] == "seq-nms" and len(data["frame_counts"]) == 2
+    assert data["num_gt"]["all"] == data["ablation"][0]["num_gt"]["all"] > 0
+    text = (tmp_path / "report" / "detection.md").read_text()
+    assert ("| FGFA 3 frames + flownet_inception |" in text and "FGFA (FlowNet Inception) gains" in text
+            and "| 3 |" in text)
+    assert data["videos"] == 2 and "its first 2 of 3 videos" in text  # the plan's subset of the held-out videos
+    # every difference carries its bootstrap interval, per motion category, beside the rows it compares
+    pairs = {(c["base"], c["other"]) for c in data["comparisons"]}
+    assert {("single frame", "FGFA"), ("single frame", "DFF"), ("single frame", "single frame + Seq-NMS"),
+            ("1 frames", "3 frames")} <= pairs
+    for c in data["comparisons"]:
+        for category in ("all", "slow", "medium", "fast"):
+            d = c[category]
+            assert set(d) == {"delta", "ci_low", "ci_high"}
+            if d["delta"] is not None and d["ci_low"] is not None:
+                assert d["ci_low"] - 1e-9 <= d["delta"] <= d["ci_high"] + 1e-9
+    assert "95% bootstrap intervals" in text
+    weights = data["ablation"][1]["aggregation_weights"]  # FGFA's weights as the stream computed them
+    assert 0 < weights["current_weight"] <= 1 and -1 <= weights["reference_cosine"] <= 1
+    assert "## FGFA's adaptive weights at test" in text and "current_weight" not in data["ablation"][0]
+
+
+def test_the_weight_probe_reads_a_plain_average_on_a_still_video():
+    from benchmarks.det_report import WeightProbe
+    from featflow.engine.det_inference import DetStreamConfig
+    from featflow.methods.detection import VideoDetector
+    from featflow.methods.streams import AggregatedFeatures
+    from featflow.modeling.rpn import RPNConfig
+
+    torch.manual_seed(0)
+    model = VideoDetector(3, "resnet18", 16, None, "adaptive", rpn=RPNConfig(anchor_sizes=(16, 32, 64))).eval()
+    probe = WeightProbe(model.aggregator, DetStreamConfig("fgfa", window=2))
+    stream = AggregatedFeatures(model, window=2)
+    frame = torch.rand(1, 3, 32, 48) * 255
+    items = [item for _ in range(4) for item in stream.push(frame)] + stream.finish()
+    stats = probe.close()
+    assert len(items) == 4
+    # the same frame five times (no flow, unwarped): every cosine is 1 and the weights are a plain average
+    assert stats["current_weight"] == pytest.approx(1 / 5, abs=1e-4)
+    assert stats["reference_cosine"] == pytest.approx(1.0, abs=1e-4)
+    assert not model.aggregator._forward_pre_hooks  # closed: the model is left as it was
+
+
+# ---- the exact-flow diagnostic ------------------------------------------------------------------------------
+
+
+def test_exact_flow_source_reads_the_generators_flow_on_the_feature_grid(tmp_path, capsys):
+    from benchmarks import exact_flow_diagnostic as script
+    from featflow.data.synthetic import SynthConfig
+    from featflow.data.synthetic.video import SyntheticVideo
+    from featflow.modeling.preprocess import image_to_tensor
+
+    video = SyntheticVideo(SynthConfig(height=40, width=56, num_frames=4), seed=3, index=0, split="val")
+    frames = [np.full((40, 56, 3), t, np.uint8) for t in range(4)]
+    exact = torch.from_numpy(video.flow(3, 1)[0]).permute(2, 0, 1)  # (2, H, W) image pixels, frame 3 -> 1
+    for sampling in script.SAMPLINGS:
+        source = script.ExactFlow(video, sampling, frames)
+        # the frames as a stream makes them: new tensors, recognised by their content
+        flow, scale = source(image_to_tensor(frames[3]), image_to_tensor(frames[1]))
+        assert scale is None and flow.shape == (1, 2, 3, 4)  # ceil(40/16) x ceil(56/16)
+        if sampling == "point":
+            torch.testing.assert_close(flow[0], exact[:, ::16, ::16] / 16)
+        else:
+            torch.testing.assert_close(flow[0, :, 1, 1], exact[:, 8:25, 8:25].mean((1, 2)) / 16)
+    with pytest.raises(ValueError, match="frames 0 and 2 of video 0 are identical"):
+        script.ExactFlow(video, "point", [frames[0], frames[1], frames[0]])
+    with pytest.raises(SystemExit):  # not a featflow export: a one-line error, not a traceback
+        script.main(["--data", str(tmp_path), "--frame", "a", "--dff", "b", "--fgfa", "c"])
+    assert "featflow_synth.json" in capsys.readouterr().err
+
+
+def test_the_exact_flow_diagnostic_detects_as_its_own_loop_did():
+    """The diagnostic runs the library's streams (``run_stream``) with the exact flow as their source; its
+    detections are those of the loop it had before, frame for frame."""
+    from benchmarks import exact_flow_diagnostic as script
+    from featflow.data.synthetic import SynthConfig
+    from featflow.data.synthetic.video import SyntheticVideo
+    from featflow.methods.detection import VideoDetector
+    from featflow.methods.schedulers import FixedInterval
+    from featflow.methods.streams import AggregatedFeatures, KeyFrameFeatures
+    from featflow.modeling.preprocess import image_to_tensor
+    from featflow.modeling.rpn import RPNConfig
+
+    video = SyntheticVideo(SynthConfig(height=48, width=64, num_frames=13), seed=3, index=0, split="val")
+    frames = [video.frame(t) for t in range(13)]
+    torch.manual_seed(0)
+    model = VideoDetector(3, "resnet18", 16, "flownet_inception", "adaptive",
+                          rpn=RPNConfig(anchor_sizes=(16, 32, 64))).for_inference()
+    size = tuple(frames[0].shape[:2])
+    for method in ("frame", "dff", "fgfa"):
+        for sampling in (None, "point"):
+            source = script.ExactFlow(video, sampling, frames) if sampling else None
+            images = [image_to_tensor(f) for f in frames]
+            before = [None] * len(images)  # the loop the diagnostic had
+            with torch.no_grad():
+                if method == "fgfa":
+                    stream = AggregatedFeatures(model, 10, source=source)
+                    items = [i for image in images for i in stream.push(image)] + stream.finish()
+                    for t, features, _ in items:
+                        before[t] = model.detect(features, size)[0]
+                else:
+                    keyed = KeyFrameFeatures(model, method == "dff", FixedInterval(10), source=source)
+                    before = [model.detect(keyed.step(image)[0], size)[0] for image in images]
+            after = script.detect(model, method, frames, source)
+            assert sum(len(d.scores) for d in after) > 0
+            for old, new in zip(before, after, strict=True):
+                for field in ("boxes", "scores", "labels"):
+                    np.testing.assert_array_equal(getattr(new, field), getattr(old, field))
+
+
+# ---- the plans and how featflow bench finds the harness ------------------------------------------------------
+
+
+def test_every_plan_loads_by_name_and_by_path():
+    import benchmarks
+    from benchmarks.det_report import DetReportPlan
+    from benchmarks.seg_report import SegReportPlan
+    from featflow.errors import MissingInput
+
+    assert benchmarks.plan_names() == ["detection", "detection_vid", "segmentation"]
+    for name in benchmarks.plan_names():
+        cls = DetReportPlan if name.startswith("detection") else SegReportPlan
+        plan = benchmarks.load_plan(cls, name)
+        assert benchmarks.load_plan(cls, benchmarks.PLANS / f"{name}.yaml") == plan
+    plan = benchmarks.load_plan(DetReportPlan, "detection_vid")
+    assert plan.stem == "detection_vid" and plan.bootstrap_samples >= 1000
+    with pytest.raises(MissingInput, match="no plan file nothing .*detection, detection_vid, segmentation"):
+        benchmarks.load_plan(DetReportPlan, "nothing")
+
+
+def test_bench_finds_the_harness_in_a_checkout_and_says_when_there_is_none(monkeypatch, capsys):
+    import benchmarks
+    from featflow.cli import bench, main
+
+    assert bench.checkout_root() == benchmarks.PLANS.parents[1]
+    assert bench.harness("det", "det_report").DetReportPlan
+    monkeypatch.setattr(bench, "checkout_root", lambda: None)  # an installed wheel, no source checkout
+    for argv in (["bench", "det", "--plan", "detection_vid"], ["bench", "seg"], ["bench", "synth"],
+                 ["bench", "flow"], ["bench", "difficulty", "--weights", "w.safetensors"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "source checkout" in err[0], err
+
+
+def test_the_commands_in_the_reports_and_scripts_reach_their_plan(monkeypatch, capsys):
+    """``featflow bench det --plan detection_vid --cache runs/det_cache`` (reproduce_detection_vid.sh) and
+    ``featflow bench seg --plan segmentation`` hand the named plan, the cache and the command to the harness."""
+    import benchmarks.det_report as det_report
+    import benchmarks.seg_report as seg_report
+    from featflow.cli import main
+
+    calls = {}
+
+    def fake(name):
+        def run(plan, report, command, progress, **kwargs):
+            calls[name] = (plan, str(report), command, progress, kwargs)
+            return []
+        return run
+
+    monkeypatch.setattr(det_report, "run_detection_report", fake("det"))
+    monkeypatch.setattr(seg_report, "run_segmentation_report", fake("seg"))
+    argv = ["bench", "det", "--plan", "detection_vid", "--report", "reports", "--cache", "runs/det_cache", "--quiet"]
+    monkeypatch.setattr("sys.argv", ["featflow", *argv])
+    assert main(argv) == 0 and main(["bench", "seg", "--plan", "segmentation"]) == 0
+    plan, report, command, progress, kwargs = calls["det"]
+    assert (plan.stem, report, progress, str(kwargs["cache"])) == ("detection_vid", "reports", False, "runs/det_cache")
+    assert command == "featflow " + " ".join(argv)  # what the report's JSON records
+    assert calls["seg"][0].rows[0].name == "Frame"
+
+
+def test_the_wheel_leaves_the_harness_out():
+    from pathlib import Path
+
+    from setuptools import find_namespace_packages
+
+    root = Path(__file__).resolve().parents[1]
+    packages = find_namespace_packages(root / "src")  # what [tool.setuptools.packages.find] where = ["src"] ships
+    assert "featflow.analysis" in packages and not any(p.split(".")[0] == "benchmarks" for p in packages)
+    assert not (root / "src" / "featflow" / "configs" / "reports").exists()

@@ -15,8 +15,9 @@ from featflow.data.synthetic import NUM_CLASSES, SynthConfig, SyntheticVideo
 from featflow.data.synthetic.export import export
 from featflow.engine.checkpoint import load_segmenter, save_segmenter
 from featflow.engine.config import load_config
+from featflow.engine.models import build_video_model
 from featflow.engine.seg_inference import SegmentationStream, evaluate_segmentation
-from featflow.engine.seg_training import SegModelConfig, SegTrainConfig, build_model, train_segmentation
+from featflow.engine.seg_training import SegModelConfig, SegTrainConfig, train_segmentation
 from featflow.evaluation.segmentation import ConfusionMatrix
 from featflow.methods.dff import ShallowFlow
 from featflow.methods.schedulers import FixedInterval
@@ -51,20 +52,20 @@ def test_dff_features_and_gradients():
 def test_ablation_switches_freeze_the_right_parts(tmp_path):
     frame = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16)
     save_segmenter(tmp_path / "frame.safetensors", frame, ["c"] * NUM_CLASSES)
-    fix_n = build_model(SegModelConfig(channels=16, flow_net="flownet_inception",
+    fix_n = build_video_model(SegModelConfig(channels=16, flow_net="flownet_inception",
                                        init=str(tmp_path / "frame.safetensors"), freeze_features=True), NUM_CLASSES)
     assert not any(p.requires_grad for p in fix_n.feature_net.parameters())
     fix_n.train()
     assert not fix_n.feature_net.training and fix_n.flow_net.training  # frozen batch norm stays frozen
     assert all(p.requires_grad for p in fix_n.flow_net.parameters())
     torch.testing.assert_close(fix_n.feature_net.conv1.weight, frame.feature_net.conv1.weight)
-    fix_f = build_model(SegModelConfig(channels=16, flow_net="flownet_inception", freeze_flow=True), NUM_CLASSES)
+    fix_f = build_video_model(SegModelConfig(channels=16, flow_net="flownet_inception", freeze_flow=True), NUM_CLASSES)
     assert not any(p.requires_grad for p in fix_f.flow_net.parameters())
     # the pre-trained (shipped) flow weights were loaded, and the scale field starts at 1
     assert fix_f.flow_net.scale_conv.weight.abs().sum() == 0
     with pytest.raises(ValueError, match="channels"):
-        build_model(SegModelConfig(channels=32, flow_net="flownet_inception", init=str(tmp_path / "frame.safetensors")),
-                    NUM_CLASSES)
+        build_video_model(SegModelConfig(channels=32, flow_net="flownet_inception",
+                                         init=str(tmp_path / "frame.safetensors")), NUM_CLASSES)
 
 
 def test_stream_keeps_only_the_key_frame(small_config):

@@ -206,7 +206,7 @@ def test_the_world_covers_every_view_of_the_camera(frames):
 def test_vid_geometry_boxes_span_feature_cells_and_every_speed():
     """Most boxes span >= 4 stride-16 cells along their shorter side (as VID's objects at 600x1000), and each
     motion-IoU category holds at least 20% of the boxes."""
-    from featflow.analysis.synth_report import content_statistics
+    from benchmarks.synth_report import content_statistics
 
     stats = content_statistics(SynthConfig.vid(224, 384), videos=8, seed=3, progress=False)
     assert stats["cells"]["share_at_least_4"] > 0.6, stats["cells"]

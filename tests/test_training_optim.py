@@ -16,8 +16,9 @@ from featflow.data.synthetic import SynthConfig
 from featflow.engine import trainer
 from featflow.engine.checkpoint import load_detector, read_weights, save_detector, save_segmenter, save_weights
 from featflow.engine.config import from_dict
-from featflow.engine.det_training import DetModelConfig, DetTrainConfig, _loss as det_loss, build_detector
+from featflow.engine.det_training import DetModelConfig, DetTrainConfig, _loss as det_loss
 from featflow.engine.feature_scale import FeatureScale, feature_std
+from featflow.engine.models import build_video_model
 from featflow.engine.seg_training import SegModelConfig
 from featflow.engine.trainer import OptimConfig, TrainTask, train
 from featflow.methods.detection import VideoDetector
@@ -143,7 +144,7 @@ class _Repeat(torch.utils.data.Dataset):
 def _feature_growth(cfg: OptimConfig, out: Path) -> float:
     """How many times N_feat's feature std grows in ``cfg.iterations`` iterations of the per-frame detector, N_feat
     trained from the shipped segmenter's with frozen BatchNorm, on two small synthetic frames."""
-    model = build_detector(DetModelConfig(features_init="seg-dff-r18-synth", norm="frozen"), 8)
+    model = build_video_model(DetModelConfig(features_init="seg-dff-r18-synth", norm="frozen"), 8)
     clips = SyntheticDetectionClips(SynthConfig(64, 128, 8), 2, ReferenceSampling(0), 0, "train", 4)
     samples = [clips[i] for i in range(2)]
     images = collate_clips(samples)["current"]  # (2, 3, 64, 128)
@@ -221,7 +222,8 @@ def test_checkpoints_move_between_batch_and_frozen_norm(tmp_path):
     seg = VideoSegmenter(5, "resnet18", channels=16)  # BatchNorm, as the shipped segmenter
     seg.feature_net.bn1.running_var.fill_(4.0)
     save_segmenter(tmp_path / "seg.safetensors", seg, [f"c{k}" for k in range(5)])
-    det = build_detector(DetModelConfig(channels=16, norm="frozen", features_init=str(tmp_path / "seg.safetensors")), 3)
+    det = build_video_model(DetModelConfig(channels=16, norm="frozen",
+                                           features_init=str(tmp_path / "seg.safetensors")), 3)
     assert det.norm == "frozen" and torch.equal(det.feature_net.bn1.running_var, torch.full((64,), 4.0))
     save_detector(tmp_path / "frozen.safetensors", det, ["a", "b", "c"])
     again, meta = load_detector(tmp_path / "frozen.safetensors")
@@ -229,20 +231,20 @@ def test_checkpoints_move_between_batch_and_frozen_norm(tmp_path):
     as_batch, _ = load_detector(tmp_path / "frozen.safetensors", norm="batch")  # no num_batches_tracked: fine
     assert isinstance(as_batch.feature_net.bn1, nn.BatchNorm2d)
     assert torch.equal(as_batch.feature_net.bn1.running_var, det.feature_net.bn1.running_var)
-    batch_det = build_detector(DetModelConfig(channels=16, features_init=str(tmp_path / "frozen.safetensors")), 3)
+    batch_det = build_video_model(DetModelConfig(channels=16, features_init=str(tmp_path / "frozen.safetensors")), 3)
     assert batch_det.norm == "batch"  # a frozen N_feat's weights into a BatchNorm detector
     assert torch.equal(batch_det.feature_net.bn1.running_var, det.feature_net.bn1.running_var)
-    dff = build_detector(DetModelConfig(channels=16, flow_net="flownet_inception", norm="frozen",
+    dff = build_video_model(DetModelConfig(channels=16, flow_net="flownet_inception", norm="frozen",
                                         init=str(tmp_path / "frozen.safetensors")), 3)
     assert dff.norm == "frozen" and all(p.requires_grad for p in dff.flow_net.scale_conv.parameters())
 
 
 def test_features_init_names_a_shipped_model():
-    det = build_detector(DetModelConfig(norm="frozen", features_init="seg-dff-r18-synth"), 8)
+    det = build_video_model(DetModelConfig(norm="frozen", features_init="seg-dff-r18-synth"), 8)
     assert det.norm == "frozen" and det.feature_net.feat_conv.weight.dtype == torch.float32
     assert det.feature_net.feat_conv.weight.abs().sum() > 0 and det.feature_net.bn1.running_var.std() > 0
     with pytest.raises(ValueError, match="model.features_init: 'seg-dff' is neither a shipped model"):
-        build_detector(DetModelConfig(features_init="seg-dff"), 8)
+        build_video_model(DetModelConfig(features_init="seg-dff"), 8)
 
 
 def test_feature_scale_reports_n_feats_std_and_dffs_scale_field():
@@ -276,10 +278,9 @@ def test_detection_training_records_the_feature_scale(tmp_path):
     assert read_weights(tmp_path / "det" / "model.safetensors")[1]["norm"] == "frozen"
 
 
-def test_every_packaged_det_config_and_report_plan_loads_and_the_geometry_is_checked():
+def test_every_packaged_det_config_loads_and_the_geometry_is_checked():
     from importlib import resources
 
-    from featflow.analysis.det_report import DetReportPlan
     from featflow.engine.config import load_config
     from featflow.engine.det_training import DetDataConfig, DetTrainConfig
 
@@ -292,8 +293,6 @@ def test_every_packaged_det_config_and_report_plan_loads_and_the_geometry_is_che
             assert (config.data.geometry, config.data.degradations) == ("vid", "video")
             assert (config.train.optimizer, config.model.norm, config.model.freeze_features) == ("sgd", "frozen", False)
             assert not config.model.freeze_scale
-    plan = load_config(DetReportPlan, "detection_vid", kind="reports")
-    assert plan.stem == "detection_vid" and plan.bootstrap_samples >= 1000
     with pytest.raises(ValueError, match="data.geometry"):
         DetTrainConfig(data=DetDataConfig(geometry="cityscapes"))
 

@@ -26,6 +26,9 @@ from featflow.errors import FeatflowError, MissingInput
 
 #: N_feat: dilated ResNets with output stride 16 (``featflow.modeling.feature_net``).
 FEATURE_NETS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "resnet101")
+#: N_feat's bottleneck layout: "msra" (ResNet-v1 as the original code: stride in the first 1x1) or "torchvision"
+#: (stride in the 3x3, "v1.5": what torchvision's ImageNet weights were trained with).
+FEATURE_LAYOUTS: tuple[str, ...] = ("msra", "torchvision")
 #: N_feat's BatchNorm: "batch" (statistics trained) or "frozen" (the papers' fixed statistics and affine).
 NORMS: tuple[str, ...] = ("batch", "frozen")
 #: F: FlowNet-Simple, FlowNet Half and FlowNet Inception (``featflow.modeling.flow_net``).

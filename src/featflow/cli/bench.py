@@ -1,13 +1,20 @@
 """``featflow bench ...``: the benchmarks behind ``reports/`` (cost table, flow, synthetic data, speed, the
-segmentation and detection reports)."""
+segmentation and detection reports).
+
+``flops`` and ``speed`` are library code (``featflow.analysis``). The others run this repository's experiment
+harness, the ``benchmarks`` package at the root of a source checkout; it is not installed with featflow, so from
+an installed package they stop with a one-line error."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
+import featflow
 from featflow.cli import options
 from featflow.errors import FeatflowError
 from featflow.registry import FEATURE_NETS, FLOW_NETS, TASKS
@@ -55,7 +62,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                            description="Evaluate the trained segmenters a plan names (per-frame, DFF, ablations, SFF) "
                                        "on held-out Cityscapes-layout data, the mIoU-speedup trade-off for key "
                                        "intervals 1..20, and paper-size speed; write segmentation.md/.json/.png.")
-    seg.add_argument("--plan", default="segmentation", help="a YAML plan, or a packaged one (default: segmentation)")
+    seg.add_argument("--plan", default="segmentation",
+                     help="a YAML plan, or one in benchmarks/plans/ by name (default: segmentation)")
     seg.add_argument("--report", type=Path, default=Path("reports"))
     seg.add_argument("--quiet", action="store_true")
     seg.set_defaults(func=run_seg)
@@ -64,7 +72,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                            description="Evaluate the trained detectors a plan names on held-out VID-layout data (mAP "
                                        "all / slow / medium / fast), the post-processing table, DFF, FGFA's test-frame "
                                        "count, and paper-size speed; write detection.md/.json/.png.")
-    det.add_argument("--plan", default="detection", help="a YAML plan, or a packaged one (default: detection)")
+    det.add_argument("--plan", default="detection",
+                     help="a YAML plan, or one in benchmarks/plans/ by name (default: detection)")
     det.add_argument("--report", type=Path, default=Path("reports"))
     det.add_argument("--cache", type=Path, default=None,
                      help="keep each row's raw detections in this folder and reuse them when the weights, the "
@@ -94,6 +103,25 @@ def add(sub: argparse._SubParsersAction) -> None:
     hard.set_defaults(func=run_difficulty)
 
 
+def checkout_root() -> Path | None:
+    """The root of the source checkout featflow runs from (the folder holding ``src/featflow`` and the
+    ``benchmarks`` package), or None for an installed package."""
+    root = Path(featflow.__file__).resolve().parents[2]
+    return root if (root / "benchmarks" / "__init__.py").is_file() else None
+
+
+def harness(command: str, module: str | None = None) -> ModuleType:
+    """The ``benchmarks`` package (or its ``module``) of the source checkout, imported with the checkout's root on
+    ``sys.path``; a ``FeatflowError`` for ``featflow bench {command}`` when featflow is installed without one."""
+    root = checkout_root()
+    if root is None:
+        raise FeatflowError(f"featflow bench {command} runs this repository's benchmarks/ harness, which is not "
+                            "installed with featflow: run it from a source checkout (pip install -e .)")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return importlib.import_module("benchmarks" if module is None else f"benchmarks.{module}")
+
+
 def run_flops(args: argparse.Namespace) -> None:
     from featflow.analysis.cost import cost_markdown, cost_table, format_cost_table
     from featflow.analysis.reports import write_report
@@ -109,27 +137,24 @@ def run_flops(args: argparse.Namespace) -> None:
 
 
 def run_flow(args: argparse.Namespace) -> None:
-    from featflow.analysis.flow_report import run_flow_benchmark
-
+    flow_report = harness("flow", "flow_report")
     weights = dict(args.weights) if args.weights else None
-    paths = run_flow_benchmark(weights, pairs=args.pairs, size=args.size, seed=args.seed, report=args.report,
-                               command=options.command_line(), progress=not args.quiet)
+    paths = flow_report.run_flow_benchmark(weights, pairs=args.pairs, size=args.size, seed=args.seed,
+                                           report=args.report, command=options.command_line(), progress=not args.quiet)
     print(f"report: {', '.join(str(p) for p in paths)}")
 
 
 def run_synth(args: argparse.Namespace) -> None:
-    from featflow.analysis.synth_report import run_synth_benchmark
-
-    paths = run_synth_benchmark(args.report, videos=args.videos, size=args.size, seed=args.seed,
-                                command=options.command_line(), progress=not args.quiet)
+    synth_report = harness("synth", "synth_report")
+    paths = synth_report.run_synth_benchmark(args.report, videos=args.videos, size=args.size, seed=args.seed,
+                                             command=options.command_line(), progress=not args.quiet)
     print(f"report: {', '.join(str(p) for p in paths)}")
 
 
 def run_difficulty(args: argparse.Namespace) -> None:
-    from featflow.analysis.difficulty import run_difficulty_probe
-
-    paths = run_difficulty_probe(args.weights, args.report, videos=args.videos, seed=args.seed,
-                                 command=options.command_line(), progress=not args.quiet)
+    difficulty = harness("difficulty", "difficulty")
+    paths = difficulty.run_difficulty_probe(args.weights, args.report, videos=args.videos, seed=args.seed,
+                                            command=options.command_line(), progress=not args.quiet)
     print(f"report: {', '.join(str(p) for p in paths)}")
 
 
@@ -153,19 +178,16 @@ def run_speed(args: argparse.Namespace) -> None:
 
 
 def run_seg(args: argparse.Namespace) -> None:
-    from featflow.analysis.seg_report import SegReportPlan, run_segmentation_report
-    from featflow.engine.config import load_config
-
-    plan = load_config(SegReportPlan, args.plan, kind="reports")
-    paths = run_segmentation_report(plan, args.report, command=options.command_line(), progress=not args.quiet)
+    seg_report = harness("seg", "seg_report")
+    plan = harness("seg").load_plan(seg_report.SegReportPlan, args.plan)
+    paths = seg_report.run_segmentation_report(plan, args.report, command=options.command_line(),
+                                               progress=not args.quiet)
     print(f"report: {', '.join(str(p) for p in paths)}")
 
 
 def run_det(args: argparse.Namespace) -> None:
-    from featflow.analysis.det_report import DetReportPlan, run_detection_report
-    from featflow.engine.config import load_config
-
-    plan = load_config(DetReportPlan, args.plan, kind="reports")
-    paths = run_detection_report(plan, args.report, command=options.command_line(), progress=not args.quiet,
-                                 cache=args.cache)
+    det_report = harness("det", "det_report")
+    plan = harness("det").load_plan(det_report.DetReportPlan, args.plan)
+    paths = det_report.run_detection_report(plan, args.report, command=options.command_line(),
+                                            progress=not args.quiet, cache=args.cache)
     print(f"report: {', '.join(str(p) for p in paths)}")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -112,15 +114,6 @@ def load_flow_net(path: str | os.PathLike | None = None,
     return net, metadata
 
 
-def save_segmenter(path: str | os.PathLike, model: VideoSegmenter, class_names: list[str],
-                   extra: dict[str, Any] | None = None) -> None:
-    """Save a video segmenter (N_feat, head and, for DFF, F) with what is needed to rebuild it."""
-    metadata = {"featflow.kind": "segmenter", "arch": model.arch, "channels": str(model.channels),
-                "norm": model.norm, "flow_net": model.flow_name or "", "aggregation": model.aggregation or "",
-                "num_classes": str(model.num_classes), "class_names": json.dumps(class_names), **(extra or {})}
-    save_weights(path, model, metadata)
-
-
 #: The one buffer BatchNorm has and frozen BatchNorm lacks; it is not used for inference or (with a fixed momentum)
 #: training, so checkpoints move between the two normalisations without it.
 BATCHES_TRACKED = "num_batches_tracked"
@@ -152,57 +145,109 @@ def _load_state(path: Path, model: nn.Module, tensors: dict[str, torch.Tensor], 
                          f"unexpected {unexpected[:3]})")
 
 
-def _task_metadata(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    tensors, metadata = read_weights(path)
-    if metadata.get("featflow.kind") != kind:
-        raise FeatflowError(f"{path} does not hold featflow {kind} weights (no featflow.kind={kind} metadata)")
-    return tensors, metadata
-
-
 def saved_norm(metadata: dict[str, str]) -> str:
     """N_feat's normalisation in a task checkpoint ("batch" for those written before the option existed)."""
     return metadata.get("norm") or "batch"
 
 
-def load_segmenter(path: str | os.PathLike, flow_net: str | None = None, norm: NormKind | None = None
-                   ) -> tuple[VideoSegmenter, dict[str, str]]:
-    """Rebuild a segmenter. ``flow_net`` adds a (pre-trained or fresh) F to a per-frame checkpoint;
-    a checkpoint that has one keeps its own. ``norm`` rebuilds N_feat with another normalisation than the
-    checkpoint's (its statistics carry over)."""
+@dataclass(frozen=True)
+class TaskKind:
+    """What one task's checkpoints hold beyond what all share (N_feat, F, FGFA's aggregation, classes): the model
+    class, its ``featflow.kind`` and the task's own settings (detection: the RPN's anchor sizes), written as
+    metadata by ``settings`` and read back as constructor options by ``options``."""
+    kind: str  # featflow.kind: "segmenter" or "detector"
+    model: type[VideoSegmenter] | type[VideoDetector]
+    settings: Callable[[Any], dict[str, str]] = lambda model: {}  # model -> its own metadata
+    options: Callable[[dict[str, str]], dict[str, Any]] = lambda metadata: {}  # metadata -> constructor options
+
+
+def _detector_settings(model: VideoDetector) -> dict[str, str]:
+    return {"anchor_sizes": json.dumps(list(model.anchor_sizes))}
+
+
+def _detector_options(metadata: dict[str, str]) -> dict[str, Any]:
+    return {"rpn": RPNConfig(anchor_sizes=tuple(json.loads(metadata["anchor_sizes"])))}
+
+
+SEGMENTER = TaskKind("segmenter", VideoSegmenter)
+DETECTOR = TaskKind("detector", VideoDetector, _detector_settings, _detector_options)
+#: Every task model's checkpoint kind, by ``featflow.kind``.
+TASK_KINDS: dict[str, TaskKind] = {task.kind: task for task in (SEGMENTER, DETECTOR)}
+
+#: A task model: what ``load_task_model`` rebuilds.
+TaskModel = VideoSegmenter | VideoDetector
+
+
+def task_of(model: nn.Module) -> TaskKind:
+    """The checkpoint kind of a task model."""
+    for task in TASK_KINDS.values():
+        if isinstance(model, task.model):
+            return task
+    raise TypeError(f"not a featflow task model: {type(model).__name__}")
+
+
+def save_task_model(path: str | os.PathLike, model: TaskModel, class_names: list[str],
+                    extra: dict[str, Any] | None = None) -> None:
+    """Save a segmenter or detector with what is needed to rebuild it: the shared settings, the task's own
+    (``TaskKind.settings``) and ``extra`` (training records its iteration and config there)."""
+    task = task_of(model)
+    metadata = {"featflow.kind": task.kind, "arch": model.arch, "channels": str(model.channels),
+                "norm": model.norm, "flow_net": model.flow_name or "", "aggregation": model.aggregation or "",
+                "num_classes": str(model.num_classes), "class_names": json.dumps(class_names),
+                **({"layout": model.feature_net.layout} if model.feature_net.layout != "msra" else {}),
+                **task.settings(model), **(extra or {})}
+    save_weights(path, model, metadata)
+
+
+def load_task_model(path: str | os.PathLike, task: TaskKind | None = None, flow_net: str | None = None,
+                    aggregation: str | None = None, norm: NormKind | None = None) -> tuple[TaskModel, dict[str, str]]:
+    """Rebuild a task model of kind ``task`` (None: whichever the checkpoint holds). ``flow_net`` /
+    ``aggregation`` add a fresh F / embedding network to a checkpoint without them (a per-frame one starting DFF
+    or FGFA training); a checkpoint's own parts are kept. ``norm`` rebuilds N_feat with another normalisation than
+    the checkpoint's (its statistics carry over)."""
     path = Path(path)
-    tensors, metadata = _task_metadata(path, "segmenter")
-    own_flow = metadata.get("flow_net") or None
-    model = VideoSegmenter(int(metadata["num_classes"]), metadata["arch"], int(metadata["channels"]),
-                           own_flow or flow_net, metadata.get("aggregation") or None, norm=norm or saved_norm(metadata))
-    _load_state(path, model, tensors, () if own_flow else ("flow_net.",))
+    tensors, metadata = read_weights(path)
+    found = metadata.get("featflow.kind")
+    if task is None:
+        if found not in TASK_KINDS:
+            raise FeatflowError(f"{path} holds no featflow segmenter or detector (featflow.kind={found!r})")
+        task = TASK_KINDS[found]
+    elif found != task.kind:
+        raise FeatflowError(f"{path} does not hold featflow {task.kind} weights "
+                            f"(no featflow.kind={task.kind} metadata)")
+    own_flow, own_aggregation = metadata.get("flow_net") or None, metadata.get("aggregation") or None
+    model = task.model(int(metadata["num_classes"]), metadata["arch"], int(metadata["channels"]),
+                       own_flow or flow_net, own_aggregation or aggregation, norm=norm or saved_norm(metadata),
+                       layout=metadata.get("layout") or "msra", **task.options(metadata))
+    optional = (() if own_flow else ("flow_net.",)) + (() if own_aggregation else ("aggregator.",))
+    _load_state(path, model, tensors, optional)
     return model, metadata
+
+
+def save_segmenter(path: str | os.PathLike, model: VideoSegmenter, class_names: list[str],
+                   extra: dict[str, Any] | None = None) -> None:
+    """Save a video segmenter (N_feat, head and, for DFF / FGFA, F and the embedding network)."""
+    save_task_model(path, model, class_names, extra)
 
 
 def save_detector(path: str | os.PathLike, model: VideoDetector, class_names: list[str],
                   extra: dict[str, Any] | None = None) -> None:
     """Save a video detector (N_feat, RPN, R-FCN and, for DFF / FGFA, F and the embedding network)."""
-    metadata = {"featflow.kind": "detector", "arch": model.arch, "channels": str(model.channels),
-                "norm": model.norm, "flow_net": model.flow_name or "", "aggregation": model.aggregation or "",
-                "num_classes": str(model.num_classes), "class_names": json.dumps(class_names),
-                "anchor_sizes": json.dumps(list(model.anchor_sizes)), **(extra or {})}
-    save_weights(path, model, metadata)
+    save_task_model(path, model, class_names, extra)
+
+
+def load_segmenter(path: str | os.PathLike, flow_net: str | None = None, aggregation: str | None = None,
+                   norm: NormKind | None = None) -> tuple[VideoSegmenter, dict[str, str]]:
+    """Rebuild a segmenter (``load_task_model`` of a segmenter checkpoint)."""
+    model, metadata = load_task_model(path, SEGMENTER, flow_net, aggregation, norm)
+    return cast(VideoSegmenter, model), metadata
 
 
 def load_detector(path: str | os.PathLike, flow_net: str | None = None, aggregation: str | None = None,
                   norm: NormKind | None = None) -> tuple[VideoDetector, dict[str, str]]:
-    """Rebuild a detector. ``flow_net`` / ``aggregation`` add a fresh F / embedding network to a checkpoint
-    without them (a per-frame one starting DFF or FGFA training); a checkpoint's own parts are kept. ``norm``
-    rebuilds N_feat with another normalisation than the checkpoint's (its statistics carry over)."""
-    path = Path(path)
-    tensors, metadata = _task_metadata(path, "detector")
-    own_flow, own_aggregation = metadata.get("flow_net") or None, metadata.get("aggregation") or None
-    model = VideoDetector(int(metadata["num_classes"]), metadata["arch"], int(metadata["channels"]),
-                          own_flow or flow_net, own_aggregation or aggregation,
-                          rpn=RPNConfig(anchor_sizes=tuple(json.loads(metadata["anchor_sizes"]))),
-                          norm=norm or saved_norm(metadata))
-    optional = (() if own_flow else ("flow_net.",)) + (() if own_aggregation else ("aggregator.",))
-    _load_state(path, model, tensors, optional)
-    return model, metadata
+    """Rebuild a detector (``load_task_model`` of a detector checkpoint)."""
+    model, metadata = load_task_model(path, DETECTOR, flow_net, aggregation, norm)
+    return cast(VideoDetector, model), metadata
 
 
 def load_flow_into(model: DeepFeatureFlow, path: str | os.PathLike | None) -> None:
@@ -216,12 +261,6 @@ def load_flow_into(model: DeepFeatureFlow, path: str | os.PathLike | None) -> No
     model.flow_net.load_state_dict(net.state_dict())
 
 
-def load_model(path: str | os.PathLike) -> tuple[VideoSegmenter | VideoDetector, dict[str, str]]:
+def load_model(path: str | os.PathLike) -> tuple[TaskModel, dict[str, str]]:
     """Whichever task model a checkpoint holds (segmenter or detector), rebuilt from its own metadata."""
-    kind = read_metadata(path).get("featflow.kind")
-    if kind == "segmenter":
-        return load_segmenter(path)
-    if kind == "detector":
-        return load_detector(path)
-    raise FeatflowError(f"{path} holds no featflow segmenter or detector (featflow.kind={kind!r})")
-
+    return load_task_model(path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -22,43 +23,14 @@ from torch import Tensor, nn
 from featflow.data.detection_clips import ReferenceSampling, SyntheticDetectionClips, VidDetectionClips, collate_clips
 from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
 from featflow.data.vid import VidDataset
-from featflow.engine.checkpoint import load_detector, load_flow_into, load_norm_agnostic, read_weights, save_detector
-from featflow.engine.config import check_paths, producer_hint, to_dict
+from featflow.engine.checkpoint import read_weights, save_detector
+from featflow.engine.config import check_paths, to_dict
 from featflow.engine.feature_scale import FeatureScale
+from featflow.engine.models import DetModelConfig, build_video_model, check_sources
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, to_device, train
-from featflow.errors import FeatflowError, MissingInput
 from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid
 from featflow.methods.detection import VideoDetector, total_loss
-from featflow.modeling.rpn import RPNConfig
-from featflow.registry import AGGREGATIONS, FEATURE_NETS, FLOW_NETS, GEOMETRIES, NORMS, check_choice, resolve_weights
-
-
-@dataclass(frozen=True)
-class DetModelConfig:
-    arch: str = "resnet18"
-    channels: int = 128
-    flow_net: str | None = None  # None: the per-frame detector
-    aggregation: str | None = None  # FGFA: "adaptive" (the paper's), "mean" (equal weights; an ablation)
-    anchor_sizes: tuple[int, ...] = (32, 64, 128)
-    init: str | None = None  # detector checkpoint to start from (a per-frame one for DFF / FGFA)
-    # N_feat from another task's checkpoint (a segmenter: a path, or a shipped model's name such as
-    # "seg-dff-r18-synth"), for a detector trained from scratch: the stand-in for the papers' ImageNet pre-training
-    features_init: str | None = None
-    norm: str = "batch"  # N_feat's BatchNorm: "batch" (statistics trained) or "frozen" (the papers' fixed statistics)
-    flow_init: str | None = "shipped"
-    freeze_features: bool = False
-    freeze_flow: bool = False
-    freeze_scale: bool = False  # DFF's scale field kept at 1 (F's flow still trained)
-
-    def __post_init__(self) -> None:
-        check_choice("feature network", self.arch, FEATURE_NETS, key="arch")
-        check_choice("normalisation", self.norm, NORMS, key="norm")
-        check_choice("flow network", self.flow_net, (None, *FLOW_NETS), key="flow_net")
-        check_choice("aggregation", self.aggregation, AGGREGATIONS, key="aggregation")
-        if (self.freeze_flow or self.freeze_scale) and self.flow_net is None:
-            raise FeatflowError("freeze_flow and freeze_scale need a flow network")
-        if self.init and self.features_init:
-            raise FeatflowError("init and features_init are alternatives (init already holds N_feat)")
+from featflow.registry import GEOMETRIES, check_choice
 
 
 @dataclass(frozen=True)
@@ -99,57 +71,6 @@ def reference_sampling(cfg: DetModelConfig, max_offset: int) -> ReferenceSamplin
         return ReferenceSampling(0)
     return ReferenceSampling(1, -max_offset, 0)
 
-
-def build_detector(cfg: DetModelConfig, num_classes: int) -> VideoDetector:
-    """The model a config describes, initialised as it says (checkpoint, pre-trained flow, frozen parts)."""
-    rpn = RPNConfig(anchor_sizes=tuple(cfg.anchor_sizes))
-    if cfg.init:
-        model, meta = load_detector(cfg.init, flow_net=cfg.flow_net, aggregation=cfg.aggregation, norm=cfg.norm)
-        found = (meta["arch"], int(meta["channels"]), int(meta["num_classes"]), tuple(model.anchor_sizes))
-        if found != (cfg.arch, cfg.channels, num_classes, rpn.anchor_sizes):
-            raise FeatflowError(f"{cfg.init} is (arch, channels, classes, anchors) = {found}; the config asks for "
-                                f"{(cfg.arch, cfg.channels, num_classes, rpn.anchor_sizes)}")
-        if model.flow_name != cfg.flow_net or model.aggregation != cfg.aggregation:
-            raise FeatflowError(f"{cfg.init} has flow network {model.flow_name} and aggregation "
-                                f"{model.aggregation}; the config asks for {cfg.flow_net}, {cfg.aggregation}")
-        needs_flow = cfg.flow_net is not None and not meta.get("flow_net")
-    else:
-        model = VideoDetector(num_classes, cfg.arch, cfg.channels, cfg.flow_net, cfg.aggregation, rpn=rpn,
-                              norm=cfg.norm)
-        needs_flow = cfg.flow_net is not None
-        if cfg.features_init:
-            load_features_into(model, features_source(cfg.features_init))
-    if needs_flow and cfg.flow_init is not None:
-        load_flow_into(model, None if cfg.flow_init == "shipped" else cfg.flow_init)
-    model.feature_net.requires_grad_(not cfg.freeze_features)
-    if model.flow_net is not None:
-        model.flow_net.requires_grad_(not cfg.freeze_flow)
-        if cfg.freeze_scale:
-            model.flow_net.scale_conv.requires_grad_(False)
-    return model
-
-
-def features_source(value: str) -> Path:
-    """``model.features_init`` as a weights file: a shipped model's name (its N_feat, e.g. the shipped segmenter's,
-    "seg-dff-r18-synth") or a checkpoint path."""
-    try:
-        return resolve_weights(value, what="model.features_init")
-    except MissingInput as err:  # a run of a packaged config: say which command makes it
-        raise MissingInput(f"{err}{producer_hint(value)}") from None
-
-
-def load_features_into(model: VideoDetector, path: str | Path) -> None:
-    """N_feat's weights from any featflow task checkpoint (segmenter or detector) of the same arch and width,
-    whichever normalisation either uses (BatchNorm statistics become frozen ones and back)."""
-    tensors, meta = read_weights(path)
-    if (meta.get("arch"), meta.get("channels")) != (model.arch, str(model.channels)):
-        raise FeatflowError(f"{path} holds a {meta.get('arch')} N_feat with {meta.get('channels')} channels; "
-                            f"the detector is a {model.arch} with {model.channels}")
-    prefix = "feature_net."
-    missing, unexpected = load_norm_agnostic(
-        model.feature_net, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    if missing or unexpected:
-        raise FeatflowError(f"{path}: N_feat's weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
 def clip_features(model: VideoDetector, current: Tensor, references: Tensor, same: Tensor) -> Tensor:
@@ -208,13 +129,12 @@ def train_detection(cfg: DetTrainConfig, out: Path | None = None, resume: bool =
                     progress: bool = True) -> TrainResult:
     """Train the detector ``cfg`` describes; weights, optimizer state and metrics go to ``out``."""
     check_paths(cfg, ("data.source", "model.init", "model.flow_init"))
-    if cfg.model.features_init:
-        features_source(cfg.model.features_init)  # before any work: a clear error for an unknown name
+    check_sources(cfg.model)  # before any work: a clear error for an unknown features_init
     out = Path(out or cfg.output)
     torch.manual_seed(cfg.data.seed)
     refs = reference_sampling(cfg.model, cfg.data.max_offset)
     train_set, val_samples, class_names, finite = _datasets(cfg, refs)
-    model = build_detector(cfg.model, len(class_names))
+    model = cast(VideoDetector, build_video_model(cfg.model, len(class_names)))
     config = to_dict(cfg)
 
     def save(path: Path, m: nn.Module, iteration: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -21,33 +22,14 @@ from torch import Tensor, nn
 from featflow.data.cityscapes import CityscapesVideo
 from featflow.data.segmentation_pairs import CityscapesPairs, SyntheticSegmentationPairs
 from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
-from featflow.engine.checkpoint import load_flow_into, load_segmenter, read_weights, save_segmenter
+from featflow.engine.checkpoint import read_weights, save_segmenter
 from featflow.engine.config import check_paths, to_dict
 from featflow.engine.feature_scale import FeatureScale
+from featflow.engine.models import SegModelConfig, build_video_model, check_sources
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, to_device, train
 from featflow.errors import FeatflowError
 from featflow.evaluation.segmentation import IGNORE, ConfusionMatrix
 from featflow.methods.segmentation import VideoSegmenter
-from featflow.registry import FEATURE_NETS, FLOW_NETS, NORMS, check_choice
-
-
-@dataclass(frozen=True)
-class SegModelConfig:
-    arch: str = "resnet18"
-    channels: int = 128
-    flow_net: str | None = None  # None: the per-frame model
-    init: str | None = None  # segmenter checkpoint to start from (a per-frame one for DFF)
-    norm: str = "batch"  # N_feat's BatchNorm: "batch" (statistics trained) or "frozen" (the papers' fixed statistics)
-    flow_init: str | None = "shipped"  # pre-trained flow weights for F ("shipped": the package's)
-    freeze_features: bool = False  # DFF fix N
-    freeze_flow: bool = False  # DFF fix F
-
-    def __post_init__(self) -> None:
-        check_choice("feature network", self.arch, FEATURE_NETS, key="arch")
-        check_choice("normalisation", self.norm, NORMS, key="norm")
-        check_choice("flow network", self.flow_net, (None, *FLOW_NETS), key="flow_net")
-        if self.freeze_flow and self.flow_net is None:
-            raise FeatflowError("freeze_flow needs a flow network")
 
 
 @dataclass(frozen=True)
@@ -77,27 +59,6 @@ class SegTrainConfig:
     def __post_init__(self) -> None:
         Degradations.parse(self.data.degradations)
 
-
-def build_model(cfg: SegModelConfig, num_classes: int) -> VideoSegmenter:
-    """The model a config describes, initialised as it says (checkpoint, pre-trained flow, frozen parts)."""
-    if cfg.init:
-        model, meta = load_segmenter(cfg.init, flow_net=cfg.flow_net, norm=cfg.norm)
-        if (meta["arch"], int(meta["channels"]), int(meta["num_classes"])) != (cfg.arch, cfg.channels, num_classes):
-            raise FeatflowError(f"{cfg.init} is a {meta['arch']} with {meta['channels']} channels and "
-                                f"{meta['num_classes']} classes; the config asks for {cfg.arch}, {cfg.channels}, "
-                                f"{num_classes}")
-        if model.flow_name != cfg.flow_net:
-            raise FeatflowError(f"{cfg.init} has flow network {model.flow_name}, the config asks for {cfg.flow_net}")
-        needs_flow = cfg.flow_net is not None and not meta.get("flow_net")
-    else:
-        model = VideoSegmenter(num_classes, cfg.arch, cfg.channels, cfg.flow_net, norm=cfg.norm)
-        needs_flow = cfg.flow_net is not None
-    if needs_flow and cfg.flow_init is not None:
-        load_flow_into(model, None if cfg.flow_init == "shipped" else cfg.flow_init)
-    model.feature_net.requires_grad_(not cfg.freeze_features)
-    if model.flow_net is not None:
-        model.flow_net.requires_grad_(not cfg.freeze_flow)
-    return model
 
 
 def _datasets(cfg: SegTrainConfig, max_offset: int) -> tuple[torch.utils.data.Dataset, list[dict], list[str], bool]:
@@ -146,11 +107,15 @@ def train_segmentation(cfg: SegTrainConfig, out: Path | None = None, resume: boo
                        progress: bool = True) -> TrainResult:
     """Train the segmenter ``cfg`` describes; weights, optimizer state and metrics go to ``out``."""
     check_paths(cfg, ("data.source", "model.init", "model.flow_init"))
+    check_sources(cfg.model)
+    if cfg.model.aggregation:  # the pairs below hold one key frame: FGFA segmenters are built and run, not trained
+        raise FeatflowError(f"model.aggregation: segmentation training runs per frame or DFF (frame pairs), not "
+                            f"FGFA; set it to null (got {cfg.model.aggregation!r})")
     out = Path(out or cfg.output)
     torch.manual_seed(cfg.data.seed)
     max_offset = cfg.data.max_offset if cfg.model.flow_net else 0
     train_set, val_samples, class_names, finite = _datasets(cfg, max_offset)
-    model = build_model(cfg.model, len(class_names))
+    model = cast(VideoSegmenter, build_video_model(cfg.model, len(class_names)))
     labels = np.concatenate([s["label"].numpy().ravel() for s in val_samples])
     if (labels[labels != IGNORE] >= len(class_names)).any():
         raise FeatflowError(f"held-out labels exceed the {len(class_names)} classes of the label table")

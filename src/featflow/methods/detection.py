@@ -14,7 +14,7 @@ from torchvision.models.detection.image_list import ImageList
 
 from featflow.methods.dff import DeepFeatureFlow, FlowSource
 from featflow.methods.fgfa import build_aggregation
-from featflow.modeling.feature_net import FEATURE_STRIDE, FeatureNet, NormKind
+from featflow.modeling.feature_net import FEATURE_STRIDE, FeatureNet, Layout, NormKind
 from featflow.modeling.flow_net import build_flow_net
 from featflow.modeling.rfcn import RFCNConfig, RFCNHead
 from featflow.modeling.rpn import RPNConfig, build_rpn
@@ -30,11 +30,11 @@ class VideoDetector(DeepFeatureFlow):
 
     def __init__(self, num_classes: int, arch: str = "resnet18", channels: int = 128, flow_net: str | None = None,
                  aggregation: str | None = None, rpn: RPNConfig = RPNConfig(), rfcn: RFCNConfig = RFCNConfig(),
-                 norm: NormKind = "batch") -> None:
+                 norm: NormKind = "batch", layout: Layout = "msra") -> None:
         check_choice("aggregation", aggregation, AGGREGATIONS)
         if channels < 2 or channels % 2:
             raise ValueError(f"detection splits the features in two halves: channels must be even, got {channels}")
-        super().__init__(FeatureNet(arch, out_channels=channels, norm=norm),
+        super().__init__(FeatureNet(arch, out_channels=channels, norm=norm, layout=layout),
                          build_flow_net(flow_net, scale_channels=channels) if flow_net else None,
                          build_aggregation(aggregation, channels))
         self.aggregation = aggregation

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from featflow.methods.dff import DeepFeatureFlow, FlowSource
 from featflow.methods.fgfa import build_aggregation
-from featflow.modeling.feature_net import FeatureNet, NormKind
+from featflow.modeling.feature_net import FeatureNet, Layout, NormKind
 from featflow.modeling.flow_net import build_flow_net
 from featflow.modeling.heads import SegmentationHead
 from featflow.registry import AGGREGATIONS, check_choice
@@ -22,9 +22,10 @@ class VideoSegmenter(DeepFeatureFlow):
     """images (N, 3, H, W) RGB [0, 255] -> logits (N, num_classes, H, W)."""
 
     def __init__(self, num_classes: int, arch: str = "resnet18", channels: int = 128,
-                 flow_net: str | None = None, aggregation: str | None = None, norm: NormKind = "batch") -> None:
+                 flow_net: str | None = None, aggregation: str | None = None, norm: NormKind = "batch",
+                 layout: Layout = "msra") -> None:
         check_choice("aggregation", aggregation, AGGREGATIONS)
-        super().__init__(FeatureNet(arch, out_channels=channels, norm=norm),
+        super().__init__(FeatureNet(arch, out_channels=channels, norm=norm, layout=layout),
                          build_flow_net(flow_net, scale_channels=channels) if flow_net else None,
                          build_aggregation(aggregation, channels))
         self.arch, self.channels, self.flow_name, self.aggregation = arch, channels, flow_net, aggregation

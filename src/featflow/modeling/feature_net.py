@@ -7,7 +7,10 @@ The network follows the MSRA ResNet-v1 used by the original DFF / FGFA code:
 - ``feat_conv`` (3x3, dilation 6, with bias and ReLU) maps the res5 output to ``out_channels``
   (1024 in the papers; smaller for the small models this project trains on the CPU).
 
-The layers themselves are torchvision's, built with random weights.
+The layers themselves are torchvision's, built with random weights. ``layout="torchvision"`` keeps torchvision's
+own stride placement in the bottlenecks (the 3x3, "v1.5") so that its ImageNet weights load exactly
+(``load_torchvision_resnet``): the stem and res2-res4 then compute what torchvision's model computes, and res5 the
+same weights dilated. For ResNet-18 / 34 (basic blocks) both layouts are the same network.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from featflow.registry import FEATURE_NETS, NORMS, check_choice
+from featflow.errors import FeatflowError
+from featflow.registry import FEATURE_LAYOUTS, FEATURE_NETS, NORMS, check_choice
 
 NormKind = Literal["batch", "frozen"]  # one of NORMS
+Layout = Literal["msra", "torchvision"]  # one of FEATURE_LAYOUTS
 
 #: Stride of the feature map relative to the input image.
 FEATURE_STRIDE = 16
@@ -59,18 +64,22 @@ class FeatureNet(nn.Module):
     ``norm="batch"`` trains them, which models trained from scratch here need.
     """
 
-    def __init__(self, arch: str = "resnet101", out_channels: int = 1024, norm: NormKind = "batch") -> None:
+    def __init__(self, arch: str = "resnet101", out_channels: int = 1024, norm: NormKind = "batch",
+                 layout: Layout = "msra") -> None:
         super().__init__()
         check_choice("feature network", arch, FEATURE_NETS)
         if out_channels < 1:
             raise ValueError(f"out_channels must be positive, got {out_channels}")
         check_choice("normalisation", norm, NORMS, key="norm")
+        check_choice("ResNet layout", layout, FEATURE_LAYOUTS, key="layout")
         norm_layer = nn.BatchNorm2d if norm == "batch" else FrozenBatchNorm2d
         resnet: ResNet = getattr(torchvision.models, arch)(weights=None, norm_layer=norm_layer)
-        _move_stride_to_1x1(resnet)
+        if layout == "msra":
+            _move_stride_to_1x1(resnet)
         _dilate_res5(resnet)
         self.arch = arch
         self.norm = norm
+        self.layout = layout
         self.out_channels = out_channels
         self.stride = FEATURE_STRIDE
         self.conv1 = resnet.conv1
@@ -97,3 +106,40 @@ class FeatureNet(nn.Module):
 def feature_map_size(height: int, width: int) -> tuple[int, int]:
     """Spatial size of N_feat's output for an input of ``height`` x ``width``."""
     return -(-height // FEATURE_STRIDE), -(-width // FEATURE_STRIDE)
+
+
+#: torchvision ResNet module names -> N_feat's (the classifier ``fc`` has no counterpart and is dropped).
+_TORCHVISION_NAMES = {"layer1.": "res2.", "layer2.": "res3.", "layer3.": "res4.", "layer4.": "res5."}
+
+
+def load_torchvision_resnet(net: FeatureNet, state: dict[str, Tensor], source: str = "the state dict") -> None:
+    """Load a torchvision ResNet state dict (e.g. its ImageNet weights) into N_feat's stem and res2-res5;
+    ``feat_conv`` keeps its initialisation. The layout must be torchvision's (``layout="torchvision"``) where
+    the two differ (bottleneck ResNets), so that every weight sits where it was trained. A key that is missing or
+    does not fit raises ``FeatflowError`` naming it."""
+    if net.layout != "torchvision" and net.arch not in ("resnet18", "resnet34"):
+        raise FeatflowError(f"{source}: torchvision's {net.arch} weights need N_feat's torchvision layout "
+                            "(stride in the 3x3 convs)")
+    mapped: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("fc.") or key.endswith("num_batches_tracked") and isinstance(net.bn1, FrozenBatchNorm2d):
+            continue
+        for old, new in _TORCHVISION_NAMES.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        mapped[key] = value
+    own = {k: v for k, v in net.state_dict().items() if not k.startswith("feat_conv.")}
+    # older torchvision files (ImageNet V1 weights) have no BatchNorm counters: those may be missing
+    missing = sorted(k for k in set(own) - set(mapped) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(mapped) - set(own))
+    if missing or unexpected:
+        key = (missing or unexpected)[0]
+        raise FeatflowError(f"{source} is not a torchvision {net.arch} state dict: "
+                            f"{'missing' if missing else 'unexpected'} key {key!r}"
+                            f" ({len(missing)} missing, {len(unexpected)} unexpected)")
+    for key, value in mapped.items():
+        if value.shape != own[key].shape:
+            raise FeatflowError(f"{source}: {key!r} has shape {tuple(value.shape)}, a {net.arch} N_feat needs "
+                                f"{tuple(own[key].shape)}")
+    net.load_state_dict(mapped, strict=False)

@@ -21,7 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from featflow.analysis.reports import machine_description, save_figure, training_lines, training_records, write_report  # noqa: E402
+from benchmarks.training import training_lines, training_records  # noqa: E402
+from featflow.analysis.reports import machine_description, save_figure, write_report  # noqa: E402
 from featflow.analysis.speed import dff_speedup, format_row, measure_speed  # noqa: E402
 from featflow.data.cityscapes import CityscapesVideo  # noqa: E402
 from featflow.engine.checkpoint import load_flow_into, load_segmenter  # noqa: E402

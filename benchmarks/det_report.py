@@ -27,16 +27,9 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from featflow.analysis.detection_cache import DetectionCache, entry_key  # noqa: E402
-from featflow.analysis.reports import (  # noqa: E402
-    curves_plot,
-    machine_description,
-    plateau_gain,
-    save_figure,
-    training_lines,
-    training_records,
-    write_report,
-)
+from benchmarks.detection_cache import DetectionCache, entry_key  # noqa: E402
+from benchmarks.training import curves_plot, plateau_gain, training_lines, training_records  # noqa: E402
+from featflow.analysis.reports import machine_description, save_figure, write_report  # noqa: E402
 from featflow.analysis.speed import measure_fgfa_speed, measure_speed  # noqa: E402
 from featflow.data.vid import VidDataset  # noqa: E402
 from featflow.engine.checkpoint import load_detector  # noqa: E402
@@ -323,7 +316,7 @@ def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "repor
                          command: str = "featflow bench det", progress: bool = True,
                          cache: str | os.PathLike | None = None) -> list[Path]:
     """Evaluate every row of ``plan`` and write the report; with ``cache``, raw detections are kept in (and
-    reused from) that folder (``featflow.analysis.detection_cache``)."""
+    reused from) that folder (``benchmarks.detection_cache``)."""
     data = VidDataset(plan.data, plan.split)
     total = len(data)
     if plan.videos is not None:

@@ -1,0 +1,109 @@
+"""How each report's checkpoints were trained: the training records of a report's rows (read from each run's
+metrics.json), their table, the convergence check and the held-out curves, for ``reports/segmentation.md`` and
+``reports/detection*.md``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from featflow.analysis.reports import save_figure
+
+
+def training_record(weights: str) -> dict | None:
+    """How a checkpoint was trained, from the run's metrics.json beside it: starting point, iterations, samples
+    (iterations x batch), minutes (the run alone, not its starting point's), its held-out metric during training
+    and the whole held-out curve."""
+    path = Path(weights).with_name("metrics.json")
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    config = metrics.get("config", {})
+    model = config.get("model", {})
+    batch = int(config.get("train", {}).get("batch_size", 0))
+    init = model.get("init") or None
+    return {"weights": weights, "init": init, "features_init": model.get("features_init") or None,
+            "iterations": metrics["iterations"], "batch_size": batch,
+            "samples": metrics["iterations"] * batch, "minutes": metrics["wall_seconds"] / 60,
+            "final": metrics.get("final", {}),
+            "curve": [{k: v for k, v in h.items() if k in ("iteration", "wall_seconds") or k.startswith("val_")}
+                      for h in metrics.get("history", [])]}
+
+
+def training_records(weights: list[str]) -> list[dict]:
+    """The training records of ``weights`` and, recursively, of the checkpoints they started from; each with
+    its total budget summed along its init chain (``total_samples``, ``total_minutes``)."""
+    pending, records = list(dict.fromkeys(weights)), []
+    while pending:
+        record = training_record(pending.pop(0))
+        if record is not None:
+            records.append(record)
+            if record["init"] and record["init"] not in [r["weights"] for r in records] + pending:
+                pending.append(record["init"])
+    by_weights = {r["weights"]: r for r in records}
+    for record in records:
+        chain, seen = record, set()
+        record["total_samples"], record["total_minutes"] = 0, 0.0
+        while chain is not None and chain["weights"] not in seen:
+            seen.add(chain["weights"])
+            record["total_samples"] += chain["samples"]
+            record["total_minutes"] += chain["minutes"]
+            chain = by_weights.get(chain["init"]) if chain["init"] else None
+    return records
+
+
+def training_lines(records: list[dict]) -> list[str]:
+    """The report's "The models" section: one table row per training record."""
+    lines = ["", "## The models", "",
+             "Each run's own training, and its total budget summed along its init chain (a run that starts from "
+             "another checkpoint adds to it; samples = iterations x batch).", "",
+             "| weights | starts from | iterations | minutes | total samples | total minutes | "
+             "held-out metric during training |", "|---|---|---|---|---|---|---|"]
+    for r in records:
+        final = ", ".join(f"{k} {v:.3f}" for k, v in r["final"].items() if k.startswith("val_"))
+        start = (f"`{r['init']}`" if r.get("init") else f"N_feat from `{r['features_init']}`" if r.get("features_init")
+                 else "random init")
+        lines.append(f"| `{r['weights']}` | {start} | "
+                     f"{r['iterations']} | {r['minutes']:.1f} | {r.get('total_samples', r.get('samples', 0))} | "
+                     f"{r.get('total_minutes', r['minutes']):.1f} | {final} |")
+    return lines
+
+
+def plateau_gain(curve: list[dict], metric: str) -> float | None:
+    """How much the held-out ``metric`` rose over the last quarter of a run's iterations (the convergence check:
+    a model has plateaued when this is under 1 point); None without enough evaluations."""
+    points = [(h["iteration"], h[metric]) for h in curve if h.get(metric) is not None]
+    if len(points) < 2:
+        return None
+    last = points[-1][0]
+    before = [v for it, v in points if it <= 0.75 * last]
+    return None if not before else points[-1][1] - before[-1]
+
+
+def curves_plot(path: Path, records: list[dict], metric: str, label: str) -> bool:
+    """Held-out ``metric`` against total samples seen (init chains joined), one line per run; False when no run
+    has a curve."""
+    import matplotlib.pyplot as plt
+
+    by_weights = {r["weights"]: r for r in records}
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    drawn = False
+    for r in records:
+        offset, parent = 0, by_weights.get(r["init"]) if r["init"] else None
+        if parent is not None:
+            offset = parent.get("total_samples", parent["samples"])
+        points = [(offset + h["iteration"] * r["batch_size"], 100 * h[metric]) for h in r["curve"]
+                  if h.get(metric) is not None]
+        if points:
+            ax.plot(*zip(*points), marker=".", label=Path(r["weights"]).parent.name)
+            drawn = True
+    if drawn:
+        ax.set_xlabel("training samples seen (iterations x batch, along the init chain)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        save_figure(fig, path)
+    else:
+        plt.close(fig)
+    return drawn
