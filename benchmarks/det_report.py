@@ -35,9 +35,9 @@ from featflow.data.vid import VidDataset  # noqa: E402
 from featflow.engine.checkpoint import load_detector  # noqa: E402
 from featflow.engine.det_inference import DetStreamConfig, detect_dataset, ground_truth, postprocess_video  # noqa: E402
 from featflow.evaluation.bootstrap import vid_map_differences  # noqa: E402
-from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid  # noqa: E402
+from featflow.evaluation.vid_map import evaluate_vid  # noqa: E402
 from featflow.methods.fgfa import aggregation_weights  # noqa: E402
-from featflow.structures import Detections, VideoDetections  # noqa: E402
+from featflow.structures import Detections, VideoDetections, VideoGroundTruth  # noqa: E402
 
 
 @dataclass(frozen=True)

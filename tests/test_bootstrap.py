@@ -20,8 +20,8 @@ from featflow.evaluation.bootstrap import (
     vid_map_intervals,
 )
 from featflow.evaluation.segmentation import ConfusionMatrix
-from featflow.evaluation.vid_map import CATEGORIES, VideoGroundTruth, evaluate_vid
-from featflow.structures import Detections
+from featflow.evaluation.vid_map import CATEGORIES, evaluate_vid
+from featflow.structures import Detections, VideoGroundTruth
 
 OBJECT, FAR = (0, 0, 99, 99), (300, 300, 399, 399)
 

@@ -10,15 +10,15 @@ import pytest
 from featflow.data.formats.vid import VID_CLASSES, VidAnnotation, VidObject
 from featflow.evaluation.motion_iou import box_iou_vid, motion_category, motion_iou
 from featflow.evaluation.vid_map import (
-    VideoGroundTruth,
     average_precision,
     evaluate_vid,
     ground_truth_from_annotations,
+    motion_categories,
     read_frame_ids,
     read_vid_results,
     write_vid_results,
 )
-from featflow.structures import Detections
+from featflow.structures import Detections, VideoGroundTruth
 
 
 def truth(frames: list[list[tuple]]) -> VideoGroundTruth:
@@ -104,7 +104,7 @@ def moving(x: int, t: int) -> tuple:
 def test_unmatched_detection_on_an_object_of_another_class_is_dropped():
     # The case: a still class-1 object (slow) and a moving class-2 object (fast), two frames
     gt = [truth([[(1, 0, S), (2, 1, moving(200, t))] for t in range(2)])]
-    assert [list(c) for c in gt[0].motion_categories()] == [["slow", "fast"]] * 2
+    assert [list(c) for c in motion_categories(gt[0])] == [["slow", "fast"]] * 2
     # frame 0: a class-1 detection on the class-2 object (0.9, unmatched: wrong class) and one on S (0.8)
     det = [[dets([(1, 0.9, moving(200, 0)), (1, 0.8, S)]), dets([])]]
     result = evaluate_vid(det, gt, num_classes=2)
@@ -123,7 +123,7 @@ def test_unmatched_detection_on_an_object_of_another_class_is_dropped():
 def test_a_tie_is_a_fractional_false_positive():
     # S (slow, class 1) and two moving class-2 objects (fast) in two frames
     gt = [truth([[(1, 0, S), (2, 1, moving(200, t)), (2, 2, moving(400, t))] for t in range(2)])]
-    assert [list(c) for c in gt[0].motion_categories()] == [["slow", "fast", "fast"]] * 2
+    assert [list(c) for c in motion_categories(gt[0])] == [["slow", "fast", "fast"]] * 2
     # frame 0: a class-1 detection far from everything (0.9), one on S (0.8); frame 1: one on S (0.7)
     det = [[dets([(1, 0.9, FAR), (1, 0.8, S)]), dets([(1, 0.7, S)])]]
     result = evaluate_vid(det, gt, num_classes=2)
@@ -145,7 +145,7 @@ def test_a_frame_without_truth_weighs_by_the_data_sets_share():
     # video 0: S (slow, class 1) and two moving class-2 objects (fast) in two frames: 6 boxes, 2 of them slow
     # (share 1/3) and 4 fast (share 2/3); video 1: one frame without ground truth
     gt = [truth([[(1, 0, S), (2, 1, moving(200, t)), (2, 2, moving(400, t))] for t in range(2)]), truth([[]])]
-    assert [list(c) for c in gt[0].motion_categories()] == [["slow", "fast", "fast"]] * 2
+    assert [list(c) for c in motion_categories(gt[0])] == [["slow", "fast", "fast"]] * 2
     det = [[dets([(1, 0.9, S), (2, 0.9, moving(200, 0))]), dets([(1, 0.8, S)])],
            [dets([(1, 0.95, S), (2, 0.95, FAR)])]]  # video 1: a class-1 and a class-2 detection, ranked first
     result = evaluate_vid(det, gt, num_classes=2)

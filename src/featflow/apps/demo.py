@@ -28,7 +28,6 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from featflow.apps.html import write_html_report  # noqa: E402
-from featflow.data.detection_clips import synthetic_targets  # noqa: E402
 from featflow.data.io import write_image  # noqa: E402
 from featflow.data.synthetic import CLASS_NAMES, NUM_CLASSES, SynthConfig, SyntheticVideo  # noqa: E402
 from featflow.data.synthetic.export import synthetic_label_table  # noqa: E402
@@ -39,12 +38,12 @@ from featflow.engine.flow_inference import predict_flow  # noqa: E402
 from featflow.engine.seg_inference import SegmentationStream  # noqa: E402
 from featflow.errors import FeatflowError  # noqa: E402
 from featflow.evaluation.segmentation import ConfusionMatrix  # noqa: E402
-from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid  # noqa: E402
+from featflow.evaluation.vid_map import evaluate_vid  # noqa: E402
 from featflow.methods.schedulers import FixedInterval  # noqa: E402
 from featflow.methods.segmentation import VideoSegmenter  # noqa: E402
 from featflow.modeling.preprocess import image_to_tensor  # noqa: E402
 from featflow.registry import default_model, resolve_weights  # noqa: E402
-from featflow.structures import Detections  # noqa: E402
+from featflow.structures import Detections, VideoGroundTruth  # noqa: E402
 from featflow.utils.io import atomic_path, write_json, write_text  # noqa: E402
 from featflow.utils.visualize import caption, draw_boxes, flow_to_color, legend, overlay, side_by_side  # noqa: E402
 
@@ -254,9 +253,7 @@ def run_detection_demo(out: str | os.PathLike = "featflow_demo", frames: int = 4
     size = _trained_size(meta, (192, 384))
     video = SyntheticVideo(SynthConfig(size[0], size[1], frames), seed=seed, index=0, split="test")
     images = [video.frame(t) for t in tqdm(range(frames), desc="generate clip", disable=not progress, leave=False)]
-    targets = [synthetic_targets(video.annotation(t)) for t in range(frames)]
-    truth = [VideoGroundTruth(tuple(g.boxes for g in targets), tuple(g.labels for g in targets),
-                              tuple(g.track_ids for g in targets))]
+    truth = [VideoGroundTruth.from_frames([video.annotation(t).ground_truth for t in range(frames)])]
     runs = {"single_frame": (dff_model, DetStreamConfig("frame")),
             "dff": (dff_model, DetStreamConfig("dff", key_interval=key_interval)),
             "fgfa": (fgfa_model, DetStreamConfig("fgfa", window=window))}

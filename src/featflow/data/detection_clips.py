@@ -18,7 +18,8 @@ from torch.utils.data import Dataset
 
 from featflow.data.interleave import InterleavedVideos
 from featflow.data.synthetic import SynthConfig
-from featflow.data.vid import FrameTargets, VidDataset
+from featflow.data.vid import VidDataset
+from featflow.structures import GroundTruth
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,10 @@ def _image(array: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float()
 
 
-def _clip(current: np.ndarray, references: list[np.ndarray], same: list[bool], targets: FrameTargets) -> dict:
+def _clip(current: np.ndarray, references: list[np.ndarray], same: list[bool], targets: GroundTruth) -> dict:
     refs = torch.stack([_image(r) for r in references]) if references else torch.zeros(0, *_image(current).shape)
     return {"current": _image(current), "references": refs, "same": torch.tensor(same, dtype=torch.bool),
             "boxes": torch.from_numpy(targets.boxes), "labels": torch.from_numpy(targets.labels)}
-
-
-def synthetic_targets(annotation) -> FrameTargets:
-    """The generator's boxes (x1, y1 exclusive) in VID's inclusive convention."""
-    return FrameTargets(annotation.vid_boxes, annotation.labels.astype(np.int64), annotation.track_ids.astype(np.int64))
 
 
 class SyntheticDetectionClips(Dataset):
@@ -77,7 +73,7 @@ class SyntheticDetectionClips(Dataset):
         current = int(rng.integers(0, len(video)))
         refs = self.references.draw(rng, current, len(video))
         image, ann = video.render(current)
-        return _clip(image, [video.frame(r) for r in refs], [r == current for r in refs], synthetic_targets(ann))
+        return _clip(image, [video.frame(r) for r in refs], [r == current for r in refs], ann.ground_truth)
 
 
 class VidDetectionClips(Dataset):

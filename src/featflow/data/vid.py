@@ -19,6 +19,7 @@ import numpy as np
 from featflow.data.formats import vid
 from featflow.data.io import read_image
 from featflow.errors import FeatflowError, MissingInput
+from featflow.structures import GroundTruth
 
 
 @dataclass(frozen=True)
@@ -26,15 +27,6 @@ class VidVideo:
     name: str  # the folder under Data/VID/{split}, e.g. ILSVRC2015_val_00000000
     frames: tuple[str, ...]  # frame file stems in order, e.g. 000000
     frame_ids: tuple[int, ...]  # 1-based ids of VID_{split}_frames.txt (running numbers without that file)
-
-
-@dataclass(frozen=True)
-class FrameTargets:
-    """One frame's ground truth: boxes (n, 4) float32 (inclusive pixels), labels (n,) int64 1..C, track ids (n,)."""
-
-    boxes: np.ndarray
-    labels: np.ndarray
-    track_ids: np.ndarray
 
 
 def _frames_file(root: Path, split: str) -> list[VidVideo] | None:
@@ -83,7 +75,7 @@ class VideoBoxesBase:
     def image_path(self, v: int, t: int) -> Path:
         raise NotImplementedError
 
-    def targets(self, v: int, t: int) -> FrameTargets:
+    def targets(self, v: int, t: int) -> GroundTruth:
         raise NotImplementedError
 
     def image(self, v: int, t: int) -> np.ndarray:
@@ -121,13 +113,13 @@ class VidDataset(VideoBoxesBase):
         path = self.root / "Annotations" / "VID" / self.split / video.name / f"{video.frames[t]}.xml"
         return vid.read_vid_xml(path) if path.is_file() else None
 
-    def targets(self, v: int, t: int) -> FrameTargets:
+    def targets(self, v: int, t: int) -> GroundTruth:
         ann = self.annotation(v, t)
         objects = ann.objects if ann is not None else ()
         unknown = sorted({o.name for o in objects} - set(self.class_index))
         if unknown:
             raise FeatflowError(f"{self.videos[v].name}/{self.videos[v].frames[t]}: classes {unknown} are not in the "
                                 f"class map ({len(self.classes)} classes)")
-        return FrameTargets(np.array([o.box for o in objects], np.float32).reshape(-1, 4),
+        return GroundTruth(np.array([o.box for o in objects], np.float32).reshape(-1, 4),
                             np.array([self.class_index[o.name] for o in objects], np.int64),
                             np.array([o.track_id for o in objects], np.int64))

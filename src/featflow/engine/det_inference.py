@@ -22,13 +22,13 @@ from tqdm import tqdm
 from featflow.data.vid import VideoBoxesBase
 from featflow.engine.distributed import context, gather, shard
 from featflow.errors import FeatflowError
-from featflow.evaluation.vid_map import VideoGroundTruth, VidResult, evaluate_vid, write_vid_results
+from featflow.evaluation.vid_map import VidResult, evaluate_vid, write_vid_results
 from featflow.methods.detection import VideoDetector
 from featflow.methods.schedulers import FixedInterval
 from featflow.methods.streams import StreamOptions, run_stream
 from featflow.postprocess import dis_flows, motion_guided_propagation, seq_nms, tubelet_rescoring
 from featflow.registry import DET_METHODS, POSTPROCESS, check_choice
-from featflow.structures import Detections, VideoDetections
+from featflow.structures import Detections, VideoDetections, VideoGroundTruth
 
 
 @dataclass(frozen=True)
@@ -109,12 +109,9 @@ def detect_dataset(model: VideoDetector, data: VideoBoxesBase, config: DetStream
 
 
 def ground_truth(data: VideoBoxesBase) -> list[VideoGroundTruth]:
-    truth = []
-    for v in range(len(data)):
-        targets = [data.targets(v, t) for t in range(data.num_frames(v))]
-        truth.append(VideoGroundTruth(tuple(t.boxes for t in targets), tuple(t.labels for t in targets),
-                                      tuple(t.track_ids for t in targets)))
-    return truth
+    """Every video's ground truth, in video order."""
+    return [VideoGroundTruth.from_frames([data.targets(v, t) for t in range(data.num_frames(v))])
+            for v in range(len(data))]
 
 
 def evaluate_detection(model: VideoDetector, data: VideoBoxesBase, config: DetStreamConfig = DetStreamConfig(),

@@ -28,9 +28,10 @@ from featflow.engine.config import check_paths, to_dict
 from featflow.engine.feature_scale import FeatureScale
 from featflow.engine.models import DetModelConfig, build_video_model, check_sources
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, to_device, train
-from featflow.evaluation.vid_map import VideoGroundTruth, evaluate_vid
+from featflow.evaluation.vid_map import evaluate_vid
 from featflow.methods.detection import VideoDetector, total_loss
 from featflow.registry import GEOMETRIES, check_choice
+from featflow.structures import VideoGroundTruth
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,6 @@ def reference_sampling(cfg: DetModelConfig, max_offset: int) -> ReferenceSamplin
     if cfg.flow_net is None:
         return ReferenceSampling(0)
     return ReferenceSampling(1, -max_offset, 0)
-
 
 
 def clip_features(model: VideoDetector, current: Tensor, references: Tensor, same: Tensor) -> Tensor:

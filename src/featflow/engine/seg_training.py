@@ -60,7 +60,6 @@ class SegTrainConfig:
         Degradations.parse(self.data.degradations)
 
 
-
 def _datasets(cfg: SegTrainConfig, max_offset: int) -> tuple[torch.utils.data.Dataset, list[dict], list[str], bool]:
     """(training set, held-out samples, class names, whether the training set is a finite folder)."""
     if cfg.data.source == "synthetic":

@@ -43,13 +43,12 @@ from featflow.evaluation.segmentation import ConfusionMatrix
 from featflow.evaluation.vid_map import (
     CATEGORIES,
     RankedOutcomes,
-    VideoGroundTruth,
     ap_per_class,
     mean_ap,
     per_video_outcomes,
     rank_outcomes,
 )
-from featflow.structures import VideoDetections
+from featflow.structures import VideoDetections, VideoGroundTruth
 
 #: A metric of a multiset of videos: the drawn video indices (V,) int64, with repetition -> the metric.
 Stat = Callable[[np.ndarray], float]

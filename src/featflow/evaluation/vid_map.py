@@ -47,7 +47,7 @@ import numpy as np
 from featflow.data.formats.vid import VidAnnotation, read_frame_list
 from featflow.errors import FeatflowError
 from featflow.evaluation.motion_iou import box_iou_vid, motion_category, motion_iou
-from featflow.structures import Detections, VideoDetections
+from featflow.structures import Detections, VideoDetections, VideoGroundTruth
 from featflow.utils.io import write_text
 
 IOU_THRESHOLD = 0.5
@@ -56,40 +56,12 @@ MOTIONS = ("slow", "medium", "fast")
 CATEGORIES = ("all",) + MOTIONS
 
 
-@dataclass(frozen=True)
-class VideoGroundTruth:
-    """The ground truth of one video, one entry per frame: boxes (n, 4) float64 in the inclusive-pixel
-    convention, labels (n,) int64 (1-based classes) and track ids (n,) int64 (for the motion IoU)."""
-
-    boxes: tuple[np.ndarray, ...]
-    labels: tuple[np.ndarray, ...]
-    track_ids: tuple[np.ndarray, ...]
-
-    def __post_init__(self) -> None:
-        if not (len(self.boxes) == len(self.labels) == len(self.track_ids)):
-            raise ValueError(f"boxes, labels and track ids cover different numbers of frames: "
-                             f"{len(self.boxes)}, {len(self.labels)}, {len(self.track_ids)}")
-        boxes = tuple(np.asarray(b, np.float64).reshape(-1, 4) for b in self.boxes)
-        labels = tuple(np.asarray(x, np.int64).reshape(-1) for x in self.labels)
-        tracks = tuple(np.asarray(x, np.int64).reshape(-1) for x in self.track_ids)
-        for t, (b, lab, tr) in enumerate(zip(boxes, labels, tracks)):
-            if not (len(b) == len(lab) == len(tr)):
-                raise ValueError(f"frame {t}: {len(b)} boxes, {len(lab)} labels and {len(tr)} track ids")
-            if len(lab) and lab.min() < 1:
-                raise ValueError(f"frame {t}: ground-truth labels are 1-based class indices; got {lab.min()}")
-        object.__setattr__(self, "boxes", boxes)
-        object.__setattr__(self, "labels", labels)
-        object.__setattr__(self, "track_ids", tracks)
-
-    def __len__(self) -> int:
-        return len(self.boxes)
-
-    def motion_categories(self) -> list[np.ndarray]:
-        """Per frame, the motion category ('slow' / 'medium' / 'fast') of each box (n,)."""
-        frames = np.concatenate([np.full(len(x), t) for t, x in enumerate(self.labels)] + [np.zeros(0, int)])
-        flat = motion_category(motion_iou(frames, np.concatenate((np.zeros(0, np.int64),) + self.track_ids),
-                                          np.concatenate((np.zeros((0, 4)),) + self.boxes)))
-        return np.split(flat, np.cumsum([len(x) for x in self.labels])[:-1]) if len(self) else []
+def motion_categories(truth: VideoGroundTruth) -> list[np.ndarray]:
+    """Per frame of a video, the motion category ('slow' / 'medium' / 'fast') of each ground-truth box (n,)."""
+    frames = np.concatenate([np.full(len(x), t) for t, x in enumerate(truth.labels)] + [np.zeros(0, int)])
+    flat = motion_category(motion_iou(frames, np.concatenate((np.zeros(0, np.int64),) + truth.track_ids),
+                                      np.concatenate((np.zeros((0, 4)),) + truth.boxes)))
+    return np.split(flat, np.cumsum([len(x) for x in truth.labels])[:-1]) if len(truth) else []
 
 
 def ground_truth_from_annotations(annotations: list[VidAnnotation], class_index: dict[str, int]) -> VideoGroundTruth:
@@ -168,7 +140,7 @@ def video_outcomes(video: VideoDetections, truth: VideoGroundTruth, num_classes:
         raise ValueError(f"{len(video)} frames of detections, {len(truth)} of ground truth")
     tps, fps, no_truth = [np.zeros((len(CATEGORIES), 0), bool)], [np.zeros((len(CATEGORIES), 0))], []
     kept_all = [np.zeros((len(CATEGORIES), 0), bool)]
-    for t, (det, boxes, gt, motion) in enumerate(zip(video, truth.boxes, truth.labels, truth.motion_categories())):
+    for t, (det, boxes, gt, motion) in enumerate(zip(video, truth.boxes, truth.labels, motion_categories(truth))):
         for what, lab in (("detection", det.labels), ("ground-truth", gt)):
             if len(lab) and lab.max() > num_classes:
                 raise ValueError(f"frame {t}: {what} label {lab.max()} > num_classes = {num_classes}")

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from featflow.data.io import read_image
-from featflow.data.vid import FrameTargets, VidDataset, VideoBoxesBase, VidVideo
+from featflow.data.vid import VidDataset, VideoBoxesBase, VidVideo
 from featflow.errors import FeatflowError
+from featflow.structures import GroundTruth
 from featflow.utils.io import write_json
 
 
@@ -86,9 +87,9 @@ class CocoVidDataset(VideoBoxesBase):
     def image_path(self, v: int, t: int) -> Path:
         return self.image_root / self._images[v][t]["file_name"]
 
-    def targets(self, v: int, t: int) -> FrameTargets:
+    def targets(self, v: int, t: int) -> GroundTruth:
         anns = self._boxes.get(self._images[v][t]["id"], [])
         boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
                           for a in anns], np.float32).reshape(-1, 4)
-        return FrameTargets(boxes, np.array([a["category_id"] for a in anns], np.int64),
+        return GroundTruth(boxes, np.array([a["category_id"] for a in anns], np.int64),
                             np.array([a["instance_id"] for a in anns], np.int64))

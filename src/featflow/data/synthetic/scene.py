@@ -116,8 +116,6 @@ class SynthConfig:
         return cls(**values)
 
 
-
-
 @dataclass(frozen=True)
 class Camera:
     """A camera panning over the world with slow zoom and roll."""

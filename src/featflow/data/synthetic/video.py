@@ -17,6 +17,7 @@ import numpy as np
 
 from featflow.data.synthetic.degrade import finish_frame, line_kernel, motion_blur
 from featflow.data.synthetic.scene import Scene, SynthConfig, Track, compose, invert, sample_scene
+from featflow.structures import GroundTruth
 
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 _SCENE_STREAM, _FRAME_STREAM, _APPEARANCE_STREAM = 1, 2, 3
@@ -42,6 +43,11 @@ class FrameAnnotation:
         boxes = self.boxes.astype(np.float32).copy()
         boxes[:, 2:] -= 1
         return boxes
+
+    @property
+    def ground_truth(self) -> GroundTruth:
+        """The frame's boxes as every data set gives them (``featflow.structures``: VID's inclusive pixels)."""
+        return GroundTruth(self.vid_boxes, self.labels, self.track_ids)
 
 
 #: Per-box deterioration measures of ``FrameAnnotation.deterioration``:
