@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from featflow.methods.fgfa import TEMPERATURE_RATE, FlowGuidedAggregation, aggregation_weights, build_aggregation
+from featflow.methods.fgfa import (
+    TEMPERATURE_RATE,
+    FlowGuidedAggregation,
+    aggregation_weights,
+    build_aggregation,
+    cosine_similarity,
+)
+from featflow.methods.streams import AggregatedFeatures
+from small_detector import small_detector
 
 
 def test_temperature_sharpens_the_weights_and_one_is_the_papers_softmax():
@@ -62,3 +70,43 @@ def test_a_learned_temperature_detector_saves_and_loads(tmp_path):
     loaded = load_detector(tmp_path / "m.safetensors")[0]
     assert loaded.aggregation == "adaptive-temperature"
     assert loaded.aggregator.temperature.item() == pytest.approx(math.exp(2.0), rel=1e-5)
+
+
+def test_fgfa_weights_and_identical_frames():
+    current = torch.randn(1, 6, 2, 3)
+    refs = [current, -current, 2 * current]  # the same direction twice and its opposite once
+    cos = torch.stack([cosine_similarity(current, r) for r in refs], 1)
+    assert torch.allclose(cos, torch.tensor([1.0, -1.0, 1.0]).view(1, 3, 1, 1, 1).expand(1, 3, 1, 2, 3), atol=1e-6)
+    other = torch.randn_like(current)
+    assert torch.allclose(cosine_similarity(current, other)[:, 0],
+                          torch.nn.functional.cosine_similarity(current, other, dim=1), atol=1e-6)
+    w = aggregation_weights(cos)
+    assert w.shape == (1, 3, 1, 2, 3)
+    assert torch.allclose(w.sum(1), torch.ones(1, 1, 2, 3))
+    assert torch.allclose(w[:, 0], w[:, 2]) and (w[:, 0] > w[:, 1]).all()  # cos 1 beats cos -1
+    model = small_detector(flow_net="flownet_inception", aggregation="adaptive").eval()
+    features = torch.randn(1, 16, 4, 6)
+    # every frame the same: softmax weights sum to one, so the aggregate is the frame's features
+    embedding = model.aggregator.embedding(features)
+    out = model.aggregate(embedding, [features] * 3, [embedding] * 3)
+    assert torch.allclose(out, features, atol=1e-5)
+    other = torch.randn(1, 16, 4, 6)  # two different frames: the softmax of their cosines weighs them
+    e_other = model.aggregator.embedding(other)
+    w_own, w_other = aggregation_weights(torch.stack([cosine_similarity(embedding, embedding),
+                                                      cosine_similarity(embedding, e_other)], 1)).unbind(1)
+    out = model.aggregate(embedding, [features, other], [embedding, e_other])
+    assert torch.allclose(out, w_own * features + w_other * other, atol=1e-5)
+
+
+def test_aggregation_ablations_without_flow_and_without_adaptive_weights():
+    frames = [torch.rand(2, 3, 32, 48) * 255 for _ in range(3)]
+    mean = small_detector(aggregation="mean").eval()  # no flow net: features are aggregated unwarped
+    assert mean.aggregator.embedding is None and mean.flow_net is None
+    out = mean.aggregated_features(frames[0], frames[1:])
+    expected = (mean.key_features(frames[1]) + mean.key_features(frames[2])) / 2
+    assert torch.allclose(out, expected, atol=1e-4)
+    adaptive = small_detector(aggregation="adaptive").eval()
+    stream = AggregatedFeatures(adaptive, window=1, online=True)
+    assert [item.index for item in stream.push(frames[0][:1])] == [0]
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        small_detector(aggregation="max")

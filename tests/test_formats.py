@@ -164,3 +164,55 @@ def test_synth_cli(tmp_path, capsys):
                  "--frames", "4", "--size", "64x96", "--quiet"]) == 0
     meta = json.loads((tmp_path / "v" / "featflow_synth.json").read_text())
     assert meta["config"]["object_size"] == [0.45, 0.95] and meta["config"]["degradations"]["pose"] == 1.0
+
+
+def test_cocovid_round_trip_reads_what_the_vid_reader_reads(tmp_path):
+    from featflow.data.formats.cocovid import CocoVidDataset, write_cocovid
+    from featflow.data.synthetic import SynthConfig
+    from featflow.data.synthetic.export import export
+    from featflow.data.vid import VidDataset
+
+    export("vid", tmp_path / "vid", SynthConfig(height=48, width=64, num_frames=4), videos=0, val_videos=2,
+           progress=False)
+    vid = VidDataset(tmp_path / "vid", "val")
+    write_cocovid(tmp_path / "val.json", vid)
+    coco = CocoVidDataset(tmp_path / "val.json", tmp_path / "vid" / "Data" / "VID")
+    assert coco.classes == vid.classes and len(coco) == len(vid) == 2
+    assert [v.frame_ids for v in coco.videos] == [v.frame_ids for v in vid.videos]
+    boxes = 0
+    for v in range(2):
+        for t in range(4):
+            a, b = vid.targets(v, t), coco.targets(v, t)
+            assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.labels, b.labels)
+            assert np.array_equal(a.track_ids, b.track_ids)
+            boxes += len(a.labels)
+        assert np.array_equal(coco.image(v, 3), vid.image(v, 3))
+    assert boxes > 0
+    (tmp_path / "bad.json").write_text('{"videos": []}')
+    with pytest.raises(ValueError, match="lacks"):
+        CocoVidDataset(tmp_path / "bad.json", tmp_path)
+
+
+def test_vid_dataset_without_image_sets_and_bad_input(tmp_path):
+    import shutil
+
+    from featflow.data.formats import vid as vidfmt
+    from featflow.data.synthetic import SynthConfig
+    from featflow.data.synthetic.export import export
+    from featflow.data.vid import VidDataset
+
+    export("vid", tmp_path / "vid", SynthConfig(height=48, width=64, num_frames=3), videos=2, val_videos=0,
+           progress=False)
+    shutil.rmtree(tmp_path / "vid" / "ImageSets")
+    data = VidDataset(tmp_path / "vid", "train")  # videos found from the nested train folders
+    assert len(data) == 2 and data.videos[1].frame_ids == (4, 5, 6)
+    assert data.videos[0].name == "ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000000"
+    with pytest.raises(FileNotFoundError, match="'val' split"):
+        VidDataset(tmp_path / "vid", "val")
+    # an annotation naming a class outside the class map
+    ann = vidfmt.read_vid_xml(tmp_path / "vid" / "Annotations" / "VID" / "train" / data.videos[0].name / "000000.xml")
+    ann = vidfmt.VidAnnotation(ann.folder, ann.filename, ann.width, ann.height,
+                               (vidfmt.VidObject(0, "n00000000", (1, 1, 5, 5)),))
+    vidfmt.write_vid_xml(tmp_path / "vid" / "Annotations" / "VID" / "train" / data.videos[0].name / "000000.xml", ann)
+    with pytest.raises(ValueError, match="n00000000"):
+        data.targets(0, 0)

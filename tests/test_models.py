@@ -119,3 +119,25 @@ def _error(cfg: ModelConfig, classes: int) -> str:
 def _write(path, data: dict):
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def test_features_init_takes_n_feat_from_a_segmenter(tmp_path):
+    from featflow.engine.checkpoint import save_segmenter
+    from featflow.engine.det_training import DetModelConfig
+    from featflow.methods.segmentation import VideoSegmenter
+
+    torch.manual_seed(1)
+    seg = VideoSegmenter(5, "resnet18", channels=16)
+    save_segmenter(tmp_path / "seg.safetensors", seg, [f"c{k}" for k in range(5)])
+    det = build_video_model(DetModelConfig(channels=16, features_init=str(tmp_path / "seg.safetensors")), 3)
+    for name, value in seg.feature_net.state_dict().items():
+        assert torch.equal(det.feature_net.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="channels"):
+        build_video_model(DetModelConfig(channels=32, features_init=str(tmp_path / "seg.safetensors")), 3)
+    with pytest.raises(ValueError, match="alternatives"):
+        DetModelConfig(init="a", features_init="b")
+    dff = build_video_model(DetModelConfig(channels=16, flow_net="flownet_inception", freeze_scale=True,
+                                        features_init=str(tmp_path / "seg.safetensors"), freeze_features=True), 3)
+    assert not any(p.requires_grad for p in dff.flow_net.scale_conv.parameters())  # the scale field stays at 1
+    assert all(p.requires_grad for n, p in dff.flow_net.named_parameters() if not n.startswith("scale_conv"))
+    assert not any(p.requires_grad for p in dff.feature_net.parameters())

@@ -2,6 +2,7 @@
 ``featflow.registry.STRATEGIES``; segmenters and detectors run every method through the same code, and a new
 method is one class and one registry line."""
 
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +15,7 @@ from featflow.methods.detection import VideoDetector
 from featflow.methods.schedulers import FixedInterval
 from featflow.methods.segmentation import VideoSegmenter
 from featflow.methods.streams import (
+    AggregatedFeatures,
     KeyFrameFeatures,
     StreamItem,
     StreamOptions,
@@ -23,6 +25,7 @@ from featflow.methods.streams import (
     supported,
 )
 from featflow.modeling.rpn import RPNConfig
+from small_detector import small_detector
 
 SIZE = (32, 48)
 
@@ -119,3 +122,76 @@ def test_the_stream_item_is_what_push_gives_out():
     (item,) = stream.push(image)
     assert isinstance(item, StreamItem) and item.index == 0 and item.is_key
     assert item.features.shape == (1, 16, 2, 3) and stream.finish() == []
+
+
+class _CountingZeroFlow:
+    """A flow source with zero flow that records each (current, reference) call."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, current, key):
+        self.calls += 1
+        n, _, h, w = current.shape
+        return torch.zeros(n, 2, -(-h // 16), -(-w // 16)), None
+
+
+def test_fgfa_stream_offline_online_padding_and_bounded_memory():
+    model = small_detector(flow_net="flownet_inception", aggregation="adaptive").eval()
+    frames = [torch.rand(1, 3, 32, 48) * 255 for _ in range(7)]
+    source = _CountingZeroFlow()
+    stream = AggregatedFeatures(model, window=2, source=source)
+    out = []
+    for t, frame in enumerate(frames):
+        ready = stream.push(frame)
+        assert [item.index for item in ready] == ([t - 2] if t >= 2 else [])  # offline: K = 2 frames late
+        assert len(stream.buffer) <= 5
+        out += ready
+    out += stream.finish()
+    assert [item.index for item in out] == list(range(7))
+    # F runs once per distinct (current, reference) pair: frame 0 sees refs {1, 2} (the padding repeats frame 0),
+    # frame 1 sees {0, 2, 3}, frames 2..4 four each, frame 5 {3, 4, 6}, frame 6 {4, 5}
+    assert source.calls == 2 + 3 + 4 * 3 + 3 + 2
+    # with zero flow, frame 0's window is frames 0, 0, 0, 1, 2 (padding by repetition): the weights follow
+    feats = [model.frame_features(f) for f in frames[:3]]
+    expected = model.aggregate(feats[0][1], [feats[0][0]] * 3 + [feats[1][0], feats[2][0]],
+                               [feats[0][1]] * 3 + [feats[1][1], feats[2][1]])
+    assert torch.allclose(out[0].features, expected, atol=1e-5)
+    online = AggregatedFeatures(model, window=2, online=True, source=_CountingZeroFlow())
+    assert [[item.index for item in online.push(f)] for f in frames[:3]] == [[0], [1], [2]]  # no delay
+    assert online.finish() == []
+
+
+def test_dff_feature_stream_key_frames():
+    model = small_detector(flow_net="flownet_inception").eval()
+    from featflow.methods.schedulers import FixedInterval
+
+    stream = KeyFrameFeatures(model, propagate=True, scheduler=FixedInterval(3))
+    keys = [stream.step(torch.rand(1, 3, 32, 48) * 255)[1] for _ in range(7)]
+    assert keys == [True, False, False, True, False, False, True]
+    with pytest.raises(ValueError, match="flow network"):
+        KeyFrameFeatures(small_detector(), propagate=True)
+
+
+def test_streams_prepare_each_frames_flow_input_once(monkeypatch):
+    import featflow.methods.dff as dff
+    from featflow.methods.schedulers import FixedInterval
+
+    prepared = []
+    real = dff.flow_input
+    monkeypatch.setattr(dff, "flow_input", lambda images: prepared.append(images) or real(images))
+    model = small_detector(flow_net="flownet_inception", aggregation="adaptive").eval()
+    frames = [torch.rand(1, 3, 32, 48) * 255 for _ in range(7)]
+    stream = AggregatedFeatures(model, window=2)
+    out = [o for f in frames for o in stream.push(f)] + stream.finish()
+    assert len(out) == 7 and len(prepared) == 7  # once per frame, though each frame is in up to 4 pairs
+    assert all(any(p is f for p in prepared) for f in frames)
+    prepared.clear()
+    keyed = KeyFrameFeatures(model, propagate=True, scheduler=FixedInterval(3))
+    for f in frames:
+        keyed.step(f)
+    assert len(prepared) == 6  # the 4 non-key frames and their key frames 0 and 3, once each (8 without the cache)
+    # the cached input is the one F would have computed: the stream's features equal the model's own path
+    keyed = KeyFrameFeatures(model, propagate=True, scheduler=FixedInterval(3))
+    streamed = [keyed.step(f)[0] for f in frames[:3]]
+    torch.testing.assert_close(streamed[2], model.features(frames[2], frames[0]), atol=1e-5, rtol=1e-5)
