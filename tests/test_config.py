@@ -261,3 +261,27 @@ def test_a_missing_pre_training_step_names_the_command_that_makes_it(tmp_path, m
         features_source(load_config(DetTrainConfig, "frame_r18", kind="det").model.features_init)  # N_feat's step
     assert producer_hint("runs/det/no_such_config/model.safetensors") == ""
     assert producer_hint(tmp_path / "elsewhere.safetensors") == ""
+
+
+def test_run_references_name_another_configs_weights_and_packaged_configs_use_them(tmp_path):
+    import re
+    from importlib import resources
+
+    from featflow.engine.config import run_weights
+    from featflow.engine.det_training import DetTrainConfig
+
+    assert run_weights("run:vid_frame_r18", "det") == "runs/det/vid_frame_r18/model.safetensors"
+    assert run_weights("run:seg/frame_r18_long", "det") == "runs/seg/frame_r18_long/model.safetensors"
+    cfg = load_config(DetTrainConfig, "vid_frame_r18_long", "det")
+    assert cfg.model.init == "runs/det/vid_frame_r18/model.safetensors"  # what the base's training writes
+    over = load_config(DetTrainConfig, "vid_frame_r18_long", "det", ["model.init=run:frame_r18"])
+    assert over.model.init == "runs/det/frame_r18/model.safetensors"
+    (tmp_path / "bad.yaml").write_text("_base_: vid_frame_r18_long\nmodel: {init: 'run:det/nonesuch'}\n")
+    with pytest.raises(FeatflowError, match="no packaged det config 'nonesuch'"):
+        load_config(DetTrainConfig, tmp_path / "bad.yaml", "det")
+    # no packaged config names a weights file by a path relative to the working directory
+    root = resources.files("featflow") / "configs"
+    for kind in ("det", "seg", "flow"):
+        for entry in (root / kind).iterdir():
+            text = "\n".join(line.split("#")[0] for line in entry.read_text().splitlines())
+            assert not re.search(r"(init|features_init|flow_init):\s*runs/", text), entry.name

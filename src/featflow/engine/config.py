@@ -259,13 +259,47 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return _apply_overrides(data, overrides)
 
 
+#: A path setting may name another run instead of a file: ``run:NAME`` (a packaged config of the same kind) or
+#: ``run:KIND/NAME`` is that config's weights, where ``featflow train KIND --config NAME`` writes them.
+RUN_PREFIX = "run:"
+#: The weights file of a training run, inside its output folder.
+RUN_WEIGHTS = "model.safetensors"
+_RUN_KEYS: tuple[tuple[str, ...], ...] = (("model", "init"), ("model", "features_init"), ("model", "flow_init"))
+
+
+def run_weights(reference: str, kind: str) -> str:
+    """``run:NAME`` / ``run:KIND/NAME`` -> the weights path that packaged config's training writes (its
+    ``output`` / ``RUN_WEIGHTS``). An unknown config raises ``FeatflowError``."""
+    name = reference[len(RUN_PREFIX):]
+    run_kind, _, run_name = name.rpartition("/")
+    run_kind = run_kind or kind
+    config = packaged_config(run_kind, run_name)
+    if config is None:
+        raise FeatflowError(f"{reference}: no packaged {run_kind} config {run_name!r} (a run reference names one)")
+    output = merged_config_dict(config, run_kind).get("output") or f"runs/{run_kind}"
+    return str(Path(output) / RUN_WEIGHTS)
+
+
+def _resolve_runs(data: dict[str, Any], kind: str) -> dict[str, Any]:
+    """Replace every ``run:`` reference among the path settings by the weights path it names."""
+    for keys in _RUN_KEYS:
+        parent = data
+        for key in keys[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+        value = parent.get(keys[-1]) if isinstance(parent, dict) else None
+        if isinstance(value, str) and value.startswith(RUN_PREFIX):
+            parent[keys[-1]] = run_weights(value, kind)
+    return data
+
+
 def load_config(cls: type[T], source: str | os.PathLike, kind: str, overrides: Sequence[str] = ()) -> T:
     """Read a config from a YAML path, or by the name of a packaged config of this ``kind``, with its ``_base_``
-    chain resolved and then ``overrides`` (``KEY=VALUE``, see ``apply_overrides``) applied. An unknown key or bad
-    value raises ``FeatflowError`` naming the key and the file (or ``overrides``) that set it."""
+    chain resolved and then ``overrides`` (``KEY=VALUE``, see ``apply_overrides``) applied; ``run:`` references
+    in path settings become the weights paths they name (``run_weights``). An unknown key or bad value raises
+    ``FeatflowError`` naming the key and the file (or ``overrides``) that set it."""
     path = _source_path(source, kind)
     data, setters = _resolve(path, kind)
-    data = _apply_overrides(data, overrides, setters)
+    data = _resolve_runs(_apply_overrides(data, overrides, setters), kind)
     return _build(cls, data, (), _Origins(str(path), setters))
 
 
