@@ -75,6 +75,8 @@ class DetReportPlan:
     bootstrap_samples: int = 1000  # resamples of the held-out videos for each difference's 95% interval
     stem: str = "detection"  # the report's file names: {stem}.md, {stem}.json, {stem}.png, {stem}_curves.png
     seed_note: str = ""  # how the held-out data was made (its generator seed), quoted in the report
+    # what the tables show, written by whoever ran them (the report prints it under "What the tables show")
+    findings: tuple[str, ...] = ()
 
 
 class WeightProbe:
@@ -240,6 +242,8 @@ def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) 
              "(small-box threshold, +1 pixel convention, VOC all-point AP) and the motion categories from ground-truth "
              f"tracks. FGFA aggregates {2 * plan.window + 1} frames (offline, ends padded); DFF uses key interval "
              f"{plan.key_interval}. ms / frame: model time on this CPU (decoding and post-processing excluded)."]
+    if plan.findings:
+        lines += ["", "## What the tables show", ""] + [f"- {finding}" for finding in plan.findings]
     single = next((r for r in results["ablation"] if r["method"] == "frame"), None)
     fgfa = next((r for r in results["ablation"] if r["name"] == "FGFA"), None)
     if results["ablation"]:

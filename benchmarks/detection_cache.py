@@ -32,7 +32,8 @@ def entry_key(weights: str | os.PathLike, config: DetStreamConfig, data: VideoBo
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     root = getattr(data, "root", None)
-    described = {"format": FORMAT, "config": asdict(config), "root": str(Path(root).resolve()) if root else None,
+    stream = {k: v for k, v in asdict(config).items() if not (k == "precision" and v == "fp32")}  # as before it
+    described = {"format": FORMAT, "config": stream, "root": str(Path(root).resolve()) if root else None,
                  "split": getattr(data, "split", None),
                  "videos": [(v.name, len(v.frames)) for v in data.videos]}
     digest.update(json.dumps(described, sort_keys=True).encode())

@@ -44,6 +44,7 @@ def test_the_key_follows_the_weights_bytes_the_stream_and_the_videos(tmp_path, v
     key = entry_key(weights, DetStreamConfig("fgfa", window=2), vid)
     assert key == entry_key(weights, DetStreamConfig("fgfa", window=2), vid)
     assert key != entry_key(weights, DetStreamConfig("fgfa", window=1), vid)
+    assert key != entry_key(weights, DetStreamConfig("fgfa", window=2, precision="bf16"), vid)
     assert key != entry_key(weights, DetStreamConfig("fgfa", window=2), vid.first(1))
     weights.write_bytes(b"model two")  # retrained at the same path: a new entry
     assert key != entry_key(weights, DetStreamConfig("fgfa", window=2), vid)

@@ -186,7 +186,8 @@ def test_detection_report_tables(tmp_path):
                         DetRowPlan("single frame + Seq-NMS", paths["frame"], postprocess="seq-nms")),
         dff=(DetRowPlan("DFF", paths["dff"], "dff"),), frame_count_weights=paths["fgfa"], frame_count_windows=(0, 1),
         speed=DetSpeedPlan(feature_net="resnet18", flow_nets=("flownet_inception",), size=(48, 64), key_interval=2,
-                           window=1, fgfa_flow_nets=("flownet_inception",), frames=2), bootstrap_samples=50)
+                           window=1, fgfa_flow_nets=("flownet_inception",), frames=2), bootstrap_samples=50,
+        findings=("FGFA's weights are a plain average here.",))
     out = run_detection_report(plan, tmp_path / "report", progress=False)
     assert {p.name for p in out} == {"detection.md", "detection.json", "detection.png"}
     data = json.loads((tmp_path / "report" / "detection.json").read_text())
@@ -208,6 +209,7 @@ def test_detection_report_tables(tmp_path):
             if d["delta"] is not None and d["ci_low"] is not None:
                 assert d["ci_low"] - 1e-9 <= d["delta"] <= d["ci_high"] + 1e-9
     assert "95% bootstrap intervals" in text
+    assert "## What the tables show\n\n- FGFA's weights are a plain average here." in text  # the plan's findings
     weights = data["ablation"][1]["aggregation_weights"]  # FGFA's weights as the stream computed them
     assert 0 < weights["current_weight"] <= 1 and -1 <= weights["reference_cosine"] <= 1
     assert "## FGFA's adaptive weights at test" in text and "current_weight" not in data["ablation"][0]

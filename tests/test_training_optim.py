@@ -21,8 +21,10 @@ from featflow.engine.feature_scale import FeatureScale, feature_std
 from featflow.engine.models import build_video_model
 from featflow.engine.seg_training import SegModelConfig
 from featflow.engine.trainer import OptimConfig, TrainTask, train
+from featflow.errors import FeatflowError
 from featflow.methods.detection import VideoDetector
 from featflow.methods.segmentation import VideoSegmenter
+from featflow.modeling import precision
 from featflow.modeling.feature_net import FeatureNet
 from featflow.modeling.rpn import RPNConfig
 from tiny_training import TinyNet, TinyPairs, mse_loss
@@ -179,17 +181,19 @@ def test_bf16_autocast_trains_with_a_finite_loss_and_fp32_stays_the_default(tmp_
 
     cfg = replace(SGD, iterations=1, precision="bf16")
     result = train(_task(TinyNet(), loss), cfg, tmp_path / "bf16", eval_every=1, progress=False)
-    native = trainer.bf16_supported(torch.device("cpu"))
+    native = precision.bf16_supported(torch.device("cpu"))
     assert seen[-1] == (torch.bfloat16 if native else torch.float32)
     assert result.history[-1]["loss"] is not None and torch.isfinite(torch.tensor(result.history[-1]["loss"]))
     assert all(p.dtype == torch.float32 for p in result.model.parameters())  # the weights stay float32
     train(_task(TinyNet(), loss), replace(cfg, precision="fp32"), tmp_path / "fp32", 1,
           progress=False)
     assert seen[-1] == torch.float32
-    monkeypatch.setattr(trainer, "bf16_supported", lambda device: False)  # a CPU without native bfloat16
-    with caplog.at_level(logging.WARNING, logger="featflow.engine.trainer"):
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: False)  # a CPU without native bfloat16
+    with caplog.at_level(logging.WARNING, logger="featflow.modeling.precision"):
         train(_task(TinyNet(), loss), cfg, tmp_path / "fallback", eval_every=1, progress=False)
     assert seen[-1] == torch.float32 and "training in fp32" in caplog.text
+    with pytest.raises(FeatflowError, match="fp16 training would need loss scaling"):
+        replace(SGD, precision="fp16")
 
 
 def test_detector_trains_under_bf16_with_its_heads_in_fp32():

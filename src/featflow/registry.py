@@ -64,7 +64,7 @@ POSTPROCESS: tuple[str, ...] = ("seq-nms", "mgp", "tubelet")
 # ---- training --------------------------------------------------------------------------------------------------
 
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 #: Learning-rate schedules after the warm-up: cosine decay to 1%, or steps (x gamma at fractions of the run).
 SCHEDULES: tuple[str, ...] = ("cosine", "step")
 

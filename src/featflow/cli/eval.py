@@ -7,7 +7,10 @@ from pathlib import Path
 
 from featflow.cli import options
 from featflow.errors import FeatflowError
-from featflow.registry import DET_METHODS, FLOW_NETS, POSTPROCESS, SEG_METHODS, resolve_weights
+from featflow.registry import DET_METHODS, FLOW_NETS, POSTPROCESS, PRECISIONS, SEG_METHODS, resolve_weights
+
+PRECISION_HELP = ("fp32 (default), bf16 (CPUs with AVX512-BF16 / AMX, GPUs) or fp16 (GPUs): autocast of the model; "
+                  "fp32 with a warning where the device lacks it")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +33,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     seg.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     seg.add_argument("--save-predictions", type=Path, default=None,
                      help="write label-id PNGs named as Cityscapes result files (one folder per key offset)")
+    seg.add_argument("--precision", choices=PRECISIONS, default="fp32", help=PRECISION_HELP)
     seg.add_argument("--quiet", action="store_true")
     seg.set_defaults(func=run_seg)
     det = what.add_parser("det", help="VID mAP (all / slow / medium / fast) and speed of a video detector",
@@ -53,6 +57,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     det.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     det.add_argument("--save-detections", type=Path, default=None,
                      help="write detections in the ImageNet VID results format (frame_id class score x1 y1 x2 y2)")
+    det.add_argument("--precision", choices=PRECISIONS, default="fp32", help=PRECISION_HELP)
     det.add_argument("--quiet", action="store_true", help="no progress bar")
     det.set_defaults(func=run_det)
 
@@ -62,6 +67,7 @@ def run_seg(args: argparse.Namespace) -> None:
     from featflow.engine.checkpoint import load_flow_into, load_segmenter
     from featflow.engine.distributed import context
     from featflow.engine.seg_inference import evaluate_segmentation
+    from featflow.modeling.precision import autocast, autocast_dtype
 
     weights = resolve_weights(args.weights, what="--weights")
     model, meta = load_segmenter(weights, flow_net=args.flow_net)
@@ -69,8 +75,10 @@ def run_seg(args: argparse.Namespace) -> None:
         load_flow_into(model, args.flow_weights)
     model.for_inference(context().device)
     video = CityscapesVideo(args.data, args.split)
-    result = evaluate_segmentation(model, video, args.method, args.key_interval, args.save_predictions,
-                                   progress=not args.quiet)
+    device = context().device
+    with autocast(device, autocast_dtype(args.precision, device, purpose="evaluation")):
+        result = evaluate_segmentation(model, video, args.method, args.key_interval, args.save_predictions,
+                                       progress=not args.quiet)
     print(f"{args.method} (l={result.key_interval}): mIoU {100 * result.miou:.2f}% over {len(video)} snippets, "
           f"{result.fps:.2f} frames/s")
     for name, iou in zip(result.class_names, result.iou):
@@ -89,7 +97,7 @@ def run_det(args: argparse.Namespace) -> None:
     from featflow.engine.det_inference import DetStreamConfig, evaluate_detection
     from featflow.engine.distributed import context
 
-    config = DetStreamConfig(args.method, args.key_interval, args.window, args.online)
+    config = DetStreamConfig(args.method, args.key_interval, args.window, args.online, args.precision)
     if args.seq_nms and args.postprocess:
         raise FeatflowError("--seq-nms and --postprocess are alternatives; give one")
     if args.data.suffix == ".json":

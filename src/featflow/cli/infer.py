@@ -10,7 +10,7 @@ from pathlib import Path
 
 from featflow.cli import options
 from featflow.errors import FeatflowError
-from featflow.registry import METHODS, TASKS, default_model
+from featflow.registry import METHODS, PRECISIONS, TASKS, default_model
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +31,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="annotated video: .mp4, .mkv, .webm, .avi or .gif (default SOURCE_TASK_METHOD.mp4)")
     p.add_argument("--json", type=Path, default=None, help="per-frame results as JSON lines")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default), bf16 (CPUs with AVX512-BF16 / AMX, GPUs) or fp16 (GPUs): autocast of the "
+                        "feature computation; falls back to fp32 with a warning where the device lacks it"),
     p.add_argument("--fps", type=options.positive_number, default=None,
                    help="frame rate of an image folder (default 25)")
     p.add_argument("--min-score", type=options.probability, default=0.3,
@@ -127,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     with _Signals() as signals:
         summary = run_infer(source, model, args.method, args.key_interval, args.window, args.online, out, args.json,
                             progress=not args.quiet, min_score=args.min_score, start=args.start,
-                            max_frames=args.max_frames, stop=signals)
+                            max_frames=args.max_frames, stop=signals, precision=args.precision)
     if summary.interrupted:
         what = " and ".join(str(p) for p in (summary.video, summary.json) if p) or "nothing"
         name = signal.Signals(signals.received).name

@@ -27,7 +27,7 @@ from featflow.methods.detection import VideoDetector
 from featflow.methods.schedulers import FixedInterval
 from featflow.methods.streams import StreamOptions, run_stream
 from featflow.postprocess import dis_flows, motion_guided_propagation, seq_nms, tubelet_rescoring
-from featflow.registry import DET_METHODS, POSTPROCESS, check_choice
+from featflow.registry import DET_METHODS, POSTPROCESS, PRECISIONS, check_choice
 from featflow.structures import Detections, VideoDetections, VideoGroundTruth
 
 
@@ -37,9 +37,11 @@ class DetStreamConfig:
     key_interval: int = 10  # DFF
     window: int = 10  # FGFA's K: 2K+1 frames offline
     online: bool = False  # FGFA on past frames only
+    precision: str = "fp32"  # featflow.modeling.precision: "bf16" autocasts the features (the heads stay float32)
 
     def __post_init__(self) -> None:
         check_choice("detection method", self.method, DET_METHODS)
+        check_choice("precision", self.precision, PRECISIONS, key="precision")
         if self.key_interval < 1:
             raise FeatflowError(f"the key interval must be at least 1, got {self.key_interval}")
         if self.window < 0:
@@ -50,7 +52,8 @@ def detect_stream(model: VideoDetector, frames: Iterable[np.ndarray], config: De
                   timing: list[float] | None = None) -> Iterator[tuple[int, Detections]]:
     """(H, W, 3) uint8 RGB frames -> (frame index, detections), in frame order (FGFA offline: K frames late).
     Seconds spent in the model are appended to ``timing``, one entry per frame (decoding excluded)."""
-    options = StreamOptions(FixedInterval(config.key_interval), config.window, config.online)
+    options = StreamOptions(FixedInterval(config.key_interval), config.window, config.online,
+                            precision=config.precision)
     for item, detections, seconds in run_stream(model, frames, config.method, options):
         if timing is not None:
             timing.append(seconds)

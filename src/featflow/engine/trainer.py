@@ -27,7 +27,6 @@ uninterrupted one would have.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -56,6 +55,7 @@ from featflow.engine.distributed import (
     mean_over_ranks,
 )
 from featflow.errors import FeatflowError, MissingInput
+from featflow.modeling.precision import autocast, autocast_dtype
 from featflow.registry import OPTIMIZERS, PRECISIONS, SCHEDULES, check_choice
 from featflow.utils.io import atomic_path, write_json
 
@@ -97,6 +97,9 @@ class OptimConfig:
                 raise FeatflowError(f"{key}: must be non-negative, got {value}")
         check_choice("optimizer", self.optimizer, OPTIMIZERS, key="optimizer")
         check_choice("precision", self.precision, PRECISIONS, key="precision")
+        if self.precision == "fp16":
+            raise FeatflowError("precision: fp16 training would need loss scaling; train in bf16 (or fp32), and "
+                                "use fp16 for inference on a GPU")
         if not 0.0 <= self.momentum < 1.0:
             raise FeatflowError(f"momentum: must be in [0, 1), got {self.momentum}")
         if self.backbone_lr < 0:
@@ -253,35 +256,6 @@ def set_lr(optimizer: torch.optim.Optimizer, scales: list[float], lr: float) -> 
     """Every group's learning rate: ``lr`` (the schedule's) times the group's multiplier."""
     for group, scale in zip(optimizer.param_groups, scales):
         group["lr"] = lr * scale
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether ``device`` runs bfloat16 natively: a GPU that supports it, or a CPU with AVX512-BF16 or AMX
-    (elsewhere bfloat16 is emulated, slower than float32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
-        return False
-    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
-    return any(check is not None and check() for check in checks)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast type for ``precision`` on ``device`` (None: float32), with a warning where bf16 falls back."""
-    if precision != "bf16":
-        return None
-    if bf16_supported(device):
-        return torch.bfloat16
-    log.warning("precision bf16: %s has no native bfloat16 (cpu capability %s); training in fp32", device,
-                torch.backends.cpu.get_cpu_capability())
-    return None
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """Autocast to ``dtype`` on ``device``, or nothing (float32) when ``dtype`` is None."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 # ---- the trainer --------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from torch import Tensor
 from featflow.errors import FeatflowError
 from featflow.methods.dff import DeepFeatureFlow, FlowSource, ShallowFlow, StreamFlow
 from featflow.methods.schedulers import FixedInterval, KeyFrameScheduler
+from featflow.modeling.precision import autocast, autocast_dtype
 from featflow.modeling.preprocess import image_to_tensor
 from featflow.modeling.shallow_flow import DISFlow
 from featflow.registry import STRATEGIES, check_choice
@@ -60,12 +61,15 @@ class FeatureStream(Protocol):
 @dataclass(frozen=True)
 class StreamOptions:
     """What a stream may be told besides its model: the key-frame schedule (DFF, SFF), FGFA's window and mode,
-    and a flow source that replaces the model's F (the exact-flow diagnostic)."""
+    a flow source that replaces the model's F (the exact-flow diagnostic), and the numeric precision
+    (``featflow.modeling.precision``: "bf16" autocasts N_feat, F, W and the aggregation; the heads' box arithmetic
+    stays float32)."""
 
     scheduler: KeyFrameScheduler | None = None  # None: every frame is a key frame
     window: int = 10  # FGFA's K
     online: bool = False  # FGFA on frames t-K..t only
     source: FlowSource | None = None
+    precision: str = "fp32"
 
 
 class KeyFrameFeatures:
@@ -274,6 +278,7 @@ def run_stream(model: DeepFeatureFlow, frames: Iterable[np.ndarray], method: str
     model.eval()
     stream = build_stream(method, model, options)
     device = next(model.parameters()).device
+    cast = autocast_dtype(options.precision, device, purpose="inference")
     size: tuple[int, int] | None = None
     spent = 0.0
 
@@ -281,7 +286,8 @@ def run_stream(model: DeepFeatureFlow, frames: Iterable[np.ndarray], method: str
         nonlocal spent
         for item in items:
             start = time.perf_counter()
-            output = model.predict(item.features, size)[0]
+            with autocast(device, cast):  # entered per call: a generator must not leave it on for its caller
+                output = model.predict(item.features, size)[0]
             spent += time.perf_counter() - start
             yield item, output, spent
             spent = 0.0
@@ -290,10 +296,12 @@ def run_stream(model: DeepFeatureFlow, frames: Iterable[np.ndarray], method: str
         start = time.perf_counter()
         image = image_to_tensor(frame, device)
         size = tuple(image.shape[-2:])
-        ready = stream.push(image)
+        with autocast(device, cast):
+            ready = stream.push(image)
         spent += time.perf_counter() - start
         yield from outputs(ready)
     start = time.perf_counter()
-    ready = stream.finish()
+    with autocast(device, cast):
+        ready = stream.finish()
     spent += time.perf_counter() - start
     yield from outputs(ready)
