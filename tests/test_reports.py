@@ -372,3 +372,43 @@ def test_the_wheel_leaves_the_harness_out():
     packages = find_namespace_packages(root / "src")  # what [tool.setuptools.packages.find] where = ["src"] ships
     assert "featflow.analysis" in packages and not any(p.split(".")[0] == "benchmarks" for p in packages)
     assert not (root / "src" / "featflow" / "configs" / "reports").exists()
+
+
+@pytest.mark.slow
+def test_precision_report_measures_every_shipped_model_in_both_precisions(tmp_path, tiny_models, monkeypatch):
+    import benchmarks.precision_report as precision_report
+    from featflow.data.synthetic import SynthConfig
+    from featflow.data.synthetic.export import export
+    from featflow.engine.checkpoint import save_segmenter
+    from featflow.methods.segmentation import VideoSegmenter
+    from featflow.registry import ModelInfo
+
+    export("cityscapes", tmp_path / "cs", SynthConfig(height=48, width=64, num_frames=30), videos=0, val_videos=1,
+           progress=False)
+    export("vid", tmp_path / "vid", SynthConfig(height=48, width=64, num_frames=4), videos=0, val_videos=2,
+           progress=False)
+    torch.manual_seed(0)
+    seg = tmp_path / "seg.safetensors"  # the synthetic classes, as the Cityscapes-layout export labels them
+    from featflow.data.synthetic import CLASS_NAMES
+    save_segmenter(seg, VideoSegmenter(len(CLASS_NAMES), "resnet18", 16, "flownet_inception"), list(CLASS_NAMES))
+    _, det = tiny_models
+    from featflow.engine.checkpoint import save_detector
+    from featflow.methods.detection import VideoDetector
+    from featflow.modeling.rpn import RPNConfig
+    det8 = tmp_path / "det8.safetensors"  # the VID export's 8 classes
+    save_detector(det8, VideoDetector(8, "resnet18", 16, "flownet_inception", "adaptive",
+                                      rpn=RPNConfig(anchor_sizes=(16, 32))), [f"c{k}" for k in range(8)])
+    fake = [ModelInfo("seg-x", "seg.safetensors", "seg", ("dff",), (48, 64), "a segmenter"),
+            ModelInfo("det-x", "det8.safetensors", "det", ("fgfa",), (48, 64), "a detector")]
+    monkeypatch.setattr(ModelInfo, "path", property(lambda self: tmp_path / self.file))
+    monkeypatch.setattr(precision_report, "shipped_models", lambda: fake)
+    paths = precision_report.run_precision_report(tmp_path / "cs", tmp_path / "vid", videos=2,
+                                                  report=tmp_path / "r", samples=20, progress=False)
+    data = json.loads((tmp_path / "r" / "precision.json").read_text())
+    assert {p.name for p in paths} == {"precision.md", "precision.json"}
+    assert [(r["model"], r["method"]) for r in data["rows"]] == [("seg-x", "dff"), ("seg-x", "frame"),
+                                                                 ("det-x", "fgfa"), ("det-x", "frame")]
+    for r in data["rows"]:
+        assert r["delta"] == pytest.approx(r["bf16"] - r["fp32"], abs=1e-6) and r["fps_fp32"] > 0
+    assert data["rows"][2]["ci_low"] is not None  # detection changes carry their interval over videos
+    assert "| det-x | fgfa 21 frames | mAP |" in (tmp_path / "r" / "precision.md").read_text()

@@ -80,6 +80,18 @@ def add(sub: argparse._SubParsersAction) -> None:
                           "stream settings and the videos are unchanged (a re-run evaluates only new rows)")
     det.add_argument("--quiet", action="store_true")
     det.set_defaults(func=run_det)
+    prec = bench.add_parser("precision", help="bfloat16 against float32 inference for every shipped model",
+                            description="Evaluate each shipped model's headline method in fp32 and with bfloat16 "
+                                        "autocast on held-out data (mIoU / mAP change with intervals, frames/s); "
+                                        "write precision.md and precision.json.")
+    prec.add_argument("--seg-data", type=Path, default=Path("data/cityscapes_synth_val"),
+                      help="a Cityscapes-layout folder (default data/cityscapes_synth_val)")
+    prec.add_argument("--det-data", type=Path, default=Path("data/vid_synth_val"),
+                      help="an ImageNet VID-layout folder (default data/vid_synth_val)")
+    prec.add_argument("--videos", type=options.positive, default=12, help="detection: the first N videos")
+    prec.add_argument("--report", type=Path, default=Path("reports"))
+    prec.add_argument("--quiet", action="store_true")
+    prec.set_defaults(func=run_precision)
     synth = bench.add_parser("synth", help="synthetic generator speed (one core) and content statistics",
                              description="Measure frames/s of the synthetic generator on one core and count its "
                                          "classes, motion-IoU speed categories and visibility; write synth.md, "
@@ -141,6 +153,13 @@ def run_flow(args: argparse.Namespace) -> None:
     weights = dict(args.weights) if args.weights else None
     paths = flow_report.run_flow_benchmark(weights, pairs=args.pairs, size=args.size, seed=args.seed,
                                            report=args.report, command=options.command_line(), progress=not args.quiet)
+    print(f"report: {', '.join(str(p) for p in paths)}")
+
+
+def run_precision(args: argparse.Namespace) -> None:
+    precision_report = harness("precision", "precision_report")
+    paths = precision_report.run_precision_report(args.seg_data, args.det_data, args.videos, args.report,
+                                                  command=options.command_line(), progress=not args.quiet)
     print(f"report: {', '.join(str(p) for p in paths)}")
 
 
