@@ -412,3 +412,15 @@ def test_precision_report_measures_every_shipped_model_in_both_precisions(tmp_pa
         assert r["delta"] == pytest.approx(r["bf16"] - r["fp32"], abs=1e-6) and r["fps_fp32"] > 0
     assert data["rows"][2]["ci_low"] is not None  # detection changes carry their interval over videos
     assert "| det-x | fgfa 21 frames | mAP |" in (tmp_path / "r" / "precision.md").read_text()
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_over_a_long_video(tmp_path, tiny_models):
+    from benchmarks.memory_report import measure, synthetic_video
+
+    _, det = tiny_models
+    video = synthetic_video(tmp_path / "long.mp4", 100, (48, 64), progress=False)
+    for method, online in (("dff", False), ("fgfa", True)):
+        row = measure(video, str(det), method, online, tmp_path, warmup=30, tail=50, progress=False)
+        assert row["frames"] == 100
+        assert row["growth_mb"] < 30, (method, online, row["growth_mb"])  # looser than the report's 50 MB target

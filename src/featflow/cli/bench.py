@@ -92,6 +92,15 @@ def add(sub: argparse._SubParsersAction) -> None:
     prec.add_argument("--report", type=Path, default=Path("reports"))
     prec.add_argument("--quiet", action="store_true")
     prec.set_defaults(func=run_precision)
+    memory = bench.add_parser("memory", help="resident memory of featflow infer over a long video (DFF, FGFA)",
+                              description="Run featflow infer's loop over a long synthetic video with the shipped "
+                                          "DFF and FGFA detectors (offline and online), sampling resident memory "
+                                          "before every frame; write memory.md, memory.json and memory.png.")
+    memory.add_argument("--frames", type=options.positive, default=3000)
+    memory.add_argument("--size", type=options.size, default=(192, 384))
+    memory.add_argument("--report", type=Path, default=Path("reports"))
+    memory.add_argument("--quiet", action="store_true")
+    memory.set_defaults(func=run_memory)
     synth = bench.add_parser("synth", help="synthetic generator speed (one core) and content statistics",
                              description="Measure frames/s of the synthetic generator on one core and count its "
                                          "classes, motion-IoU speed categories and visibility; write synth.md, "
@@ -160,6 +169,13 @@ def run_precision(args: argparse.Namespace) -> None:
     precision_report = harness("precision", "precision_report")
     paths = precision_report.run_precision_report(args.seg_data, args.det_data, args.videos, args.report,
                                                   command=options.command_line(), progress=not args.quiet)
+    print(f"report: {', '.join(str(p) for p in paths)}")
+
+
+def run_memory(args: argparse.Namespace) -> None:
+    memory_report = harness("memory", "memory_report")
+    paths = memory_report.run_memory_report(args.frames, args.size, args.report, command=options.command_line(),
+                                            progress=not args.quiet)
     print(f"report: {', '.join(str(p) for p in paths)}")
 
 
