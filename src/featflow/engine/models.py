@@ -23,6 +23,7 @@ from featflow.engine.checkpoint import (
     load_flow_into,
     load_norm_agnostic,
     load_task_model,
+    read_metadata,
     read_weights,
 )
 from featflow.engine.config import producer_hint
@@ -116,6 +117,19 @@ def imagenet_state_dict(arch: str) -> dict[str, Tensor]:
                            "or give its path") from None
 
 
+def _torchvision_file(value: str) -> Path | None:
+    """The torchvision ResNet state-dict file ``features_init`` names: a .pth / .pt, or a .safetensors without
+    featflow's metadata (None: a featflow checkpoint, a shipped model's name, or no file)."""
+    path = Path(value)
+    if not path.is_file():
+        return None
+    if path.suffix in (".pth", ".pt"):
+        return path
+    if path.suffix == ".safetensors" and not read_metadata(path).get("featflow.kind"):
+        return path
+    return None
+
+
 def torchvision_state(value: str, arch: str) -> dict[str, Tensor] | None:
     """``features_init`` as torchvision ResNet weights: ``torchvision:ARCH``, or a file whose keys are
     torchvision's (``layer1....``); None when it is a featflow checkpoint or a shipped model's name."""
@@ -124,13 +138,11 @@ def torchvision_state(value: str, arch: str) -> dict[str, Tensor] | None:
         if named != arch:
             raise FeatflowError(f"model.features_init: {value} is a {named}, model.arch is {arch}")
         return imagenet_state_dict(arch)
-    path = Path(value)
-    if path.suffix not in (".pth", ".pt", ".safetensors") or not path.is_file():
+    path = _torchvision_file(value)
+    if path is None:
         return None
     if path.suffix == ".safetensors":
-        tensors, metadata = read_weights(path)
-        if metadata.get("featflow.kind"):
-            return None  # a featflow checkpoint
+        tensors = read_weights(path)[0]
     else:
         import torch
 
@@ -148,12 +160,9 @@ def torchvision_state(value: str, arch: str) -> dict[str, Tensor] | None:
 
 def features_layout(cfg: ModelConfig) -> str:
     """N_feat's layout for ``cfg``: torchvision's where its weights are loaded (they were trained with it)."""
-    if cfg.features_init and (cfg.features_init.startswith(TORCHVISION_PREFIX)
-                              or Path(cfg.features_init).suffix in (".pth", ".pt")):
+    value = cfg.features_init
+    if value and (value.startswith(TORCHVISION_PREFIX) or _torchvision_file(value) is not None):
         return "torchvision"
-    if cfg.features_init and Path(cfg.features_init).suffix == ".safetensors" and Path(cfg.features_init).is_file():
-        if not read_weights(cfg.features_init)[1].get("featflow.kind"):
-            return "torchvision"
     return "msra"
 
 
