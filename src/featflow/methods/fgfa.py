@@ -12,11 +12,12 @@ The paper's ablations come from the same module: ``adaptive=False`` averages the
 (no embedding network), and a model without a flow network aggregates unwarped features.
 
 ``learned_temperature`` (aggregation ``adaptive-temperature``, not in the paper) multiplies the cosines by a
-learned T = exp(s) before the softmax. Cosines lie in [-1, 1], so without it one frame's share of 2K+1 frames
+learned temperature T before the softmax. Cosines lie in [-1, 1], so without it one frame's share of 2K+1 frames
 can never exceed e / (e + 2K / e) (27% of 21 frames), and a trained embedding whose cosines sit near 1 averages
 almost uniformly: the measured current-frame weight of the VID-geometry FGFA model was 0.052 of 21 frames.
 The gradient of one scalar s is small beside the network's (about 5e-3 at the start of training there), so s
-is stored as s / ``TEMPERATURE_RATE``: under SGD that is a ``TEMPERATURE_RATE ** 2`` larger learning rate for s.
+is stored as s / ``TEMPERATURE_RATE`` (T = exp(s)): under SGD that is a ``TEMPERATURE_RATE ** 2`` larger learning
+rate for s. Trained there, T rose to about 1000 and the current frame's weight to 0.67 (reports/detection_vid.md).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class FlowGuidedAggregation(nn.Module):
             raise ValueError("a learned temperature needs adaptive weights")
         self.adaptive = adaptive
         self.embedding = EmbeddingNet(channels) if adaptive else None
-        # s of T = exp(s); starts at the paper's T = 1
+        # T = exp(TEMPERATURE_RATE * log_temperature); starts at the paper's T = 1
         self.log_temperature = nn.Parameter(torch.zeros(())) if learned_temperature else None
 
     @property
