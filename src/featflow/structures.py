@@ -120,9 +120,6 @@ class VideoGroundTruth:
     def __len__(self) -> int:
         return len(self.boxes)
 
-    def frame(self, t: int) -> GroundTruth:
-        return GroundTruth(self.boxes[t], self.labels[t], self.track_ids[t])
-
 
 def encode_labels(labels: np.ndarray) -> dict:
     """(H, W) class-id map -> run-length encoding in row-major order: ``{"size": [H, W], "values": [...],

@@ -30,12 +30,6 @@ def bf16_supported(device: torch.device) -> bool:
     return any(check is not None and check() for check in checks)
 
 
-def default_inference_precision(device: torch.device) -> str:
-    """The precision inference uses when none is asked for: fp32 (bf16 is opt-in; see reports/speed.md for its
-    accuracy change on the shipped models)."""
-    return "fp32"
-
-
 def autocast_dtype(precision: str, device: torch.device, purpose: str = "training") -> torch.dtype | None:
     """The autocast type for ``precision`` on ``device`` (None: float32), with a warning where it falls back."""
     check_choice("precision", precision, PRECISIONS, key="precision")
