@@ -18,9 +18,17 @@ from featflow.evaluation.bootstrap import (
     vid_map_difference,
     vid_map_differences,
     vid_map_intervals,
+    vid_map_stat,
 )
 from featflow.evaluation.segmentation import ConfusionMatrix
-from featflow.evaluation.vid_map import CATEGORIES, evaluate_vid
+from featflow.evaluation.vid_map import (
+    CATEGORIES,
+    ap_per_class,
+    ap_per_class_resampled,
+    evaluate_vid,
+    per_video_outcomes,
+    rank_outcomes,
+)
 from featflow.structures import Detections, VideoGroundTruth
 
 OBJECT, FAR = (0, 0, 99, 99), (300, 300, 399, 399)
@@ -148,3 +156,51 @@ def test_vid_map_difference_matches_evaluate_vid():
     assert miou_interval(conf_a, samples=100).value == pytest.approx(miou[0])
     plain = bootstrap_difference(lambda v: 0.0, lambda v: float(len(v)), 4, samples=10)
     assert (plain.delta, plain.ci_low, plain.ci_high) == (4.0, 4.0, 4.0)
+
+
+def test_resampled_ap_equals_ap_per_class_row_by_row():
+    # random videos with fractional false positives (motion categories, frames without truth) and videos
+    # drawn 0, 1 or several times: the batched AP of the bootstrap must be the per-row AP exactly
+    truth, dets, _ = random_videos(np.random.default_rng(3), 8, 3)
+    truth.append(VideoGroundTruth((np.zeros((0, 4)),) * 2, (np.zeros(0, int),) * 2, (np.zeros(0, int),) * 2))
+    dets.append([Detections(np.array([[0, 0, 50, 50]], np.float32), [0.99], [1])] * 2)
+    ranked = rank_outcomes(per_video_outcomes(dets, truth, 3), 3)
+    counts = np.random.default_rng(4).integers(0, 3, (40, len(truth))).astype(float)
+    counts[0] = 0.0  # nothing drawn: every class NaN
+    for category in CATEGORIES:
+        batched = ap_per_class_resampled(ranked, category, counts)
+        rows = np.stack([ap_per_class(ranked, category, c) for c in counts])
+        np.testing.assert_allclose(batched, rows, atol=1e-12, equal_nan=True)
+    # the stats the intervals use take the batched path and give the per-row values
+    stat = vid_map_stat(ranked, "fast")
+    videos = resample_videos(len(truth), 25, seed=5)
+    np.testing.assert_allclose(stat.batch(videos), [stat(v) for v in videos], atol=1e-9, equal_nan=True)
+
+
+def test_differences_over_any_split_of_the_boxes():
+    truth, dets_a, dets_b = random_videos(np.random.default_rng(0), 6, 3)
+    groups = [[np.where(np.arange(len(labels)) % 2 == 0, "first", "other") for labels in t.labels] for t in truth]
+    diffs = vid_map_differences(dets_a, dets_b, truth, 3, samples=50, groups=groups, names=("first", "other"))
+    assert set(diffs) == {"all", "first", "other"}
+    ranked = [rank_outcomes(per_video_outcomes(d, truth, 3, groups, ("first", "other")), 3) for d in (dets_a, dets_b)]
+    expected = 100 * (np.nanmean(ap_per_class(ranked[1], "first")) - np.nanmean(ap_per_class(ranked[0], "first")))
+    assert diffs["first"].delta == pytest.approx(expected)
+    assert diffs["all"] == vid_map_differences(dets_a, dets_b, truth, 3, samples=50)["all"]  # 'all' ignores groups
+
+
+def test_miou_over_key_offsets_averages_each_offsets_miou():
+    rng = np.random.default_rng(7)
+    frame, dff = rng.integers(0, 40, (1, 6, 3, 3)), rng.integers(0, 40, (4, 6, 3, 3))  # 1 and 4 key offsets
+    expected = []
+    for conf in (frame, dff):
+        per_offset = []
+        for offset in conf:
+            cm = ConfusionMatrix(3)
+            cm.matrix = offset.sum(0)
+            per_offset.append(100 * cm.miou())
+        expected.append(np.mean(per_offset))
+    diff = miou_difference(frame, dff, samples=200, seed=1)
+    assert diff.delta == pytest.approx(expected[1] - expected[0]) and diff.ci_low <= diff.delta <= diff.ci_high
+    assert miou_interval(frame[0], samples=20).value == pytest.approx(expected[0])  # (V, C, C) is one offset
+    with pytest.raises(ValueError, match="different videos"):
+        miou_difference(frame[:, :5], dff)

@@ -10,10 +10,13 @@ import pytest
 from featflow.data.formats.vid import VID_CLASSES, VidAnnotation, VidObject
 from featflow.evaluation.motion_iou import box_iou_vid, motion_category, motion_iou
 from featflow.evaluation.vid_map import (
+    ap_per_class,
     average_precision,
     evaluate_vid,
     ground_truth_from_annotations,
     motion_categories,
+    per_video_outcomes,
+    rank_outcomes,
     read_frame_ids,
     read_vid_results,
     write_vid_results,
@@ -139,6 +142,30 @@ def test_a_tie_is_a_fractional_false_positive():
     only_still = [truth([[(1, 0, S)]] * 2)]
     det = [[dets([(1, 0.95, FAR), (1, 0.9, S)]), dets([(1, 0.8, S)])]]
     assert evaluate_vid(det, only_still, 1).slow == pytest.approx(2 / 3)
+
+
+def test_any_split_of_the_boxes_is_scored_by_the_motion_rules():
+    # the tie case above, with the still object in group "seen" and the moving ones in "hidden"
+    gt = [truth([[(1, 0, S), (2, 1, moving(200, t)), (2, 2, moving(400, t))] for t in range(2)])]
+    det = [[dets([(1, 0.9, FAR), (1, 0.8, S)]), dets([(1, 0.7, S)])]]
+    groups = [[np.array(["seen", "hidden", "hidden"])] * 2]
+    ranked = rank_outcomes(per_video_outcomes(det, gt, 2, groups, ("seen", "hidden")), 2)
+    assert ranked.categories == ("all", "seen", "hidden")
+    # "seen" is "slow" there: the far detection ties, a FP of weight 2/3 -> AP 3/4
+    assert ap_per_class(ranked, "seen")[0] == pytest.approx(3 / 4)
+    assert ap_per_class(ranked, "all")[0] == pytest.approx(2 / 3)
+    # the motion split given as groups reproduces evaluate_vid exactly
+    motion = [motion_categories(g) for g in gt]
+    by_groups = rank_outcomes(per_video_outcomes(det, gt, 2, motion, ("slow", "medium", "fast")), 2)
+    reference = evaluate_vid(det, gt, 2)
+    for category in ("all", "slow", "fast"):
+        np.testing.assert_allclose(ap_per_class(by_groups, category), reference.ap_per_class[category])
+    with pytest.raises(ValueError, match="one of"):
+        per_video_outcomes(det, gt, 2, [[np.array(["seen", "gone", "hidden"])] * 2], ("seen", "hidden"))
+    with pytest.raises(ValueError, match="not 'all'"):
+        per_video_outcomes(det, gt, 2, groups, ("all", "seen"))
+    with pytest.raises(ValueError, match="category must be one of"):
+        ap_per_class(ranked, "slow")
 
 
 def test_a_frame_without_truth_weighs_by_the_data_sets_share():

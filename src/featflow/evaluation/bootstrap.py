@@ -22,7 +22,8 @@ ground-truth boxes in the category; every resample keeps the shares of the full 
 describe the data set, for which a resample stands in) rather than recomputing them per resample.
 
 Segmentation mIoU: per-video confusion matrices (V, C, C); a resample sums the drawn videos' matrices
-(with repetition) and takes mIoU as ``ConfusionMatrix.miou`` does.
+(with repetition) and takes mIoU as ``ConfusionMatrix.miou`` does. Under the DFF protocol (O, V, C, C):
+per key offset, and the mean over offsets of each offset's mIoU.
 
 NaN: as in the point metrics, a class without ground truth in a resample (detection) or absent from truth
 and predictions (segmentation) drops out of that resample's mean. A resample whose metric is NaN
@@ -42,15 +43,18 @@ import numpy as np
 from featflow.evaluation.segmentation import ConfusionMatrix
 from featflow.evaluation.vid_map import (
     CATEGORIES,
+    MOTIONS,
     RankedOutcomes,
     ap_per_class,
+    ap_per_class_resampled,
     mean_ap,
     per_video_outcomes,
     rank_outcomes,
 )
 from featflow.structures import VideoDetections, VideoGroundTruth
 
-#: A metric of a multiset of videos: the drawn video indices (V,) int64, with repetition -> the metric.
+#: A metric of a multiset of videos: the drawn video indices (V,) int64, with repetition -> the metric. A stat
+#: may also offer ``batch``: drawn videos (S, V) -> (S,) the same metrics at once (``vid_map_stat`` does).
 Stat = Callable[[np.ndarray], float]
 
 SAMPLES = 1000
@@ -99,7 +103,17 @@ def resample_videos(num_videos: int, samples: int = SAMPLES, seed: int = 0) -> n
 
 def _values(stats: Sequence[Stat], videos: np.ndarray) -> np.ndarray:
     """Each stat of each row of drawn videos: videos (S, V) -> (S, len(stats)) float64."""
-    return np.array([[float(stat(row)) for stat in stats] for row in videos], np.float64).reshape(len(videos), -1)
+    columns = [np.asarray(stat.batch(videos), np.float64) if hasattr(stat, "batch") else
+               np.array([float(stat(row)) for row in videos], np.float64) for stat in stats]
+    return np.stack(columns, 1) if columns else np.zeros((len(videos), 0))
+
+
+def _draw_counts(videos: np.ndarray, num_videos: int) -> np.ndarray:
+    """How often each video is drawn in each resample: videos (S, V') -> (S, num_videos) float64."""
+    videos = np.atleast_2d(videos)
+    counts = np.zeros((len(videos), num_videos))
+    np.add.at(counts, (np.repeat(np.arange(len(videos)), videos.shape[1]), videos.reshape(-1)), 1.0)
+    return counts
 
 
 def bootstrap_distribution(stat: Stat, num_videos: int, samples: int = SAMPLES, seed: int = 0) -> np.ndarray:
@@ -150,32 +164,44 @@ def bootstrap_difference(stat_a: Stat, stat_b: Stat, num_videos: int, samples: i
 # ---- VID detection mAP ----------------------------------------------------------------------------------
 
 
-def _ranked(detections: list[VideoDetections], ground_truth: list[VideoGroundTruth],
-            num_classes: int) -> RankedOutcomes:
+def _ranked(detections: list[VideoDetections], ground_truth: list[VideoGroundTruth], num_classes: int,
+            groups: Sequence[Sequence[np.ndarray]] | None = None, names: Sequence[str] = MOTIONS) -> RankedOutcomes:
     """One method's detections ranked once; the data-set shares are those of the full ground truth (the
     same for every method)."""
-    return rank_outcomes(per_video_outcomes(detections, ground_truth, num_classes), num_classes)
+    return rank_outcomes(per_video_outcomes(detections, ground_truth, num_classes, groups, names), num_classes)
 
 
 def vid_map_stat(ranked: RankedOutcomes, category: str = "all", scale: float = POINTS) -> Stat:
     """The mAP of ``category`` (times ``scale``) of the drawn videos of a ranking."""
-    if category not in CATEGORIES:
-        raise ValueError(f"category must be one of {CATEGORIES}; got {category!r}")
+    if category not in ranked.categories:
+        raise ValueError(f"category must be one of {ranked.categories}; got {category!r}")
 
     def stat(videos: np.ndarray) -> float:
         counts = np.bincount(videos, minlength=ranked.num_videos)  # (V,) how often each video was drawn
         return scale * mean_ap(ap_per_class(ranked, category, counts))
 
+    def batch(videos: np.ndarray) -> np.ndarray:
+        ap = ap_per_class_resampled(ranked, category, _draw_counts(videos, ranked.num_videos))  # (S, classes)
+        finite = np.isfinite(ap)
+        sums = np.where(finite, ap, 0.0).sum(1)
+        n = finite.sum(1)
+        return scale * np.divide(sums, n, out=np.full(len(ap), math.nan), where=n > 0)
+
+    stat.batch = batch  # type: ignore[attr-defined]
     return stat
 
 
 def vid_map_differences(dets_a: list[VideoDetections], dets_b: list[VideoDetections],
                         ground_truth: list[VideoGroundTruth], num_classes: int, samples: int = SAMPLES,
                         seed: int = 0, level: float = LEVEL, scale: float = POINTS,
-                        categories: Sequence[str] = CATEGORIES) -> dict[str, Difference]:
+                        categories: Sequence[str] | None = None,
+                        groups: Sequence[Sequence[np.ndarray]] | None = None,
+                        names: Sequence[str] = MOTIONS) -> dict[str, Difference]:
     """Per category, mAP(b) - mAP(a) in points (``scale``) with its paired bootstrap interval over videos;
-    all categories see the same resamples."""
-    a, b = (_ranked(d, ground_truth, num_classes) for d in (dets_a, dets_b))
+    all categories see the same resamples. Categories: 'all' and the motion categories, or with ``groups``
+    (per video and frame, each ground-truth box's group) 'all' and ``names``; ``categories`` picks some."""
+    a, b = (_ranked(d, ground_truth, num_classes, groups, names) for d in (dets_a, dets_b))
+    categories = a.categories if categories is None else tuple(categories)
     pairs = [(vid_map_stat(a, c, scale), vid_map_stat(b, c, scale)) for c in categories]
     return dict(zip(categories, _differences(pairs, len(ground_truth), samples, seed, level)))
 
@@ -208,17 +234,27 @@ def _miou(matrix: np.ndarray) -> float:
     return cm.miou()
 
 
-def miou_stat(confusion: np.ndarray, scale: float = POINTS) -> Stat:
-    """The mIoU (times ``scale``) of the drawn videos' summed confusion matrices; confusion (V, C, C)."""
+def _confusions(confusion: np.ndarray) -> np.ndarray:
+    """Per-video confusion matrices as (O, V, C, C): (V, C, C) is one offset."""
     confusion = np.asarray(confusion, np.int64)
-    if confusion.ndim != 3 or confusion.shape[1] != confusion.shape[2]:
-        raise ValueError(f"expected per-video confusion matrices (V, C, C); got shape {confusion.shape}")
-    num_classes = confusion.shape[1]
-    flat = confusion.reshape(len(confusion), -1)  # (V, C * C)
+    if confusion.ndim == 3:
+        confusion = confusion[None]
+    if confusion.ndim != 4 or confusion.shape[2] != confusion.shape[3]:
+        raise ValueError(f"expected per-video confusion matrices (V, C, C) or per offset (O, V, C, C); "
+                         f"got shape {confusion.shape}")
+    return confusion
+
+
+def miou_stat(confusion: np.ndarray, scale: float = POINTS) -> Stat:
+    """The mIoU (times ``scale``) of the drawn videos' summed confusion matrices; confusion (V, C, C), or
+    (O, V, C, C) for the DFF protocol's mean over O key offsets of each offset's mIoU."""
+    confusion = _confusions(confusion)
+    num_offsets, num_videos, num_classes = confusion.shape[:3]
+    flat = confusion.reshape(num_offsets, num_videos, -1)  # (O, V, C * C)
 
     def stat(videos: np.ndarray) -> float:
-        counts = np.bincount(videos, minlength=len(flat))  # (V,)
-        return scale * _miou((counts @ flat).reshape(num_classes, num_classes))
+        counts = np.bincount(videos, minlength=num_videos)  # (V,)
+        return scale * float(np.mean([_miou((counts @ f).reshape(num_classes, num_classes)) for f in flat]))
 
     return stat
 
@@ -226,13 +262,17 @@ def miou_stat(confusion: np.ndarray, scale: float = POINTS) -> Stat:
 def miou_difference(conf_a: np.ndarray, conf_b: np.ndarray, samples: int = SAMPLES, seed: int = 0,
                     level: float = LEVEL, scale: float = POINTS) -> Difference:
     """mIoU(b) - mIoU(a) in points (``scale``) with its paired bootstrap interval over videos; conf_a and
-    conf_b (V, C, C) are the two methods' per-video confusion matrices on the same videos."""
-    if np.shape(conf_a) != np.shape(conf_b):
-        raise ValueError(f"confusion matrices of different shapes: {np.shape(conf_a)} and {np.shape(conf_b)}")
-    return bootstrap_difference(miou_stat(conf_a, scale), miou_stat(conf_b, scale), len(conf_a), samples, seed, level)
+    conf_b (V, C, C), or per key offset (O, V, C, C), are the two methods' per-video confusion matrices on
+    the same videos (their offset counts may differ: per-frame has one)."""
+    a, b = _confusions(conf_a), _confusions(conf_b)
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"confusion matrices of different videos or classes: {a.shape} and {b.shape}")
+    return bootstrap_difference(miou_stat(a, scale), miou_stat(b, scale), a.shape[1], samples, seed, level)
 
 
 def miou_interval(confusion: np.ndarray, samples: int = SAMPLES, seed: int = 0, level: float = LEVEL,
                   scale: float = POINTS) -> Interval:
-    """The mIoU in points (``scale``) with its bootstrap interval over videos; confusion (V, C, C)."""
-    return bootstrap_interval(miou_stat(confusion, scale), len(confusion), samples, seed, level)
+    """The mIoU in points (``scale``) with its bootstrap interval over videos; confusion (V, C, C) or
+    (O, V, C, C)."""
+    confusion = _confusions(confusion)
+    return bootstrap_interval(miou_stat(confusion, scale), confusion.shape[1], samples, seed, level)

@@ -26,6 +26,10 @@ VID mAP. One detail differs from FGFA: its motion ranges [0, 0.7], [0.7, 0.9], [
 so a box with motion IoU exactly 0.7 or 0.9 counts in two categories there; here it is medium only
 (``motion_category``).
 
+The same rules score any other split of the ground-truth boxes into named groups (``groups`` and
+``names`` of ``per_video_outcomes``): a group plays a motion category's part, so a report can ask, for
+example, how well objects are found in frames where their appearance is deteriorated.
+
 The evaluation runs in two steps that the bootstrap (``featflow.evaluation.bootstrap``) shares: each
 video's detections get their outcomes once (``per_video_outcomes``), then any multiset of videos is
 ranked and scored (``rank_outcomes``, ``vid_result`` with per-video counts).
@@ -105,15 +109,15 @@ def _match(det: Detections, iou: np.ndarray, labels: np.ndarray, thresholds: np.
 
 def _frame_outcomes(det: Detections, boxes: np.ndarray, labels: np.ndarray,
                     kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One frame with ground truth: per category, the detections' true positives (4, n) bool and
-    false-positive weights (4, n) float64; kept (4, m) says which boxes are in each category."""
+    """One frame with ground truth: per category, the detections' true positives (C, n) bool and
+    false-positive weights (C, n) float64; kept (C, m) says which boxes are in each category."""
     iou = box_iou_vid(det.boxes, boxes)  # (n, m), boxes of every class
     matched = _match(det, iou, labels, iou_thresholds(boxes))
     has = matched >= 0
-    tp = has[None, :] & kept[:, np.maximum(matched, 0)]  # (4, n); matched out of the category: dropped
-    inside = np.stack([iou[:, k].max(1, initial=-1.0) for k in kept])  # (4, n); -1: no box in the category
-    outside = np.stack([iou[:, ~k].max(1, initial=-1.0) for k in kept])  # (4, n); -1: none out of it
-    tie = (~kept).mean(1, keepdims=True)  # (4, 1) the frame's share of boxes out of the category
+    tp = has[None, :] & kept[:, np.maximum(matched, 0)]  # (C, n); matched out of the category: dropped
+    inside = np.stack([iou[:, k].max(1, initial=-1.0) for k in kept])  # (C, n); -1: no box in the category
+    outside = np.stack([iou[:, ~k].max(1, initial=-1.0) for k in kept])  # (C, n); -1: none out of it
+    tie = (~kept).mean(1, keepdims=True)  # (C, 1) the frame's share of boxes out of the category
     fp = np.where(inside > outside, 1.0, np.where(inside < outside, 0.0, tie))
     fp[:, has] = 0.0
     return tp, fp
@@ -121,67 +125,104 @@ def _frame_outcomes(det: Detections, boxes: np.ndarray, labels: np.ndarray,
 
 @dataclass(frozen=True)
 class VideoOutcomes:
-    """What each detection of one video counts for in each of CATEGORIES, before any ranking.
+    """What each detection of one video counts for in each category ('all', then the groups: by default
+    CATEGORIES), before any ranking.
 
     A detection in a frame without ground truth (``no_truth``) has fp 0 here: its weight, the data set's
     share of boxes in the category, is filled in by ``rank_outcomes`` once the data set is known."""
 
     scores: np.ndarray  # (n,) float32, the detections of all frames in frame order
     labels: np.ndarray  # (n,) int64
-    tp: np.ndarray  # (4, n) bool: a true positive in CATEGORIES[c]
-    fp: np.ndarray  # (4, n) float64: false-positive weight in CATEGORIES[c]
+    tp: np.ndarray  # (C, n) bool: a true positive in categories[c]
+    fp: np.ndarray  # (C, n) float64: false-positive weight in categories[c]
     no_truth: np.ndarray  # (n,) bool: in a frame without ground truth
-    positives: np.ndarray  # (4, num_classes + 1) int64: ground-truth boxes per category and class (0 unused)
+    positives: np.ndarray  # (C, num_classes + 1) int64: ground-truth boxes per category and class (0 unused)
+    categories: tuple[str, ...] = CATEGORIES  # what the first axis of tp, fp and positives counts
 
 
-def video_outcomes(video: VideoDetections, truth: VideoGroundTruth, num_classes: int) -> VideoOutcomes:
-    """The outcomes of one video's detections (per frame) against its ground truth (same frames)."""
+def _categories(names: Sequence[str]) -> tuple[str, ...]:
+    names = tuple(names)
+    if not names or "all" in names or len(set(names)) != len(names):
+        raise ValueError(f"group names must be distinct, at least one, and not 'all'; got {names}")
+    return ("all",) + names
+
+
+def video_outcomes(video: VideoDetections, truth: VideoGroundTruth, num_classes: int,
+                   groups: Sequence[np.ndarray] | None = None, names: Sequence[str] = MOTIONS) -> VideoOutcomes:
+    """The outcomes of one video's detections (per frame) against its ground truth (same frames).
+
+    groups: per frame, the group (one of ``names``) of each ground-truth box (m,); default: the motion
+    categories (``motion_categories``)."""
     if len(video) != len(truth):
         raise ValueError(f"{len(video)} frames of detections, {len(truth)} of ground truth")
-    tps, fps, no_truth = [np.zeros((len(CATEGORIES), 0), bool)], [np.zeros((len(CATEGORIES), 0))], []
-    kept_all = [np.zeros((len(CATEGORIES), 0), bool)]
-    for t, (det, boxes, gt, motion) in enumerate(zip(video, truth.boxes, truth.labels, motion_categories(truth))):
+    categories = _categories(names)
+    if groups is None:
+        if categories != CATEGORIES:
+            raise ValueError(f"groups {names} need their per-box assignment (groups)")
+        groups = motion_categories(truth)
+    if len(groups) != len(truth):
+        raise ValueError(f"groups cover {len(groups)} frames, the ground truth {len(truth)}")
+    size = len(categories)
+    tps, fps, no_truth = [np.zeros((size, 0), bool)], [np.zeros((size, 0))], []
+    kept_all = [np.zeros((size, 0), bool)]
+    for t, (det, boxes, gt, group) in enumerate(zip(video, truth.boxes, truth.labels, groups)):
         for what, lab in (("detection", det.labels), ("ground-truth", gt)):
             if len(lab) and lab.max() > num_classes:
                 raise ValueError(f"frame {t}: {what} label {lab.max()} > num_classes = {num_classes}")
-        kept = np.stack([np.ones(len(gt), bool) if c == "all" else motion == c for c in CATEGORIES])  # (4, m)
+        group = np.asarray(group)
+        if len(group) != len(gt) or not np.isin(group, categories[1:]).all():
+            raise ValueError(f"frame {t}: {len(gt)} ground-truth boxes need a group each, one of {categories[1:]}")
+        kept = np.stack([np.ones(len(gt), bool) if c == "all" else group == c for c in categories])  # (C, m)
         if len(gt) and len(det):
             tp, fp = _frame_outcomes(det, boxes, gt, kept)
         else:
-            tp, fp = np.zeros((len(CATEGORIES), len(det)), bool), np.zeros((len(CATEGORIES), len(det)))
+            tp, fp = np.zeros((size, len(det)), bool), np.zeros((size, len(det)))
         tps.append(tp)
         fps.append(fp)
         no_truth.append(np.full(len(det), not len(gt)))
         kept_all.append(kept)
     gt_labels = np.concatenate((np.zeros(0, np.int64),) + truth.labels)
-    kept = np.concatenate(kept_all, 1)  # (4, boxes of the video)
+    kept = np.concatenate(kept_all, 1)  # (C, boxes of the video)
     positives = np.stack([np.bincount(gt_labels[k], minlength=num_classes + 1) for k in kept])
     return VideoOutcomes(np.concatenate([np.zeros(0, np.float32)] + [d.scores for d in video]),
                          np.concatenate([np.zeros(0, np.int64)] + [d.labels for d in video]),
                          np.concatenate(tps, 1), np.concatenate(fps, 1), np.concatenate([np.zeros(0, bool)] + no_truth),
-                         positives.astype(np.int64))
+                         positives.astype(np.int64), categories)
 
 
 def per_video_outcomes(detections: list[VideoDetections], ground_truth: list[VideoGroundTruth],
-                       num_classes: int) -> list[VideoOutcomes]:
-    """``video_outcomes`` of each video; detections and ground truth cover the same videos and frames."""
+                       num_classes: int, groups: Sequence[Sequence[np.ndarray]] | None = None,
+                       names: Sequence[str] = MOTIONS) -> list[VideoOutcomes]:
+    """``video_outcomes`` of each video; detections and ground truth cover the same videos and frames.
+    groups: per video and frame, each ground-truth box's group (one of ``names``); default: motion."""
     if len(detections) != len(ground_truth):
         raise ValueError(f"{len(detections)} videos of detections for {len(ground_truth)} videos of ground truth")
+    if groups is not None and len(groups) != len(ground_truth):
+        raise ValueError(f"groups cover {len(groups)} videos, the ground truth {len(ground_truth)}")
     out = []
     for v, (video, truth) in enumerate(zip(detections, ground_truth)):
         try:
-            out.append(video_outcomes(video, truth, num_classes))
+            out.append(video_outcomes(video, truth, num_classes, None if groups is None else groups[v], names))
         except ValueError as err:
             raise ValueError(f"video {v}: {err}") from None
     return out
 
 
+def _shared_categories(outcomes: Sequence[VideoOutcomes]) -> tuple[str, ...]:
+    categories = {o.categories for o in outcomes}
+    if len(categories) > 1:
+        raise ValueError(f"videos scored in different groups: {sorted(categories)}")
+    return categories.pop() if categories else CATEGORIES
+
+
 def category_shares(outcomes: Sequence[VideoOutcomes]) -> np.ndarray:
-    """(4,) the share of the ground-truth boxes of these videos in each of CATEGORIES (1 for 'all'; 1 for
-    every category when there is no ground truth at all, where no AP is defined anyway)."""
-    per_category = np.sum([o.positives.sum(1) for o in outcomes], 0) if outcomes else np.zeros(len(CATEGORIES))
-    total = per_category[CATEGORIES.index("all")]
-    return per_category / total if total else np.ones(len(CATEGORIES))
+    """(C,) the share of the ground-truth boxes of these videos in each category ('all' first, then the
+    groups: CATEGORIES by default); 1 for 'all', and 1 for every category when there is no ground truth
+    at all, where no AP is defined anyway."""
+    size = len(_shared_categories(outcomes))
+    per_category = np.sum([o.positives.sum(1) for o in outcomes], 0) if outcomes else np.zeros(size)
+    total = per_category[0]
+    return per_category / total if total else np.ones(size)
 
 
 @dataclass(frozen=True)
@@ -191,10 +232,11 @@ class RankedOutcomes:
     detections."""
 
     video: np.ndarray  # (n,) int64: the video of each detection
-    tp: np.ndarray  # (4, n) bool
-    fp: np.ndarray  # (4, n) float64, the weights of detections in frames without ground truth filled in
+    tp: np.ndarray  # (C, n) bool
+    fp: np.ndarray  # (C, n) float64, the weights of detections in frames without ground truth filled in
     bounds: np.ndarray  # (num_classes + 2,) int64
-    positives: np.ndarray  # (V, 4, num_classes + 1) int64: ground-truth boxes per video, category and class
+    positives: np.ndarray  # (V, C, num_classes + 1) int64: ground-truth boxes per video, category and class
+    categories: tuple[str, ...] = CATEGORIES  # what the category axes count
 
     @property
     def num_videos(self) -> int:
@@ -210,19 +252,20 @@ def rank_outcomes(outcomes: Sequence[VideoOutcomes], num_classes: int,
     """Rank the detections of ``outcomes`` once. ``shares`` (4,): the share of ground-truth boxes in each
     category, the false-positive weight of a detection in a frame without ground truth; default: the
     shares of these videos (``category_shares``)."""
+    categories = _shared_categories(outcomes)
     shares = category_shares(outcomes) if shares is None else np.asarray(shares, np.float64)
     scores = np.concatenate([np.zeros(0, np.float32)] + [o.scores for o in outcomes])
     labels = np.concatenate([np.zeros(0, np.int64)] + [o.labels for o in outcomes])
     video = np.concatenate([np.zeros(0, np.int64)] + [np.full(len(o.scores), v) for v, o in enumerate(outcomes)])
-    tp = np.concatenate([np.zeros((len(CATEGORIES), 0), bool)] + [o.tp for o in outcomes], 1)
-    fp = np.concatenate([np.zeros((len(CATEGORIES), 0))] + [o.fp for o in outcomes], 1)
+    tp = np.concatenate([np.zeros((len(categories), 0), bool)] + [o.tp for o in outcomes], 1)
+    fp = np.concatenate([np.zeros((len(categories), 0))] + [o.fp for o in outcomes], 1)
     no_truth = np.concatenate([np.zeros(0, bool)] + [o.no_truth for o in outcomes])
-    fp = np.where(no_truth[None, :], shares[:, None], fp)  # (4, n)
+    fp = np.where(no_truth[None, :], shares[:, None], fp)  # (C, n)
     order = np.lexsort((-scores, labels))  # by class, then best first; stable, so ties keep their order
     bounds = np.searchsorted(labels[order], np.arange(num_classes + 2))
     positives = np.stack([o.positives for o in outcomes]) if outcomes else np.zeros(
-        (0, len(CATEGORIES), num_classes + 1), np.int64)
-    return RankedOutcomes(video[order], tp[:, order], fp[:, order], bounds, positives)
+        (0, len(categories), num_classes + 1), np.int64)
+    return RankedOutcomes(video[order], tp[:, order], fp[:, order], bounds, positives, categories)
 
 
 def average_precision(tp: np.ndarray, num_positives: float, fp: np.ndarray | None = None) -> float:
@@ -249,7 +292,9 @@ def ap_per_class(ranked: RankedOutcomes, category: str, counts: np.ndarray | Non
     """(num_classes,) AP of classes 1..num_classes in ``category``; NaN for a class without ground truth
     there. counts (V,): how often each video is in the evaluated set (default once each; a bootstrap
     resample repeats some videos and leaves others out)."""
-    c = CATEGORIES.index(category)
+    if category not in ranked.categories:
+        raise ValueError(f"category must be one of {ranked.categories}; got {category!r}")
+    c = ranked.categories.index(category)
     counts = np.ones(ranked.num_videos) if counts is None else np.asarray(counts, np.float64)
     positives = counts @ ranked.positives[:, c, :]  # (num_classes + 1,)
     weight = counts[ranked.video]  # (n,) how often each detection is in the set
@@ -257,6 +302,49 @@ def ap_per_class(ranked: RankedOutcomes, category: str, counts: np.ndarray | Non
     for k in np.flatnonzero(positives[1:] > 0) + 1:
         s = slice(ranked.bounds[k], ranked.bounds[k + 1])
         ap[k - 1] = average_precision(ranked.tp[c, s] * weight[s], positives[k], ranked.fp[c, s] * weight[s])
+    return ap
+
+
+def ap_per_class_resampled(ranked: RankedOutcomes, category: str, counts: np.ndarray) -> np.ndarray:
+    """(S, num_classes) AP per class under each of S weightings of the videos, counts (S, V): row s is
+    ``ap_per_class(ranked, category, counts[s])`` (to rounding), computed for all rows at once for the
+    bootstrap.
+
+    Why it can: VOC AP only needs the precision at the true positives (recall steps there, and after a
+    true positive the precision falls until the next one, so the envelope is a maximum over true
+    positives). At the i-th true positive of a class, hits and false positives so far are sums over
+    videos of per-video running counts, H[i, v] and F[i, v] (computed once from the ranking); under a
+    weighting they are counts @ H.T and counts @ F.T."""
+    if category not in ranked.categories:
+        raise ValueError(f"category must be one of {ranked.categories}; got {category!r}")
+    c = ranked.categories.index(category)
+    counts = np.asarray(counts, np.float64).reshape(-1, ranked.num_videos)  # (S, V)
+    positives = counts @ ranked.positives[:, c, :]  # (S, num_classes + 1)
+    ap = np.full((len(counts), ranked.num_classes), np.nan)
+    for k in range(1, ranked.num_classes + 1):
+        s = slice(ranked.bounds[k], ranked.bounds[k + 1])
+        has = positives[:, k] > 0  # (S,)
+        if not has.any():
+            continue
+        tp, fp, video = ranked.tp[c, s], ranked.fp[c, s], ranked.video[s]
+        at = np.flatnonzero(tp)  # positions of the true positives in the class's ranking
+        if not len(at):
+            ap[has, k - 1] = 0.0
+            continue
+        running_hits = np.zeros((len(at), ranked.num_videos))  # (T, V)
+        running_hits[np.arange(len(at)), video[at]] = 1.0
+        running_false = np.zeros((len(at), ranked.num_videos))
+        false_at = np.flatnonzero(fp > 0)
+        segment = np.searchsorted(at, false_at)  # the first true positive each false positive precedes
+        inside = segment < len(at)  # false positives after the last true positive change no precision there
+        np.add.at(running_false, (segment[inside], video[false_at[inside]]), fp[false_at[inside]])
+        hits = counts @ np.cumsum(running_hits, 0).T  # (S, T)
+        false = counts @ np.cumsum(running_false, 0).T
+        weight = counts[:, video[at]]  # (S, T) how often each true positive is in the set
+        total = hits + false
+        precision = np.divide(hits, total, out=np.zeros_like(hits), where=total > 0)
+        envelope = np.maximum.accumulate(precision[:, ::-1], 1)[:, ::-1]
+        ap[has, k - 1] = (weight * envelope).sum(1)[has] / positives[has, k]
     return ap
 
 
@@ -287,7 +375,10 @@ class VidResult:
 
 
 def vid_result(ranked: RankedOutcomes, counts: np.ndarray | None = None) -> VidResult:
-    """The VidResult of the ranked videos, each counted ``counts[v]`` times (default once)."""
+    """The VidResult of the ranked videos, each counted ``counts[v]`` times (default once); motion
+    categories only (other groups: ``ap_per_class``)."""
+    if ranked.categories != CATEGORIES:
+        raise ValueError(f"a VidResult holds the motion categories, not {ranked.categories}")
     counts = np.ones(ranked.num_videos) if counts is None else np.asarray(counts, np.float64)
     ap = {category: ap_per_class(ranked, category, counts) for category in CATEGORIES}
     boxes = counts @ ranked.positives.sum(2) if ranked.num_videos else np.zeros(len(CATEGORIES))  # (4,)
