@@ -11,6 +11,9 @@ From a plan (YAML) naming the trained checkpoints and the held-out VID-layout da
   flow net, FGFA with 2K+1 frames;
 - every difference the tables show (each row against single frame, each ablation row against FGFA, 2K+1
   test frames against 1), per motion category, with a 95% paired bootstrap interval over held-out videos;
+- with ``appearance`` (featflow's synthetic data only): mAP per appearance group of the ground-truth boxes
+  (clear, mild, strongly deteriorated with or without a better view nearby; ``benchmarks.appearance``),
+  single frame's mAP per deterioration type and level, and each row's difference from single frame per group;
 - the models' training: each run's budget summed along its init chain, its held-out curve, and whether it
   plateaued (the last quarter of training raised the held-out mAP by less than a point).
 """
@@ -27,6 +30,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from benchmarks.appearance import appearance_lines, appearance_results  # noqa: E402
 from benchmarks.detection_cache import DetectionCache, entry_key  # noqa: E402
 from benchmarks.training import curves_plot, plateau_gain, training_lines, training_records  # noqa: E402
 from featflow.analysis.reports import machine_description, save_figure, write_report  # noqa: E402
@@ -34,6 +38,7 @@ from featflow.analysis.speed import measure_fgfa_speed, measure_speed  # noqa: E
 from featflow.data.vid import VidDataset  # noqa: E402
 from featflow.engine.checkpoint import load_detector  # noqa: E402
 from featflow.engine.det_inference import DetStreamConfig, detect_dataset, ground_truth, postprocess_video  # noqa: E402
+from featflow.errors import FeatflowError  # noqa: E402
 from featflow.evaluation.bootstrap import vid_map_differences  # noqa: E402
 from featflow.evaluation.vid_map import evaluate_vid  # noqa: E402
 from featflow.methods.fgfa import aggregation_weights  # noqa: E402
@@ -73,6 +78,7 @@ class DetReportPlan:
     frame_count_windows: tuple[int, ...] = (0, 2, 4, 6, 8, 10)
     speed: DetSpeedPlan = field(default_factory=DetSpeedPlan)
     bootstrap_samples: int = 1000  # resamples of the held-out videos for each difference's 95% interval
+    appearance: bool = False  # accuracy by appearance group (data written by featflow synth only)
     stem: str = "detection"  # the report's file names: {stem}.md, {stem}.json, {stem}.png, {stem}_curves.png
     seed_note: str = ""  # how the held-out data was made (its generator seed), quoted in the report
     # what the tables show, written by whoever ran them (the report prints it under "What the tables show")
@@ -304,6 +310,8 @@ def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) 
                       "(paper 2.55x) and at most 1.5x with FlowNet Inception."]
     if results.get("comparisons"):
         lines += _comparison_lines(results["comparisons"])
+    if results.get("appearance"):
+        lines += appearance_lines(results["appearance"])
     if results.get("training"):
         lines += training_lines(results["training"])
         lines += ["", "Convergence: the held-out mAP's rise over the last quarter of each run (a run has plateaued "
@@ -342,6 +350,14 @@ def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "repor
     empty = [[Detections.empty()] * len(truth) for truth in runner.truth]
     results["num_gt"] = evaluate_vid(empty, runner.truth, len(data.classes)).num_gt
     results["comparisons"] = _comparisons(runner, results, plan.bootstrap_samples) if plan.bootstrap_samples else []
+    if plan.appearance:
+        raw = {r["name"]: runner.detections[r["name"]] for group in ("ablation", "dff") for r in results[group]
+               if r["postprocess"] is None}
+        single = next((r["name"] for r in results["ablation"] if r["method"] == "frame"), None)
+        if single is None:
+            raise FeatflowError("the appearance tables compare with single frame: the plan's ablation has no "
+                                "method: frame row")
+        results["appearance"] = appearance_results(data, runner.truth, raw, single, plan.bootstrap_samples)
     weights = [r.weights for r in plan.ablation + plan.postprocessing + plan.dff]
     results["training"] = training_records(weights + ([plan.frame_count_weights] if plan.frame_count_weights else []))
     report = Path(report)

@@ -110,7 +110,8 @@ def test_speed_row_and_segmentation_report(tmp_path):
         rows=(RowPlan("Frame", frame, "frame"), RowPlan("SFF-fast", frame, "sff-fast"), RowPlan("DFF", dff, "dff"),
               RowPlan("DFF separate", frame, "dff", flow_net="flownet_inception")),
         curves=(CurvePlan("resnet18 + flownet_inception", dff, frame),),
-        speed=SpeedPlan(feature_net="resnet18", flow_nets=("flownet_inception",), sizes=((48, 64),), frames=4))
+        speed=SpeedPlan(feature_net="resnet18", flow_nets=("flownet_inception",), sizes=((48, 64),), frames=4),
+        bootstrap_samples=50)
     (tmp_path / "metrics.json").write_text(json.dumps({"config": {"model": {"init": None}, "train": {"batch_size": 4}},
                                                        "iterations": 12, "wall_seconds": 60.0,
                                                        "final": {"val_miou": 0.25}}))
@@ -127,10 +128,19 @@ def test_speed_row_and_segmentation_report(tmp_path):
     assert f"DFF's own N_feat run on every frame (l=1) gets {100 * own:.1f}" in text
     # both checkpoints share the metrics.json here; total samples = 12 iterations x batch 4, along no init chain
     assert "| random init | 12 | 1.0 | 48 | 1.0 | val_miou 0.250 |" in text
+    # every row against Frame and DFF against the others, with intervals over snippets
+    miou = {r["name"]: 100 * r["miou"] for r in data["ablation"]}
+    pairs = {(c["base"], c["other"]): c["miou"] for c in data["comparisons"]}
+    assert set(pairs) == {("Frame", "SFF-fast"), ("Frame", "DFF"), ("Frame", "DFF separate"), ("SFF-fast", "DFF"),
+                          ("DFF separate", "DFF")}
+    for (base, other), d in pairs.items():
+        assert d["delta"] == pytest.approx(miou[other] - miou[base], abs=1e-6)
+        assert d["ci_low"] - 1e-9 <= d["delta"] <= d["ci_high"] + 1e-9
+    assert "## Differences with 95% bootstrap intervals" in text and "| DFF | Frame |" in text
 
 
 def test_training_budgets_add_up_along_init_chains_and_plateau_is_read_off_the_curve(tmp_path):
-    from benchmarks.training import curves_plot, plateau_gain, training_lines, training_records
+    from benchmarks.training import curves_plot, earlier_records, plateau_gain, training_lines, training_records
 
     def run(name: str, init: str | None, iterations: int, batch: int, minutes: float, curve: list[float]) -> str:
         folder = tmp_path / name
@@ -155,6 +165,16 @@ def test_training_budgets_add_up_along_init_chains_and_plateau_is_read_off_the_c
     assert "| N_feat from `seg-dff-r18-synth` | 100 | 10.0 | 800 | 10.0 |" in lines
     assert curves_plot(tmp_path / "curves.png", list(records.values()), "val_map", "mAP")
     assert (tmp_path / "curves.png").stat().st_size > 1000
+    # a shipped checkpoint whose run folder is gone: its chain from an earlier report's records, the batch size
+    # (which older reports did not keep) from the packaged config that wrote the run
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"training": [
+        {"weights": "runs/seg/frame_r18_long/model.safetensors", "init": "runs/seg/frame_r18/model.safetensors",
+         "iterations": 10, "minutes": 2.0},
+        {"weights": "runs/seg/frame_r18/model.safetensors", "init": None, "iterations": 5, "minutes": 1.0}]}))
+    records = training_records(["runs/seg/frame_r18_long/model.safetensors"], earlier_records([earlier]))
+    assert [(r["samples"], r["total_samples"], r["total_minutes"]) for r in records] == [(80, 120, 3.0), (40, 40, 1.0)]
+    assert training_records(["runs/seg/frame_r18_long/model.safetensors"]) == []  # no record, no guess
 
 
 # ---- the detection report (moved from test_detection.py / test_fgfa.py with the harness) ------------------
@@ -187,7 +207,7 @@ def test_detection_report_tables(tmp_path):
         dff=(DetRowPlan("DFF", paths["dff"], "dff"),), frame_count_weights=paths["fgfa"], frame_count_windows=(0, 1),
         speed=DetSpeedPlan(feature_net="resnet18", flow_nets=("flownet_inception",), size=(48, 64), key_interval=2,
                            window=1, fgfa_flow_nets=("flownet_inception",), frames=2), bootstrap_samples=50,
-        findings=("FGFA's weights are a plain average here.",))
+        findings=("FGFA's weights are a plain average here.",), appearance=True)
     out = run_detection_report(plan, tmp_path / "report", progress=False)
     assert {p.name for p in out} == {"detection.md", "detection.json", "detection.png"}
     data = json.loads((tmp_path / "report" / "detection.json").read_text())
@@ -213,6 +233,15 @@ def test_detection_report_tables(tmp_path):
     weights = data["ablation"][1]["aggregation_weights"]  # FGFA's weights as the stream computed them
     assert 0 < weights["current_weight"] <= 1 and -1 <= weights["reference_cosine"] <= 1
     assert "## FGFA's adaptive weights at test" in text and "current_weight" not in data["ablation"][0]
+    # accuracy by appearance: every box in one group, read from the generator that wrote the data
+    appearance = data["appearance"]
+    assert sum(appearance["boxes"].values()) == data["num_gt"]["all"]
+    assert [r["name"] for r in appearance["rows"]] == ["single frame", "FGFA", "DFF"]
+    assert appearance["rows"][0]["map"]["all"] == pytest.approx(data["ablation"][0]["map"])
+    assert [t["deterioration"] for t in appearance["by_type"]] == ["smear", "defocus", "foreshortening", "hidden"]
+    assert all(sum(t["boxes"].values()) == data["num_gt"]["all"] for t in appearance["by_type"])
+    assert {d["other"] for d in appearance["differences"]} == {"FGFA", "DFF"}
+    assert "## Accuracy by appearance" in text
 
 
 def test_the_weight_probe_reads_a_plain_average_on_a_still_video():
@@ -424,3 +453,21 @@ def test_memory_stays_flat_over_a_long_video(tmp_path, tiny_models):
         row = measure(video, str(det), method, online, tmp_path, warmup=30, tail=50, progress=False)
         assert row["frames"] == 100
         assert row["growth_mb"] < 30, (method, online, row["growth_mb"])  # looser than the report's 50 MB target
+
+
+def test_appearance_groups_say_whether_a_better_view_is_near():
+    from benchmarks.appearance import appearance_groups, type_groups
+    from featflow.structures import VideoGroundTruth
+
+    # two objects over 12 frames: track 0 strongly smeared in frame 0 only, track 1 half hidden in every frame;
+    # frame 1 mildly defocuses track 0
+    frames = 12
+    truth = [VideoGroundTruth((np.zeros((2, 4)),) * frames, (np.array([1, 2]),) * frames, (np.array([0, 1]),) * frames)]
+    measures = [[{"smear": np.array([20.0 if t == 0 else 0.0, 0.0]),
+                  "defocus": np.array([1.5 if t == 1 else 0.0, 0.0]),
+                  "foreshortening": np.array([1.0, 1.0]), "hidden": np.array([0.0, 0.6])} for t in range(frames)]]
+    groups = appearance_groups(truth, measures)[0]
+    assert list(groups[0]) == ["strong, better nearby", "strong throughout"]
+    assert list(groups[1]) == ["mild", "strong throughout"] and list(groups[5]) == ["clear", "strong throughout"]
+    smear = type_groups(measures, "smear")[0]
+    assert list(smear[0]) == ["strong", "none"] and list(smear[1]) == ["none", "none"]
