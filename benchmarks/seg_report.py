@@ -6,7 +6,11 @@ From a plan (YAML) naming the trained checkpoints and the held-out data:
 - the accuracy-speed trade-off: mIoU against speedup over per-frame for l = 1..max_interval, for each
   (N_feat, F) pair of the plan (mIoU per key offset is computed once; mIoU(l) averages offsets 0..l-1;
   the speedup at l comes from the measured per-frame, key-frame and other-frame times);
-- speed at the paper's size with random weights (``featflow.analysis.speed``), measured in one run.
+- speed at the paper's size with random weights (``featflow.analysis.speed``), measured in one run;
+- every row against Frame and DFF against every other row, as mIoU differences with paired 95% bootstrap
+  intervals over the held-out snippets (the DFF protocol's per-offset mIoUs resampled together);
+- the models' training: each run's budget summed along its init chain (for a shipped checkpoint, the record
+  an earlier report kept of the run that made it: ``earlier_training`` and ``trained_as``).
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.training import training_lines, training_records  # noqa: E402
+from benchmarks.training import earlier_records, training_lines, training_records  # noqa: E402
 from featflow.analysis.reports import machine_description, save_figure, write_report  # noqa: E402
 from featflow.analysis.speed import dff_speedup, format_row, measure_speed  # noqa: E402
 from featflow.data.cityscapes import CityscapesVideo  # noqa: E402
 from featflow.engine.checkpoint import load_flow_into, load_segmenter  # noqa: E402
 from featflow.engine.seg_inference import evaluate_segmentation, offset_matrices, time_stream  # noqa: E402
+from featflow.evaluation.bootstrap import miou_difference  # noqa: E402
 from featflow.methods.segmentation import VideoSegmenter  # noqa: E402
 
 
@@ -37,6 +42,7 @@ class RowPlan:
     method: str = "dff"
     flow_net: str | None = None  # give a per-frame checkpoint this F (DFF separate)
     flow_weights: str | None = None  # its pre-trained weights (None: the shipped ones)
+    trained_as: str | None = None  # a shipped checkpoint: the run weights an earlier report recorded it as
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,11 @@ class SegReportPlan:
     rows: tuple[RowPlan, ...] = ()
     curves: tuple[CurvePlan, ...] = ()
     speed: SpeedPlan = field(default_factory=SpeedPlan)
+    bootstrap_samples: int = 1000  # resamples of the held-out snippets for each difference's 95% interval
+    stem: str = "segmentation"  # the report's file names: {stem}.md, {stem}.json, {stem}.png
+    earlier_training: tuple[str, ...] = ()  # report JSONs whose training records describe shipped rows
+    title: str = "Video segmentation: per-frame, DFF and its ablations"
+    findings: tuple[str, ...] = ()  # what the tables show, written by whoever ran them
 
 
 def _model(weights: str, flow_net: str | None = None, flow_weights: str | None = None) -> VideoSegmenter:
@@ -73,17 +84,34 @@ def _model(weights: str, flow_net: str | None = None, flow_weights: str | None =
     return model.for_inference()
 
 
-def _ablation(plan: SegReportPlan, video: CityscapesVideo, progress: bool) -> list[dict]:
-    rows = []
+def _ablation(plan: SegReportPlan, video: CityscapesVideo, progress: bool) -> tuple[list[dict], dict]:
+    """The table's rows, and each row's per-snippet confusions by name (for the intervals)."""
+    rows, confusions = [], {}
     for row in plan.rows:
         result = evaluate_segmentation(_model(row.weights, row.flow_net, row.flow_weights), video, row.method,
                                        plan.key_interval, progress=progress)
         rows.append({"name": row.name, "weights": row.weights, **result.to_json()})
+        confusions[row.name] = result.snippet_confusion
     frame = next((r for r in rows if r["method"] == "frame"), None)
     for r in rows:
         r["speedup"] = r["fps"] / frame["fps"] if frame else None
         r["miou_drop"] = (frame["miou"] - r["miou"]) if frame else None
-    return rows
+    return rows, confusions
+
+
+def _comparisons(rows: list[dict], confusions: dict, samples: int) -> list[dict]:
+    """Every row against Frame, and DFF against every other row: mIoU(other) - mIoU(base) in points with a
+    paired 95% bootstrap interval over snippets."""
+    frame = next((r["name"] for r in rows if r["method"] == "frame"), None)
+    pairs = [(frame, r["name"]) for r in rows if frame and r["name"] != frame]
+    if any(r["name"] == "DFF" for r in rows):
+        pairs += [(r["name"], "DFF") for r in rows if r["name"] not in ("DFF", frame)]
+    return [{"base": a, "other": b, "miou": miou_difference(confusions[a], confusions[b], samples).to_json()}
+            for a, b in pairs]
+
+
+def _difference(d: dict) -> str:
+    return "-" if d["delta"] is None else f"{d['delta']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]"
 
 
 def _curves(plan: SegReportPlan, video: CityscapesVideo, progress: bool) -> list[dict]:
@@ -126,14 +154,16 @@ def _plot(path: Path, curves: list[dict], frame_miou: float | None) -> None:
 
 
 def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], curves: list[dict], speed: list,
-              records: list[dict] | None = None) -> str:
-    lines = ["# Video segmentation: per-frame, DFF and its ablations", "",
+              records: list[dict] | None = None, comparisons: list[dict] | None = None) -> str:
+    lines = [f"# {plan.title}", "",
              f"Held-out data: {len(video)} snippets of `{plan.data}` (split `{plan.split}`, Cityscapes layout), "
              f"small models trained here on the CPU (see each model's config in `featflow/configs/seg/`). mIoU follows "
              f"the DFF protocol: the labelled frame is reached from key frames 0..l-1 frames before it, l = "
              f"{plan.key_interval}, and the per-offset mIoUs are averaged. Frames/s: streaming inference on this "
-             "machine's CPU at the data's resolution (image decoding excluded).", "",
-             "## The seed's ablation table", "",
+             "machine's CPU at the data's resolution (image decoding excluded).", ""]
+    if plan.findings:
+        lines += ["## What the tables show", ""] + [f"- {finding}" for finding in plan.findings] + [""]
+    lines += ["## The seed's ablation table", "",
              "| method | mIoU (%) | drop vs Frame | frames/s | speedup |", "|---|---|---|---|---|"]
     for r in rows:
         drop = "" if r["miou_drop"] is None else f"{100 * r['miou_drop']:+.1f}"
@@ -145,9 +175,11 @@ def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], cur
         others = [r for r in rows if r["name"] not in ("DFF", frame["name"])]
         beaten = all(dff["miou"] > r["miou"] for r in others)
         gap = 100 * (frame["miou"] - dff["miou"])
+        against = next((c for c in comparisons or [] if c["base"] == frame["name"] and c["other"] == "DFF"), None)
+        interval = f" (DFF - Frame: {_difference(against['miou'])})" if against else ""
         lines += ["", f"- DFF at l={plan.key_interval} " + (f"loses {gap:.1f} mIoU points against" if gap >= 0 else
                                                              f"scores {-gap:.1f} mIoU points above")
-                  + " Frame (target: a loss of at most 2.0; the paper lost 1.9).",
+                  + f" Frame{interval} (target: a loss of at most 2.0; the paper lost 1.9).",
                   f"- DFF {'beats' if beaten else 'does not beat'} every ablation and SFF row"
                   + ("" if beaten else ": " + ", ".join(f"{r['name']} {100 * r['miou']:.1f}" for r in others
                                                         if r["miou"] >= dff["miou"])) + "."]
@@ -166,7 +198,7 @@ def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], cur
             cells = [f"{100 * c['miou'][l]:.1f} ({c['speedup'][l]:.1f}x)" for l in (1, 2, 5, 10, 15, 20)
                      if l <= plan.max_interval]
             lines.append(f"| {c['name']} | " + " | ".join(cells) + " |")
-        lines += ["", "![trade-off](segmentation.png)"]
+        lines += ["", f"![trade-off]({plan.stem}.png)"]
     if speed:
         lines += ["", "## Speed at the paper's size (random weights)", "",
                   "Per-frame against DFF, measured in one run each (N_feat with 1024 feature channels, 19 classes).",
@@ -178,6 +210,13 @@ def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], cur
                          f"{s['speedup']:.2f}x | {s['key_frame_ms']:.0f} | {s['non_key_frame_ms']:.0f} |")
         lines += ["", "Target: ResNet-101 + FlowNet at l=5 at least 4.5x faster than per-frame (paper: 3.7x on a "
                       "K40; the bound when propagation costs nothing is 5x)."]
+    if comparisons:
+        lines += ["", "## Differences with 95% bootstrap intervals", "",
+                  "mIoU points, other minus base; the interval resamples held-out snippets (paired: both rows see the "
+                  "same resampled snippets; under the DFF protocol each resample averages its per-offset mIoUs). A "
+                  "difference whose interval contains 0 is not a result.", "",
+                  "| other | base | mIoU difference |", "|---|---|---|"]
+        lines += [f"| {c['other']} | {c['base']} | {_difference(c['miou'])} |" for c in comparisons]
     if records:
         lines += training_lines(records)
     return "\n".join(lines)
@@ -186,7 +225,8 @@ def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], cur
 def run_segmentation_report(plan: SegReportPlan, report: str | os.PathLike = "reports",
                             command: str = "featflow bench seg", progress: bool = True) -> list[Path]:
     video = CityscapesVideo(plan.data, plan.split)
-    rows = _ablation(plan, video, progress)
+    rows, confusions = _ablation(plan, video, progress)
+    comparisons = _comparisons(rows, confusions, plan.bootstrap_samples) if plan.bootstrap_samples else []
     curves = _curves(plan, video, progress)
     speed = []
     for size in plan.speed.sizes:
@@ -196,15 +236,16 @@ def run_segmentation_report(plan: SegReportPlan, report: str | os.PathLike = "re
             if progress:
                 print(format_row(row))
             speed.append(row.to_json())
-    weights = list(dict.fromkeys([r.weights for r in plan.rows] + [w for c in plan.curves
-                                                                    for w in (c.frame_weights, c.weights)]))
-    records = training_records(weights)
+    weights = list(dict.fromkeys([r.trained_as or r.weights for r in plan.rows]
+                                 + [w for c in plan.curves for w in (c.frame_weights, c.weights)]))
+    records = training_records(weights, earlier_records(plan.earlier_training))
     report = Path(report)
-    paths = write_report(report, "segmentation", _markdown(plan, video, rows, curves, speed, records),
-                         {"plan": asdict(plan), "snippets": len(video), "ablation": rows, "curves": curves,
-                          "speed": speed, "training": records, "machine": machine_description()}, command)
+    paths = write_report(report, plan.stem, _markdown(plan, video, rows, curves, speed, records, comparisons),
+                         {"plan": asdict(plan), "snippets": len(video), "ablation": rows, "comparisons": comparisons,
+                          "curves": curves, "speed": speed, "training": records, "machine": machine_description()},
+                         command)
     if curves:
         frame = next((r for r in rows if r["method"] == "frame"), None)
-        _plot(report / "segmentation.png", curves, frame["miou"] if frame else None)
-        paths.append(report / "segmentation.png")
+        _plot(report / f"{plan.stem}.png", curves, frame["miou"] if frame else None)
+        paths.append(report / f"{plan.stem}.png")
     return paths

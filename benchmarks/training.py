@@ -5,6 +5,8 @@ metrics.json), their table, the convergence check and the held-out curves, for `
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from featflow.analysis.reports import save_figure
@@ -30,12 +32,49 @@ def training_record(weights: str) -> dict | None:
                       for h in metrics.get("history", [])]}
 
 
-def training_records(weights: list[str]) -> list[dict]:
+def earlier_records(reports: Sequence[str | os.PathLike]) -> dict[str, dict]:
+    """The training records earlier reports kept (their JSON's ``training``), by weights path: what a run
+    whose folder is gone (``runs/`` lasts a session) was, for the checkpoint shipped from it."""
+    known: dict[str, dict] = {}
+    for path in reports:
+        for record in json.loads(Path(path).read_text()).get("training", []):
+            known.setdefault(record["weights"], {**record, "source": str(path)})
+    return known
+
+
+def _batch_size(record: dict) -> int:
+    """A record's batch size: its own, else that of the packaged config whose output is the run's folder
+    (``runs/seg/frame_r18_long/model.safetensors`` -> ``configs/seg/frame_r18_long.yaml``)."""
+    if record.get("batch_size"):
+        return int(record["batch_size"])
+    from featflow.engine.config import merged_config_dict, packaged_config
+
+    run = Path(record["weights"]).parent
+    config = packaged_config(run.parent.name, run.name)
+    if config is None:
+        raise ValueError(f"{record['weights']}: the earlier record has no batch size and no config "
+                         f"{run.parent.name}/{run.name} says it")
+    return int(merged_config_dict(config, run.parent.name)["train"]["batch_size"])
+
+
+def _completed(record: dict) -> dict:
+    """An earlier report's record with the fields a record has now (older reports kept fewer)."""
+    batch = _batch_size(record)
+    return {"init": None, "features_init": None, "final": {}, "curve": [], **record, "batch_size": batch,
+            "samples": record.get("samples") or record["iterations"] * batch}
+
+
+def training_records(weights: list[str], known: dict[str, dict] | None = None) -> list[dict]:
     """The training records of ``weights`` and, recursively, of the checkpoints they started from; each with
-    its total budget summed along its init chain (``total_samples``, ``total_minutes``)."""
+    its total budget summed along its init chain (``total_samples``, ``total_minutes``). A checkpoint without
+    a metrics.json takes its record from ``known`` (``earlier_records``) when it is there."""
+    known = known or {}
     pending, records = list(dict.fromkeys(weights)), []
     while pending:
-        record = training_record(pending.pop(0))
+        weights_path = pending.pop(0)
+        record = training_record(weights_path)
+        if record is None and weights_path in known:
+            record = _completed(known[weights_path])
         if record is not None:
             records.append(record)
             if record["init"] and record["init"] not in [r["weights"] for r in records] + pending:

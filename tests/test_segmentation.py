@@ -18,6 +18,7 @@ from featflow.engine.config import load_config
 from featflow.engine.models import build_video_model
 from featflow.engine.seg_inference import SegmentationStream, evaluate_segmentation
 from featflow.engine.seg_training import SegModelConfig, SegTrainConfig, train_segmentation
+from featflow.evaluation.bootstrap import miou_interval
 from featflow.evaluation.segmentation import ConfusionMatrix
 from featflow.methods.dff import ShallowFlow
 from featflow.methods.schedulers import FixedInterval
@@ -171,6 +172,9 @@ def test_train_frame_then_dff_then_evaluate(tmp_path, cityscapes_root, capsys):
     video = CityscapesVideo(cityscapes_root, "val")
     ev = evaluate_segmentation(model, video, "dff", key_interval=3, save_predictions=tmp_path / "pred", progress=False)
     assert len(ev.miou_by_offset) == 3 and ev.fps > 0 and 0 <= ev.miou <= 1
+    # per-snippet confusions (for intervals over snippets) add up to the per-offset mIoUs
+    assert ev.snippet_confusion.shape == (3, len(video), video.num_classes, video.num_classes)
+    assert miou_interval(ev.snippet_confusion, samples=10).value == pytest.approx(100 * ev.miou)
     saved = sorted((tmp_path / "pred" / "offset_2").iterdir())
     assert [p.name for p in saved] == ["shapes_000000_000019_pred_labelIds.png",
                                        "shapes_000001_000019_pred_labelIds.png"]

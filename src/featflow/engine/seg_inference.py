@@ -76,6 +76,8 @@ class SegEvaluation:
     miou_by_offset: list[float]
     fps: float  # frames per second of the stream on this machine
     class_names: list[str] = field(default_factory=list)
+    # (offsets, snippets, C, C) int64: each snippet's confusion at each key offset (for intervals; not in to_json)
+    snippet_confusion: np.ndarray | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         return {"method": self.method, "key_interval": self.key_interval, "miou": self.miou,
@@ -127,11 +129,12 @@ def time_stream(model: VideoSegmenter, video: CityscapesVideo, method: str, key_
                         1000 * float(np.mean(times[False])) if times[False] else float("nan"))
 
 
-def offset_matrices(model: VideoSegmenter, video: CityscapesVideo, method: str, offsets: list[int],
-                    save_predictions: str | os.PathLike | None = None, progress: bool = True) -> list[ConfusionMatrix]:
-    """One confusion matrix per key offset: the labelled frame of every snippet predicted from the key
-    frame ``offset`` frames before it. Under torchrun the snippets are dealt out to the ranks and the counts
-    added up: every rank returns the matrices of the whole set."""
+def snippet_confusions(model: VideoSegmenter, video: CityscapesVideo, method: str, offsets: list[int],
+                       save_predictions: str | os.PathLike | None = None, progress: bool = True) -> np.ndarray:
+    """Per key offset and snippet, the confusion matrix of the snippet's labelled frame predicted from the key
+    frame ``offset`` frames before it: (len(offsets), snippets, C, C) int64 [truth, prediction]. Kept per
+    snippet so that intervals can resample snippets (``featflow.evaluation.bootstrap``). Under torchrun the
+    snippets are dealt out to the ranks and their counts gathered: every rank returns the whole set."""
     if model.num_classes != video.num_classes:
         raise FeatflowError(f"the model predicts {model.num_classes} classes, the data has {video.num_classes}")
     if method == "dff" and model.flow_net is None:
@@ -140,22 +143,34 @@ def offset_matrices(model: VideoSegmenter, video: CityscapesVideo, method: str, 
         raise FeatflowError(f"key offsets go up to {video.frames_before} in 30-frame snippets")
     model.eval()
     source = flow_source(method)
-    matrices = [ConfusionMatrix(video.num_classes) for _ in offsets]
+    counts = np.zeros((len(offsets), len(video), video.num_classes, video.num_classes), np.int64)
     to_id = video.table.train_id_to_id()
     ctx = context()
     for index in tqdm(shard(list(range(len(video))), ctx), desc=f"eval {method}",
                       disable=not (progress and ctx.is_main), leave=False):
         truth = video.label(index)
-        for matrix, offset in zip(matrices, offsets):
+        for k, offset in enumerate(offsets):
             pred = predict_labelled_frame(model, video, index, method, offset, source)
+            matrix = ConfusionMatrix(video.num_classes)
             matrix.update(pred, truth)
+            counts[k, index] = matrix.matrix
             if save_predictions is not None:  # label-id PNGs, one folder per key offset
                 s = video.snippets[index]
                 name = f"{cs.frame_stem(s.city, s.seq, s.frame)}_pred_labelIds.png"
                 write_image(Path(save_predictions) / f"offset_{offset}" / name, to_id[pred])
-    if ctx.distributed:  # under torchrun: the snippets were dealt out to the ranks; add up their counts
-        for k, counts in enumerate(zip(*gather([m.matrix for m in matrices], ctx))):
-            matrices[k].matrix = sum(counts)
+    if ctx.distributed:  # each rank filled its own snippets; the others are zero
+        counts = sum(gather(counts, ctx))
+    return counts
+
+
+def offset_matrices(model: VideoSegmenter, video: CityscapesVideo, method: str, offsets: list[int],
+                    save_predictions: str | os.PathLike | None = None, progress: bool = True) -> list[ConfusionMatrix]:
+    """One confusion matrix per key offset over every snippet (``snippet_confusions`` added up)."""
+    matrices = []
+    for per_snippet in snippet_confusions(model, video, method, offsets, save_predictions, progress):
+        matrix = ConfusionMatrix(video.num_classes)
+        matrix.matrix = per_snippet.sum(0)
+        matrices.append(matrix)
     return matrices
 
 
@@ -167,11 +182,15 @@ def evaluate_segmentation(model: VideoSegmenter, video: CityscapesVideo, method:
     if key_interval < 1 or key_interval > video.frames_before + 1:
         raise FeatflowError(f"key interval must be in 1..{video.frames_before + 1} for 30-frame snippets")
     interval = 1 if method == "frame" else key_interval
-    matrices = offset_matrices(model, video, method, list(range(interval)), save_predictions, progress)
+    counts = snippet_confusions(model, video, method, list(range(interval)), save_predictions, progress)
+    matrices = []
+    for per_snippet in counts:
+        matrix = ConfusionMatrix(video.num_classes)
+        matrix.matrix = per_snippet.sum(0)
+        matrices.append(matrix)
     pooled = ConfusionMatrix(video.num_classes)
-    for m in matrices:
-        pooled.matrix += m.matrix
+    pooled.matrix = counts.sum((0, 1))
     by_offset = [m.miou() for m in matrices]
     fps = time_stream(model, video, method, interval, fps_snippets).fps
     return SegEvaluation(method, interval, float(np.mean(by_offset)), pooled.iou().tolist(), by_offset, fps,
-                         video.table.class_names)
+                         video.table.class_names, counts)
