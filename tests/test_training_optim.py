@@ -286,7 +286,8 @@ def test_every_packaged_det_config_loads_and_the_geometry_is_checked():
     from importlib import resources
 
     from featflow.engine.config import load_config
-    from featflow.engine.det_training import DetDataConfig, DetTrainConfig
+    from featflow.engine.det_training import DetTrainConfig
+    from featflow.engine.trainer import DataConfig
 
     folder = resources.files("featflow") / "configs" / "det"
     names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
@@ -298,7 +299,7 @@ def test_every_packaged_det_config_loads_and_the_geometry_is_checked():
             assert (config.train.optimizer, config.model.norm, config.model.freeze_features) == ("sgd", "frozen", False)
             assert not config.model.freeze_scale
     with pytest.raises(ValueError, match="data.geometry"):
-        DetTrainConfig(data=DetDataConfig(geometry="cityscapes"))
+        DetTrainConfig(data=DataConfig(geometry="cityscapes"))
 
 
 def test_a_finite_but_exploding_loss_stops_training_as_diverged(tmp_path):
@@ -318,3 +319,18 @@ def test_a_finite_but_exploding_loss_stops_training_as_diverged(tmp_path):
     # a loss that only falls trains to the end
     result = train(_task(TinyNet()), replace(SGD, iterations=12), tmp_path / "ok", eval_every=6, progress=False)
     assert result.iterations == 12
+
+
+def test_both_tasks_share_the_data_and_eval_configs_each_with_its_own_defaults():
+    from featflow.engine.config import from_dict
+    from featflow.engine.det_training import DetTrainConfig
+    from featflow.engine.seg_training import SegTrainConfig
+    from featflow.engine.trainer import DataConfig, EvalConfig
+
+    seg = from_dict(SegTrainConfig, {"eval": {"every": 10}, "data": {"geometry": "vid"}})
+    assert isinstance(seg.data, DataConfig) and isinstance(seg.eval, EvalConfig)
+    assert (seg.eval.samples, seg.data.size, seg.data.max_offset, seg.data.geometry) == (96, (128, 256), 4, "vid")
+    det = from_dict(DetTrainConfig, {"eval": {"every": 10}})
+    assert (det.eval.samples, det.data.size, det.data.max_offset) == (64, (192, 384), 9)
+    with pytest.raises(ValueError, match="data.geometry"):
+        from_dict(SegTrainConfig, {"data": {"geometry": "cityscapes"}})

@@ -27,41 +27,19 @@ from featflow.engine.checkpoint import read_weights, save_detector
 from featflow.engine.config import check_paths, to_dict
 from featflow.engine.feature_scale import FeatureScale
 from featflow.engine.models import DetModelConfig, build_video_model, check_sources
-from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, to_device, train
+from featflow.engine.trainer import DataConfig, EvalConfig, OptimConfig, TrainResult, TrainTask, to_device, train
 from featflow.evaluation.vid_map import evaluate_vid
 from featflow.methods.detection import VideoDetector, total_loss
-from featflow.registry import GEOMETRIES, check_choice
 from featflow.structures import VideoGroundTruth
-
-
-@dataclass(frozen=True)
-class DetDataConfig:
-    source: str = "synthetic"  # "synthetic" (on the fly) or an ImageNet VID-layout folder
-    size: tuple[int, int] = (192, 384)
-    geometry: str = "shapes"  # synthetic only: "shapes" (many small objects) or "vid" (ImageNet VID's geometry)
-    degradations: str = "default"
-    max_offset: int = 9
-    frames_per_video: int = 8
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class DetEvalConfig:
-    samples: int = 64
-    every: int = 500
 
 
 @dataclass(frozen=True)
 class DetTrainConfig:
     model: DetModelConfig = field(default_factory=DetModelConfig)
-    data: DetDataConfig = field(default_factory=DetDataConfig)
+    data: DataConfig = field(default_factory=DataConfig)  # source: synthetic or an ImageNet VID-layout folder
     train: OptimConfig = field(default_factory=OptimConfig)
-    eval: DetEvalConfig = field(default_factory=DetEvalConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     output: str = "runs/det"
-
-    def __post_init__(self) -> None:
-        Degradations.parse(self.data.degradations)
-        check_choice("synthetic geometry", self.data.geometry, GEOMETRIES, key="data.geometry")
 
 
 def reference_sampling(cfg: DetModelConfig, max_offset: int) -> ReferenceSampling:

@@ -26,26 +26,23 @@ from featflow.engine.checkpoint import read_weights, save_segmenter
 from featflow.engine.config import check_paths, to_dict
 from featflow.engine.feature_scale import FeatureScale
 from featflow.engine.models import SegModelConfig, build_video_model, check_sources
-from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, to_device, train
+from featflow.engine.trainer import DataConfig, EvalConfig, OptimConfig, TrainResult, TrainTask, to_device, train
 from featflow.errors import FeatflowError
 from featflow.evaluation.segmentation import IGNORE, ConfusionMatrix
 from featflow.methods.segmentation import VideoSegmenter
 
 
 @dataclass(frozen=True)
-class SegDataConfig:
-    source: str = "synthetic"  # "synthetic" (on the fly, every frame labelled) or a Cityscapes-layout folder
+class SegDataConfig(DataConfig):
+    """Segmentation's defaults; source: synthetic (every frame labelled) or a Cityscapes-layout folder."""
+
     size: tuple[int, int] = (128, 256)
-    degradations: str = "default"
     max_offset: int = 4  # key frame = current - U{0..max_offset}; ignored by per-frame models
-    frames_per_video: int = 8
-    seed: int = 0
 
 
 @dataclass(frozen=True)
-class SegEvalConfig:
-    samples: int = 96  # held-out (validation) samples
-    every: int = 500
+class SegEvalConfig(EvalConfig):
+    samples: int = 96
 
 
 @dataclass(frozen=True)
@@ -56,14 +53,12 @@ class SegTrainConfig:
     eval: SegEvalConfig = field(default_factory=SegEvalConfig)
     output: str = "runs/seg"
 
-    def __post_init__(self) -> None:
-        Degradations.parse(self.data.degradations)
-
 
 def _datasets(cfg: SegTrainConfig, max_offset: int) -> tuple[torch.utils.data.Dataset, list[dict], list[str], bool]:
     """(training set, held-out samples, class names, whether the training set is a finite folder)."""
     if cfg.data.source == "synthetic":
-        config = SynthConfig(cfg.data.size[0], cfg.data.size[1], 30, Degradations.parse(cfg.data.degradations))
+        config = SynthConfig.build(cfg.data.geometry, cfg.data.size[0], cfg.data.size[1], 30,
+                                   Degradations.parse(cfg.data.degradations))
         train_set = SyntheticSegmentationPairs(config, cfg.train.iterations * cfg.train.batch_size, cfg.data.seed,
                                                "train", max_offset, cfg.data.frames_per_video,
                                                videos_in_flight=cfg.train.batch_size)

@@ -56,7 +56,7 @@ from featflow.engine.distributed import (
 )
 from featflow.errors import FeatflowError, MissingInput
 from featflow.modeling.precision import autocast, autocast_dtype
-from featflow.registry import OPTIMIZERS, PRECISIONS, SCHEDULES, check_choice
+from featflow.registry import GEOMETRIES, OPTIMIZERS, PRECISIONS, SCHEDULES, check_choice
 from featflow.utils.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,34 @@ class OptimConfig:
             raise FeatflowError(f"gamma: must be in (0, 1] (the factor at each step), got {self.gamma}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise FeatflowError(f"checkpoint_every: must be at least 1 iteration, got {self.checkpoint_every}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where a task's training samples come from. The defaults are detection's; segmentation's config
+    subclasses it with its own (``seg_training.SegDataConfig``)."""
+
+    source: str = "synthetic"  # "synthetic" (generated on the fly) or a folder in the task's layout
+    size: tuple[int, int] = (192, 384)
+    geometry: str = "shapes"  # synthetic only: "shapes" (many small objects) or "vid" (ImageNet VID's geometry)
+    degradations: str = "default"
+    max_offset: int = 9  # other frames (key or reference) up to this many frames from the current one
+    frames_per_video: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from featflow.data.synthetic import Degradations
+
+        Degradations.parse(self.degradations)
+        check_choice("synthetic geometry", self.geometry, GEOMETRIES, key="data.geometry")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The held-out evaluation during training."""
+
+    samples: int = 64  # held-out (validation) samples
+    every: int = 500  # iterations between evaluations
 
 
 def override_train(cfg: T, iterations: int | None = None, time_limit: float | None = None) -> T:
