@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from featflow.cli import bench, demo, eval, flow, infer, models, pack, report, synth, train
+from featflow.cli import bench, check_data, demo, eval, flow, infer, models, pack, report, synth, train
 from featflow.errors import FeatflowError
 
 #: The commands in the order ``featflow --help`` lists them.
-COMMANDS = (demo, infer, models, report, synth, train, flow, eval, bench, pack)
+COMMANDS = (demo, infer, models, report, synth, check_data, train, flow, eval, bench, pack)
 #: Commands that run as one job across the processes torchrun starts (single-process without it).
 DISTRIBUTED_COMMANDS: tuple[str, ...] = ("train", "eval")
 
