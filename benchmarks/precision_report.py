@@ -33,8 +33,8 @@ SEG_RUNS = (("dff", 5), ("frame", 1))
 DET_RUNS = {"dff": (("dff", 10),), "fgfa": (("fgfa", 10), ("frame", 0))}
 
 
-def _seg_rows(name: str, path: Path, video: CityscapesVideo, progress: bool) -> list[dict]:
-    model = load_segmenter(path)[0].for_inference()
+def _seg_rows(name: str, path: Path, video: CityscapesVideo, progress: bool, device: str = "cpu") -> list[dict]:
+    model = load_segmenter(path)[0].for_inference(device)
     device = next(model.parameters()).device
     rows = []
     for method, interval in SEG_RUNS:
@@ -49,8 +49,9 @@ def _seg_rows(name: str, path: Path, video: CityscapesVideo, progress: bool) -> 
     return rows
 
 
-def _det_rows(name: str, path: Path, data: VidDataset, samples: int, progress: bool) -> list[dict]:
-    model = load_detector(path)[0].for_inference()
+def _det_rows(name: str, path: Path, data: VidDataset, samples: int, progress: bool,
+              device: str = "cpu") -> list[dict]:
+    model = load_detector(path)[0].for_inference(device)
     truth = ground_truth(data)
     kind = "fgfa" if model.aggregator is not None else "dff"
     rows = []
@@ -71,14 +72,17 @@ def _det_rows(name: str, path: Path, data: VidDataset, samples: int, progress: b
     return rows
 
 
-def _markdown(rows: list[dict], seg_data: str, det_data: str, videos: int, native: bool) -> str:
+def _markdown(rows: list[dict], seg_data: str, det_data: str, videos: int, native: bool, device: str = "cpu") -> str:
+    where = "this CPU" if device == "cpu" else f"the GPU ({device})"
     lines = ["# bfloat16 inference against float32 (shipped models)", "",
              f"Held-out data: `{seg_data}` (segmentation, the DFF protocol of `featflow eval seg`) and the first "
              f"{videos} videos of `{det_data}` (detection, VID rules). bfloat16 autocast covers N_feat, F, the warp "
              "and the aggregation; the detection heads keep float32 box arithmetic. Frames per second are model "
-             "time on this CPU, one run each. "
-             + ("This CPU runs bfloat16 natively (AVX512-BF16 / AMX)." if native else
-                "This CPU has no native bfloat16: the bf16 rows ran in float32 (a fallback)."), "",
+             f"time on {where}, one run each. "
+             + (("This CPU runs bfloat16 natively (AVX512-BF16 / AMX)." if device == "cpu" else
+                 "The GPU runs bfloat16 natively.") if native else
+                f"{where[0].upper() + where[1:]} has no native bfloat16: the bf16 rows ran in float32 (a fallback)."),
+             "",
              "| model | method | metric | fp32 | bf16 | change (points) | fps fp32 | fps bf16 | speed-up |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -95,17 +99,19 @@ def _markdown(rows: list[dict], seg_data: str, det_data: str, videos: int, nativ
 
 def run_precision_report(seg_data: str | os.PathLike, det_data: str | os.PathLike, videos: int = 12,
                          report: str | os.PathLike = "reports", command: str = "featflow bench precision",
-                         samples: int = 1000, progress: bool = True) -> list[Path]:
+                         samples: int = 1000, progress: bool = True, device: str = "cpu",
+                         stem: str = "precision") -> list[Path]:
+    """Every shipped model in float32 and bfloat16 on ``device``; writes ``{stem}.md`` and ``{stem}.json``."""
     video = CityscapesVideo(seg_data, "val")
     data = VidDataset(det_data, "val").first(videos)
     rows: list[dict] = []
     for info in tqdm(shipped_models(), desc="shipped models", disable=not progress):
         if info.task == "seg":
-            rows += _seg_rows(info.name, info.path, video, progress)
+            rows += _seg_rows(info.name, info.path, video, progress, device)
         else:
-            rows += _det_rows(info.name, info.path, data, samples, progress)
-    native = bf16_supported(torch.device("cpu"))
-    text = _markdown(rows, str(seg_data), str(det_data), len(data), native)
-    return write_report(report, "precision", text,
+            rows += _det_rows(info.name, info.path, data, samples, progress, device)
+    native = bf16_supported(torch.device(device))
+    text = _markdown(rows, str(seg_data), str(det_data), len(data), native, device)
+    return write_report(report, stem, text,
                         {"rows": rows, "videos": len(data), "native_bf16": native, "target_points": TARGET,
-                         "machine": machine_description()}, command)
+                         "device": device, "machine": machine_description()}, command)

@@ -60,7 +60,8 @@ def clip_features(model: VideoDetector, current: Tensor, references: Tensor, sam
     return model.key_features(current)
 
 
-def _loss(model: nn.Module, batch: dict) -> Tensor:
+def training_loss(model: nn.Module, batch: dict) -> Tensor:
+    """The training loss of a batch of clips: the RPN and R-FCN losses on the current frame's features."""
     features = clip_features(model, batch["current"], batch["references"], batch["same"])
     return total_loss(model.detect(features, tuple(batch["current"].shape[-2:]), batch["targets"]))
 
@@ -123,7 +124,7 @@ def train_detection(cfg: DetTrainConfig, out: Path | None = None, resume: bool =
 
     method = "FGFA" if cfg.model.aggregation else ("DFF" if cfg.model.flow_net else "per-frame")
     task = TrainTask(
-        name=f"det {cfg.model.arch} {method}", model=model, dataset=train_set, loss=_loss,
+        name=f"det {cfg.model.arch} {method}", model=model, dataset=train_set, loss=training_loss,
         evaluate=lambda m: _evaluate(m, val_samples, len(class_names)),
         save_weights=save, load_weights=load, backbone=model.feature_net, shuffle=finite, seed=cfg.data.seed,
         config=config, collate=collate_clips,

@@ -75,7 +75,8 @@ def _datasets(cfg: SegTrainConfig, max_offset: int) -> tuple[torch.utils.data.Da
             video.table.class_names, True)
 
 
-def _loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+def training_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    """The training loss of a batch of (current, key) pairs: cross-entropy of the segmentation of current."""
     key = None if model.flow_net is None else batch["key"]
     logits = model(batch["current"], key, batch["same"])
     return F.cross_entropy(logits, batch["label"], ignore_index=IGNORE)
@@ -124,7 +125,7 @@ def train_segmentation(cfg: SegTrainConfig, out: Path | None = None, resume: boo
 
     task = TrainTask(
         name=f"seg {cfg.model.arch}" + (f" + {cfg.model.flow_net}" if cfg.model.flow_net else " per-frame"),
-        model=model, dataset=train_set, loss=_loss,
+        model=model, dataset=train_set, loss=training_loss,
         evaluate=lambda m: _evaluate(m, val_samples, len(class_names)),
         save_weights=save, load_weights=load, backbone=model.feature_net, shuffle=finite, seed=cfg.data.seed,
         config=config, find_unused_parameters=False,  # per-frame and DFF (its scale field too) use every parameter
