@@ -137,8 +137,25 @@ def appearance_results(data: VidDataset, truth: list[VideoGroundTruth], detectio
             diffs = vid_map_differences(detections[single], dets, truth, num_classes, samples=samples,
                                         categories=GROUPS, groups=groups, names=GROUPS)
             differences.append({"base": single, "other": name, **{g: d.to_json() for g, d in diffs.items()}})
-    return {"groups": list(GROUPS), "boxes": group_counts(groups, GROUPS), "rows": rows, "single": single,
-            "by_type": by_type, "differences": differences}
+    boxes = group_counts(groups, GROUPS)
+    return {"groups": list(GROUPS), "boxes": boxes, "rows": rows, "single": single, "by_type": by_type,
+            "differences": differences, "headroom": headroom(rows[list(detections).index(single)]["map"], boxes)}
+
+
+def headroom(maps: dict[str, float | None], boxes: dict[str, int]) -> dict[str, float] | None:
+    """What aggregation could add at most, in the arithmetic of shares: mAP is roughly the box-weighted mean
+    of the groups' mAPs (``weighted``, to compare with the real ``all``); raising the group that has a better
+    view nearby to the clear group's level adds ``better_nearby`` points, and raising the mild group too adds
+    ``with_mild``. An estimate, not a bound the metric guarantees."""
+    total = sum(boxes.values())
+    if not total or any(maps.get(g) is None for g in GROUPS):
+        return None
+    share = {g: boxes[g] / total for g in GROUPS}
+    weighted = sum(share[g] * maps[g] for g in GROUPS)
+    clear = maps[GROUPS[0]]
+    nearby = share[GROUPS[2]] * max(0.0, clear - maps[GROUPS[2]])
+    mild = share[GROUPS[1]] * max(0.0, clear - maps[GROUPS[1]])
+    return {"weighted": weighted, "all": maps["all"], "better_nearby": nearby, "with_mild": nearby + mild}
 
 
 def _pct(value: float | None) -> str:
@@ -174,6 +191,13 @@ def appearance_lines(results: dict) -> list[str]:
         cells = " | ".join(_pct(t["map"][g]) for g in TYPE_GROUPS)
         lines.append(f"| {t['deterioration']} | {t['levels'][0]:g} / {t['levels'][1]:g} | {cells} | "
                      f"{b['none']} / {b['hit']} / {b['strong']} |")
+    room = results.get("headroom")
+    if room:
+        lines += ["", f"Room for aggregation, in the arithmetic of box shares: the groups' mAPs weighted by their "
+                      f"boxes give {100 * room['weighted']:.1f} ({results['single']}'s mAP: {100 * room['all']:.1f}). "
+                      f"Finding every strongly deteriorated object that has a better view nearby as well as a clear "
+                      f"one would add about {100 * room['better_nearby']:.1f} points; the mild ones too, about "
+                      f"{100 * room['with_mild']:.1f}. An estimate: mAP is not exactly a weighted mean of the groups'."]
     if results["differences"]:
         lines += ["", f"Differences from {results['single']} per group, mAP points with paired 95% bootstrap intervals "
                       "over videos:", "", "| other | " + " | ".join(results["groups"]) + " |",

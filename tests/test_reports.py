@@ -471,3 +471,37 @@ def test_appearance_groups_say_whether_a_better_view_is_near():
     assert list(groups[1]) == ["mild", "strong throughout"] and list(groups[5]) == ["clear", "strong throughout"]
     smear = type_groups(measures, "smear")[0]
     assert list(smear[0]) == ["strong", "none"] and list(smear[1]) == ["none", "none"]
+
+
+def test_the_headroom_of_aggregation_is_the_arithmetic_of_box_shares():
+    from benchmarks.appearance import GROUPS, headroom
+
+    maps = {"all": 0.17, GROUPS[0]: 0.25, GROUPS[1]: 0.20, GROUPS[2]: 0.15, GROUPS[3]: 0.05}
+    room = headroom(maps, dict(zip(GROUPS, (20, 40, 20, 20))))
+    assert room["weighted"] == pytest.approx(0.2 * 0.25 + 0.4 * 0.20 + 0.2 * 0.15 + 0.2 * 0.05)
+    assert room["better_nearby"] == pytest.approx(0.2 * 0.10) and room["with_mild"] == pytest.approx(0.02 + 0.4 * 0.05)
+    assert headroom({**maps, GROUPS[3]: None}, dict(zip(GROUPS, (20, 40, 20, 20)))) is None
+
+
+@pytest.mark.slow
+def test_the_gpu_script_runs_every_part_at_toy_sizes_on_the_cpu(tmp_path):
+    from benchmarks.gpu_check import _markdown, run_gpu_check
+
+    paths = run_gpu_check("cpu", tmp_path, tiny=True, seg_data=None, det_data=None)
+    assert {p.name for p in paths} == {"gpu.md", "gpu.json"}
+    data = json.loads((tmp_path / "gpu.json").read_text())
+    assert data["tiny"] and data["accuracy"] == []
+    # per-frame against DFF for both tasks and FGFA, in both precisions
+    assert {(r["kind"], r.get("task", "det"), r["precision"]) for r in data["speed"]} == {
+        (kind, task, p) for p in ("fp32", "bf16") for kind, task in (("dff", "seg"), ("dff", "det"), ("fgfa", "det"))}
+    assert all(r["speedup"] > 0 for r in data["speed"] if r["kind"] == "dff")
+    # the real training step of every case runs and gives a finite loss
+    cases = {(r["task"], r["method"]) for r in data["training"]}
+    assert cases == {("seg", "frame"), ("seg", "dff"), ("det", "frame"), ("det", "dff"), ("det", "fgfa")}
+    assert all(r["loss_finite"] and r["images_per_second"] > 0 for r in data["training"])
+    text = (tmp_path / "gpu.md").read_text()
+    assert "dry run at toy sizes" in text and "| det | fgfa |" in text
+    # the accuracy table sets the device's figures beside the CPU's
+    row = {"model": "m", "method": "dff", "setting": "l=5", "metric": "mIoU", "fp32": 35.9, "bf16": 35.8}
+    table = _markdown([], [], [row], [{**row, "fp32": 35.5}], "GPU", False)
+    assert "| m | dff l=5 | mIoU | 35.90 | 35.80 | 35.50 | +0.40 |" in table
