@@ -16,7 +16,7 @@ from featflow.data.synthetic import SynthConfig
 from featflow.engine import trainer
 from featflow.engine.checkpoint import load_detector, read_weights, save_detector, save_segmenter, save_weights
 from featflow.engine.config import from_dict
-from featflow.engine.det_training import DetModelConfig, DetTrainConfig, _loss as det_loss
+from featflow.engine.det_training import DetModelConfig, DetTrainConfig, training_loss as det_loss
 from featflow.engine.feature_scale import FeatureScale, feature_std
 from featflow.engine.models import build_video_model
 from featflow.engine.seg_training import SegModelConfig
