@@ -33,6 +33,7 @@ from featflow.engine.checkpoint import load_flow_into, load_segmenter  # noqa: E
 from featflow.engine.seg_inference import evaluate_segmentation, offset_matrices, time_stream  # noqa: E402
 from featflow.evaluation.bootstrap import miou_difference  # noqa: E402
 from featflow.methods.segmentation import VideoSegmenter  # noqa: E402
+from featflow.registry import resolve_weights  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ class SegReportPlan:
 
 
 def _model(weights: str, flow_net: str | None = None, flow_weights: str | None = None) -> VideoSegmenter:
-    model, meta = load_segmenter(weights, flow_net=flow_net)
+    """A row's segmenter: ``weights`` is a file or a shipped model's name."""
+    model, meta = load_segmenter(resolve_weights(weights, what="the plan's weights"), flow_net=flow_net)
     if flow_net and not meta.get("flow_net"):
         load_flow_into(model, flow_weights)
     return model.for_inference()

@@ -16,6 +16,8 @@ def training_record(weights: str) -> dict | None:
     """How a checkpoint was trained, from the run's metrics.json beside it: starting point, iterations, samples
     (iterations x batch), minutes (the run alone, not its starting point's), its held-out metric during training
     and the whole held-out curve."""
+    if Path(weights).parent == Path("."):  # a bare name (a shipped model) has no run folder
+        return None
     path = Path(weights).with_name("metrics.json")
     if not path.is_file():
         return None
