@@ -179,6 +179,18 @@ def _decoded_size(path: Path, errors: list[str]) -> tuple[int, int] | None:
         return None
 
 
+def _add_splits(report: "DataReport", names: list[str], missing: str,
+                check: Callable[[str], "SplitReport | None"]) -> None:
+    """Check each named split into ``report`` (a split that cannot be read at all adds only its error);
+    ``missing`` is the error when there is no split."""
+    if not names:
+        report.errors.append(missing)
+    for name in names:
+        split_report = check(name)
+        if split_report is not None:
+            report.splits.append(split_report)
+
+
 def _bar(total: int, split: str, unit: str, progress: bool) -> tqdm:
     return tqdm(total=total, desc=f"check {split}", unit=unit, disable=not progress, leave=False)
 
@@ -416,13 +428,9 @@ def _check_vid(root: Path, split: str | None, motion: MotionFn | None, decode: b
     else:
         class_map = f"the {len(vid.VID_CLASSES)} ImageNet VID classes (no devkit/data/map_vid.txt)"
     report = DataReport("vid", root, class_map, "boxes", errors=errors)
-    names = _choose(_vid_splits(root), split, root)
-    if not names:
-        errors.append(f"{root / 'Data' / 'VID'}: no split folders (train, val, ...)")
-    for name in names:
-        split_report = _check_vid_split(root, name, motion, decode, progress, errors)
-        if split_report is not None:
-            report.splits.append(split_report)
+    _add_splits(report, _choose(_vid_splits(root), split, root),
+                f"{root / 'Data' / 'VID'}: no split folders (train, val, ...)",
+                lambda name: _check_vid_split(root, name, motion, decode, progress, errors))
     report.errors = list(dict.fromkeys(errors))  # a broken class map fails every split with the same message
     return report
 
@@ -636,13 +644,9 @@ def _check_cityscapes(root: Path, split: str | None, decode: bool, progress: boo
     table, class_map = _label_table(root, errors)
     report = DataReport("cityscapes", root, class_map, "pixels", errors=errors)
     labels = root / "gtFine"
-    names = _choose((p.name for p in labels.glob("*") if p.is_dir()), split, root)
-    if not names:
-        errors.append(f"{labels}: no split folders with labels (gtFine/train/CITY/*_gtFine_labelIds.png, ...)")
-    for name in names:
-        split_report = _check_cityscapes_split(root, name, table, decode, progress, errors)
-        if split_report is not None:
-            report.splits.append(split_report)
+    _add_splits(report, _choose((p.name for p in labels.glob("*") if p.is_dir()), split, root),
+                f"{labels}: no split folders with labels (gtFine/train/CITY/*_gtFine_labelIds.png, ...)",
+                lambda name: _check_cityscapes_split(root, name, table, decode, progress, errors))
     return report
 
 
