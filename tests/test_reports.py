@@ -341,13 +341,14 @@ def test_every_plan_loads_by_name_and_by_path():
     from benchmarks.seg_report import SegReportPlan
     from featflow.errors import MissingInput
 
-    assert benchmarks.plan_names() == ["detection", "detection_vid", "segmentation"]
+    assert benchmarks.plan_names() == ["detection", "detection_vid", "segmentation", "segmentation_budget"]
     for name in benchmarks.plan_names():
         cls = DetReportPlan if name.startswith("detection") else SegReportPlan
         plan = benchmarks.load_plan(cls, name)
         assert benchmarks.load_plan(cls, benchmarks.PLANS / f"{name}.yaml") == plan
     plan = benchmarks.load_plan(DetReportPlan, "detection_vid")
     assert plan.stem == "detection_vid" and plan.bootstrap_samples >= 1000
+    assert benchmarks.load_plan(SegReportPlan, "segmentation_budget").earlier_training == ("reports/segmentation.json",)
     with pytest.raises(MissingInput, match="no plan file nothing .*detection, detection_vid, segmentation"):
         benchmarks.load_plan(DetReportPlan, "nothing")
 
