@@ -24,6 +24,7 @@ import re
 
 import numpy as np
 
+from benchmarks.cells import difference, percent
 from benchmarks.synth_report import DETERIORATION_LEVELS, NEIGHBOUR_WINDOW, passes_level
 from featflow.data.synthetic import SynthConfig, SyntheticVideo
 from featflow.data.vid import VidDataset
@@ -158,12 +159,6 @@ def headroom(maps: dict[str, float | None], boxes: dict[str, int]) -> dict[str, 
     return {"weighted": weighted, "all": maps["all"], "better_nearby": nearby, "with_mild": nearby + mild}
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
-
-def _difference(d: dict) -> str:
-    return "-" if d["delta"] is None else f"{d['delta']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]"
 
 
 def appearance_lines(results: dict) -> list[str]:
@@ -180,15 +175,15 @@ def appearance_lines(results: dict) -> list[str]:
              "| method | all | " + " | ".join(f"{g} ({boxes[g]} boxes)" for g in results["groups"]) + " |",
              "|---|---|" + "---|" * len(results["groups"])]
     for r in results["rows"]:
-        lines.append(f"| {r['name']} | {_pct(r['map']['all'])} | "
-                     + " | ".join(_pct(r["map"][g]) for g in results["groups"]) + " |")
+        lines.append(f"| {r['name']} | {percent(r['map']['all'])} | "
+                     + " | ".join(percent(r["map"][g]) for g in results["groups"]) + " |")
     lines += ["", f"How {results['single']}'s mAP falls with each deterioration alone (boxes of the other levels of "
                   "that type are out of the group; the other types do what they do):", "",
               "| deterioration | hit / strong level | none | hit, not strong | strong | boxes none / hit / strong |",
               "|---|---|---|---|---|---|"]
     for t in results["by_type"]:
         b = t["boxes"]
-        cells = " | ".join(_pct(t["map"][g]) for g in TYPE_GROUPS)
+        cells = " | ".join(percent(t["map"][g]) for g in TYPE_GROUPS)
         lines.append(f"| {t['deterioration']} | {t['levels'][0]:g} / {t['levels'][1]:g} | {cells} | "
                      f"{b['none']} / {b['hit']} / {b['strong']} |")
     room = results.get("headroom")
@@ -203,5 +198,5 @@ def appearance_lines(results: dict) -> list[str]:
                       "over videos:", "", "| other | " + " | ".join(results["groups"]) + " |",
                   "|---|" + "---|" * len(results["groups"])]
         for d in results["differences"]:
-            lines.append(f"| {d['other']} | " + " | ".join(_difference(d[g]) for g in results["groups"]) + " |")
+            lines.append(f"| {d['other']} | " + " | ".join(difference(d[g]) for g in results["groups"]) + " |")
     return lines

@@ -31,6 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmarks.appearance import appearance_lines, appearance_results  # noqa: E402
+from benchmarks.cells import difference, percent  # noqa: E402
 from benchmarks.detection_cache import DetectionCache, entry_key  # noqa: E402
 from benchmarks.training import curves_plot, plateau_gain, training_lines, training_records  # noqa: E402
 from featflow.analysis.reports import machine_description, save_figure, write_report  # noqa: E402
@@ -186,9 +187,6 @@ def _comparisons(runner: _Runner, results: dict, samples: int) -> list[dict]:
     return [runner.compare(a, b, samples) for a, b in dict.fromkeys(pairs)]
 
 
-def _difference(d: dict) -> str:
-    return "-" if d["delta"] is None else f"{d['delta']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]"
-
 
 def _comparison_lines(comparisons: list[dict]) -> list[str]:
     lines = ["", "## Differences with 95% bootstrap intervals", "",
@@ -196,7 +194,7 @@ def _comparison_lines(comparisons: list[dict]) -> list[str]:
              "resampled videos). A difference whose interval contains 0 is not a result.", "",
              "| other | base | all | slow | medium | fast |", "|---|---|---|---|---|---|"]
     for c in comparisons:
-        lines.append(f"| {c['other']} | {c['base']} | " + " | ".join(_difference(c[k]) for k in
+        lines.append(f"| {c['other']} | {c['base']} | " + " | ".join(difference(c[k]) for k in
                                                                       ("all", "slow", "medium", "fast")) + " |")
     return lines
 
@@ -205,16 +203,14 @@ def _config(plan: DetReportPlan, method: str, window: int | None = None) -> DetS
     return DetStreamConfig(method, plan.key_interval, plan.window if window is None else window)
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
 
 def _map_table(rows: list[dict], extra: str = "") -> list[str]:
     lines = [f"| method | mAP (%) | slow | medium | fast | ms / frame |{extra}", "|---|---|---|---|---|---|"
              + ("---|" if extra else "")]
     for r in rows:
-        lines.append(f"| {r['name']} | {_pct(r['map'])} | {_pct(r['slow'])} | {_pct(r['medium'])} | "
-                     f"{_pct(r['fast'])} | {r['ms_per_frame']:.0f} |" + (f" {r.get('extra', '')} |" if extra else ""))
+        lines.append(f"| {r['name']} | {percent(r['map'])} | {percent(r['slow'])} | {percent(r['medium'])} | "
+                     f"{percent(r['fast'])} | {r['ms_per_frame']:.0f} |"
+                     + (f" {r.get('extra', '')} |" if extra else ""))
     return lines
 
 
@@ -290,7 +286,8 @@ def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) 
         lines += ["", "## Test frames against accuracy and runtime (FGFA)", "",
                   "| test frames | mAP (%) | fast | ms / frame |", "|---|---|---|---|"]
         for r in results["frame_counts"]:
-            lines.append(f"| {2 * r['window'] + 1} | {_pct(r['map'])} | {_pct(r['fast'])} | {r['ms_per_frame']:.0f} |")
+            lines.append(f"| {2 * r['window'] + 1} | {percent(r['map'])} | {percent(r['fast'])} | "
+                         f"{r['ms_per_frame']:.0f} |")
         lines += ["", f"![frame count]({plan.stem}.png)"]
     if results["speed"]:
         s = results["speed"]

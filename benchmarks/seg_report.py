@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.cells import difference  # noqa: E402
 from benchmarks.training import earlier_records, training_lines, training_records  # noqa: E402
 from featflow.analysis.reports import machine_description, save_figure, write_report  # noqa: E402
 from featflow.analysis.speed import dff_speedup, format_row, measure_speed  # noqa: E402
@@ -112,9 +113,6 @@ def _comparisons(rows: list[dict], confusions: dict, samples: int) -> list[dict]
             for a, b in pairs]
 
 
-def _difference(d: dict) -> str:
-    return "-" if d["delta"] is None else f"{d['delta']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]"
-
 
 def _curves(plan: SegReportPlan, video: CityscapesVideo, progress: bool) -> list[dict]:
     curves = []
@@ -178,7 +176,7 @@ def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], cur
         beaten = all(dff["miou"] > r["miou"] for r in others)
         gap = 100 * (frame["miou"] - dff["miou"])
         against = next((c for c in comparisons or [] if c["base"] == frame["name"] and c["other"] == "DFF"), None)
-        interval = f" (DFF - Frame: {_difference(against['miou'])})" if against else ""
+        interval = f" (DFF - Frame: {difference(against['miou'])})" if against else ""
         lines += ["", f"- DFF at l={plan.key_interval} " + (f"loses {gap:.1f} mIoU points against" if gap >= 0 else
                                                              f"scores {-gap:.1f} mIoU points above")
                   + f" Frame{interval} (target: a loss of at most 2.0; the paper lost 1.9).",
@@ -218,7 +216,7 @@ def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], cur
                   "same resampled snippets; under the DFF protocol each resample averages its per-offset mIoUs). A "
                   "difference whose interval contains 0 is not a result.", "",
                   "| other | base | mIoU difference |", "|---|---|---|"]
-        lines += [f"| {c['other']} | {c['base']} | {_difference(c['miou'])} |" for c in comparisons]
+        lines += [f"| {c['other']} | {c['base']} | {difference(c['miou'])} |" for c in comparisons]
     if records:
         lines += training_lines(records)
     return "\n".join(lines)

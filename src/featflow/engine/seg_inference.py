@@ -166,9 +166,14 @@ def snippet_confusions(model: VideoSegmenter, video: CityscapesVideo, method: st
 def offset_matrices(model: VideoSegmenter, video: CityscapesVideo, method: str, offsets: list[int],
                     save_predictions: str | os.PathLike | None = None, progress: bool = True) -> list[ConfusionMatrix]:
     """One confusion matrix per key offset over every snippet (``snippet_confusions`` added up)."""
+    return _per_offset(snippet_confusions(model, video, method, offsets, save_predictions, progress))
+
+
+def _per_offset(counts: np.ndarray) -> list[ConfusionMatrix]:
+    """(offsets, snippets, C, C) per-snippet counts -> one matrix per offset over every snippet."""
     matrices = []
-    for per_snippet in snippet_confusions(model, video, method, offsets, save_predictions, progress):
-        matrix = ConfusionMatrix(video.num_classes)
+    for per_snippet in counts:
+        matrix = ConfusionMatrix(counts.shape[-1])
         matrix.matrix = per_snippet.sum(0)
         matrices.append(matrix)
     return matrices
@@ -183,11 +188,7 @@ def evaluate_segmentation(model: VideoSegmenter, video: CityscapesVideo, method:
         raise FeatflowError(f"key interval must be in 1..{video.frames_before + 1} for 30-frame snippets")
     interval = 1 if method == "frame" else key_interval
     counts = snippet_confusions(model, video, method, list(range(interval)), save_predictions, progress)
-    matrices = []
-    for per_snippet in counts:
-        matrix = ConfusionMatrix(video.num_classes)
-        matrix.matrix = per_snippet.sum(0)
-        matrices.append(matrix)
+    matrices = _per_offset(counts)
     pooled = ConfusionMatrix(video.num_classes)
     pooled.matrix = counts.sum((0, 1))
     by_offset = [m.miou() for m in matrices]
