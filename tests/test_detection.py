@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from featflow.methods.detection import total_loss
+from featflow.methods.dff import propagate_features
 from featflow.methods.streams import AggregatedFeatures
+from featflow.modeling.heads import total_loss
 from featflow.modeling.rfcn import RFCNConfig, RFCNHead
 from small_detector import small_detector
 
@@ -34,8 +35,8 @@ def test_training_with_and_without_objects_and_proposals():
     assert set(losses) == {"rpn_objectness", "rpn_box", "rfcn_cls", "rfcn_box"}
     assert all(torch.isfinite(v) for v in losses.values())
     total_loss(losses).backward()
-    assert model.rfcn.cls_maps.weight.grad.abs().sum() > 0 and model.feature_net.conv1.weight.grad is not None
-    model.rpn = _NoProposals()  # no proposals: training still has the ground-truth RoIs, inference returns nothing
+    assert model.head.rfcn.cls_maps.weight.grad.abs().sum() > 0 and model.feature_net.conv1.weight.grad is not None
+    model.head.rpn = _NoProposals()  # no proposals: training still has the ground-truth RoIs, inference returns nothing
     losses = model(images, targets=targets)
     assert torch.isfinite(total_loss(losses))
     model.eval()
@@ -72,7 +73,7 @@ def test_for_inference_runs_channels_last_on_the_cpu_with_the_same_outputs():
     stream = AggregatedFeatures(model, window=1)
     before = [out for frame in frames for out in stream.push(frame)] + stream.finish()
     key = model.key_features(frames[0])
-    propagated = model.propagate(key, frames[1], frames[0])
+    propagated = propagate_features(model, key, frames[1], frames[0])
     assert model.for_inference("cpu") is model and not model.training
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
     stream = AggregatedFeatures(model, window=1)
@@ -80,8 +81,8 @@ def test_for_inference_runs_channels_last_on_the_cpu_with_the_same_outputs():
     assert [o.index for o in after] == [o.index for o in before]
     for (_, a, _), (_, b, _) in zip(before, after):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(model.propagate(model.key_features(frames[0]), frames[1], frames[0]), propagated,
-                               atol=1e-4, rtol=1e-4)
+    again = propagate_features(model, model.key_features(frames[0]), frames[1], frames[0])
+    torch.testing.assert_close(again, propagated, atol=1e-4, rtol=1e-4)
     # FGFA has no scale field: its flow skips the scale head
     flow, scale = model.learned_flow(frames[1], frames[0], with_scale=False)
     assert scale is None and flow.shape == (1, 2, 2, 3)

@@ -8,6 +8,7 @@ import torch
 from featflow.methods.fgfa import (
     TEMPERATURE_RATE,
     FlowGuidedAggregation,
+    aggregated_features,
     aggregation_weights,
     build_aggregation,
     cosine_similarity,
@@ -88,13 +89,13 @@ def test_fgfa_weights_and_identical_frames():
     features = torch.randn(1, 16, 4, 6)
     # every frame the same: softmax weights sum to one, so the aggregate is the frame's features
     embedding = model.aggregator.embedding(features)
-    out = model.aggregate(embedding, [features] * 3, [embedding] * 3)
+    out = model.aggregator.aggregate(embedding, [features] * 3, [embedding] * 3)
     assert torch.allclose(out, features, atol=1e-5)
     other = torch.randn(1, 16, 4, 6)  # two different frames: the softmax of their cosines weighs them
     e_other = model.aggregator.embedding(other)
     w_own, w_other = aggregation_weights(torch.stack([cosine_similarity(embedding, embedding),
                                                       cosine_similarity(embedding, e_other)], 1)).unbind(1)
-    out = model.aggregate(embedding, [features, other], [embedding, e_other])
+    out = model.aggregator.aggregate(embedding, [features, other], [embedding, e_other])
     assert torch.allclose(out, w_own * features + w_other * other, atol=1e-5)
 
 
@@ -102,7 +103,7 @@ def test_aggregation_ablations_without_flow_and_without_adaptive_weights():
     frames = [torch.rand(2, 3, 32, 48) * 255 for _ in range(3)]
     mean = small_detector(aggregation="mean").eval()  # no flow net: features are aggregated unwarped
     assert mean.aggregator.embedding is None and mean.flow_net is None
-    out = mean.aggregated_features(frames[0], frames[1:])
+    out = aggregated_features(mean, frames[0], frames[1:])
     expected = (mean.key_features(frames[1]) + mean.key_features(frames[2])) / 2
     assert torch.allclose(out, expected, atol=1e-4)
     adaptive = small_detector(aggregation="adaptive").eval()

@@ -97,7 +97,7 @@ def test_features_init_from_a_state_dict_file_and_from_torchvisions_cache(tmp_pa
     det = build_video_model(DetModelConfig(arch="resnet18", channels=16, features_init="torchvision:resnet18",
                                            anchor_sizes=(16, 32, 64)), 3)
     assert torch.equal(det.feature_net.res2[0].conv1.weight, r18.layer1[0].conv1.weight)
-    assert det.rpn is not None and tuple(det.anchor_sizes) == RPNConfig(anchor_sizes=(16, 32, 64)).anchor_sizes
+    assert det.head.rpn is not None and tuple(det.anchor_sizes) == RPNConfig(anchor_sizes=(16, 32, 64)).anchor_sizes
 
 
 def test_missing_imagenet_weights_and_a_wrong_arch_are_one_line_errors(tmp_path, monkeypatch):

@@ -259,7 +259,7 @@ def test_every_method_trains_with_three_clips_per_batch_and_treats_each_clip_on_
     """Two iterations of a batch of 3 (frames, (current, key) pairs or 3-frame clips), then: the batched features
     are each clip's own (the key / references, the key == current case and FGFA's softmax stay within a clip)."""
     from featflow.engine.config import from_dict
-    from featflow.engine.det_training import clip_features, train_detection
+    from featflow.engine.det_training import train_detection
     from featflow.engine.seg_training import train_segmentation
 
     task, model = METHODS[method]
@@ -284,7 +284,7 @@ def test_every_method_trains_with_three_clips_per_batch_and_treats_each_clip_on_
     def run(i: slice) -> torch.Tensor:
         if task == "seg":
             return net(current[i], references[i, 0] if net.flow_net is not None else None, same[i, 0])
-        return clip_features(net, current[i], references[i], same[i])
+        return net.clip_features(current[i], references[i], same[i])
 
     with torch.no_grad():
         batched = run(slice(0, 3))

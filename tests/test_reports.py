@@ -321,10 +321,10 @@ def test_the_exact_flow_diagnostic_detects_as_its_own_loop_did():
                     stream = AggregatedFeatures(model, 10, source=source)
                     items = [i for image in images for i in stream.push(image)] + stream.finish()
                     for t, features, _ in items:
-                        before[t] = model.detect(features, size)[0]
+                        before[t] = model.predict(features, size)[0]
                 else:
                     keyed = KeyFrameFeatures(model, method == "dff", FixedInterval(10), source=source)
-                    before = [model.detect(keyed.step(image)[0], size)[0] for image in images]
+                    before = [model.predict(keyed.step(image)[0], size)[0] for image in images]
             after = script.detect(model, method, frames, source)
             assert sum(len(d.scores) for d in after) > 0
             for old, new in zip(before, after, strict=True):

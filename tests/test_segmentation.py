@@ -21,6 +21,7 @@ from featflow.engine.seg_training import SegModelConfig, SegTrainConfig, train_s
 from featflow.evaluation.bootstrap import miou_interval
 from featflow.evaluation.segmentation import ConfusionMatrix
 from featflow.methods.dff import ShallowFlow
+from featflow.methods.fgfa import aggregated_features
 from featflow.methods.schedulers import FixedInterval
 from featflow.methods.segmentation import VideoSegmenter
 from featflow.modeling.shallow_flow import zero_flow
@@ -225,10 +226,10 @@ def test_fgfa_segmentation_through_the_shared_aggregation(tmp_path):
     stream = AggregatedFeatures(loaded.eval(), window=1)
     out = [r for f in frames for r in stream.push(f)] + stream.finish()
     assert [item.index for item in out] == list(range(5))
-    logits = loaded.segment(out[2].features, (48, 64))
+    logits = loaded.head(out[2].features, (48, 64))
     assert logits.shape == (1, NUM_CLASSES, 48, 64) and torch.isfinite(logits).all()
     # training path: the segmentation loss reaches the embedding network
     loaded.train()
-    features = loaded.aggregated_features(frames[2], [frames[0], frames[4]])
-    loaded.segment(features, (48, 64)).logsumexp(1).mean().backward()
+    features = aggregated_features(loaded, frames[2], [frames[0], frames[4]])
+    loaded.head(features, (48, 64)).logsumexp(1).mean().backward()
     assert loaded.aggregator.embedding.layers[0].weight.grad.abs().sum() > 0

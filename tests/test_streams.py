@@ -12,6 +12,7 @@ from featflow import registry
 from featflow.engine.checkpoint import save_detector, save_segmenter
 from featflow.errors import FeatflowError
 from featflow.methods.detection import VideoDetector
+from featflow.methods.fgfa import frame_features
 from featflow.methods.schedulers import FixedInterval
 from featflow.methods.segmentation import VideoSegmenter
 from featflow.methods.streams import (
@@ -153,9 +154,9 @@ def test_fgfa_stream_offline_online_padding_and_bounded_memory():
     # frame 1 sees {0, 2, 3}, frames 2..4 four each, frame 5 {3, 4, 6}, frame 6 {4, 5}
     assert source.calls == 2 + 3 + 4 * 3 + 3 + 2
     # with zero flow, frame 0's window is frames 0, 0, 0, 1, 2 (padding by repetition): the weights follow
-    feats = [model.frame_features(f) for f in frames[:3]]
-    expected = model.aggregate(feats[0][1], [feats[0][0]] * 3 + [feats[1][0], feats[2][0]],
-                               [feats[0][1]] * 3 + [feats[1][1], feats[2][1]])
+    feats = [frame_features(model, f) for f in frames[:3]]
+    expected = model.aggregator.aggregate(feats[0][1], [feats[0][0]] * 3 + [feats[1][0], feats[2][0]],
+                                          [feats[0][1]] * 3 + [feats[1][1], feats[2][1]])
     assert torch.allclose(out[0].features, expected, atol=1e-5)
     online = AggregatedFeatures(model, window=2, online=True, source=_CountingZeroFlow())
     assert [[item.index for item in online.push(f)] for f in frames[:3]] == [[0], [1], [2]]  # no delay

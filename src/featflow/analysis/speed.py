@@ -18,10 +18,11 @@ import torch
 
 from featflow.errors import FeatflowError
 from featflow.methods.detection import VideoDetector
-from featflow.methods.dff import DeepFeatureFlow
+from featflow.methods.dff import propagate_features
 from featflow.methods.schedulers import FixedInterval
 from featflow.methods.segmentation import VideoSegmenter
 from featflow.methods.streams import AggregatedFeatures
+from featflow.methods.video_model import VideoModel
 from featflow.registry import TASKS, check_choice
 
 CITYSCAPES_CLASSES = 19
@@ -29,15 +30,15 @@ VID_CLASSES = 30
 
 
 def _paper_model(task: str, feature_net: str, flow_net: str | None, aggregation: str | None = None
-                 ) -> tuple[DeepFeatureFlow, Callable[[torch.Tensor, tuple[int, int]], object]]:
+                 ) -> tuple[VideoModel, Callable[[torch.Tensor, tuple[int, int]], object]]:
     """The paper-sized model of ``task`` (random weights) and its N_task as features -> a finished output."""
     check_choice("task", task, TASKS)
     if task == "seg":
         seg = VideoSegmenter(CITYSCAPES_CLASSES, feature_net, channels=1024, flow_net=flow_net)
-        return seg, lambda f, size: seg.segment(f, size).argmax(1)
+        return seg, seg.predict
     if task == "det":
         det = VideoDetector(VID_CLASSES, feature_net, channels=1024, flow_net=flow_net, aggregation=aggregation)
-        return det, lambda f, size: det.detect(f, size)
+        return det, det.predict
     raise AssertionError(f"TASKS names {task!r} but no paper model is built for it")
 
 
@@ -80,7 +81,7 @@ def measure_speed(task: str = "seg", feature_net: str = "resnet101", flow_net: s
         return head(model.key_features(image), size)
 
     def non_key(key_image: torch.Tensor, key_features: torch.Tensor, image: torch.Tensor) -> object:
-        return head(model.propagate(key_features, image, key_image), size)
+        return head(propagate_features(model, key_features, image, key_image), size)
 
     # warm-up both paths once (allocations, kernel selection)
     key_features = model.key_features(images[0])

@@ -23,10 +23,11 @@ from torch import nn
 
 from featflow.errors import FeatflowError, MissingInput
 from featflow.methods.detection import VideoDetector
-from featflow.methods.dff import DeepFeatureFlow
 from featflow.methods.segmentation import VideoSegmenter
+from featflow.methods.video_model import VideoModel
 from featflow.modeling.feature_net import NormKind
 from featflow.modeling.flow_net import FlowNetBase, build_flow_net
+from featflow.modeling.heads import DetectionHead, SegmentationHead
 from featflow.modeling.rpn import RPNConfig
 from featflow.utils.io import atomic_path
 
@@ -154,34 +155,48 @@ def saved_norm(metadata: dict[str, str]) -> str:
 class TaskKind:
     """What one task's checkpoints hold beyond what all share (N_feat, F, FGFA's aggregation, classes): the model
     class, its ``featflow.kind`` and the task's own settings (detection: the RPN's anchor sizes), written as
-    metadata by ``settings`` and read back as constructor options by ``options``."""
+    metadata by ``settings`` and read back as constructor options by ``options``. ``renamed`` maps the tensor
+    names of older checkpoints to today's (prefix -> prefix), so every file featflow wrote still loads."""
     kind: str  # featflow.kind: "segmenter" or "detector"
-    model: type[VideoSegmenter] | type[VideoDetector]
+    model: type[VideoSegmenter] | type[VideoDetector]  # builds the task's model from its settings
+    head: type[SegmentationHead] | type[DetectionHead]  # what a video model of this task holds as its head
     settings: Callable[[Any], dict[str, str]] = lambda model: {}  # model -> its own metadata
     options: Callable[[dict[str, str]], dict[str, Any]] = lambda metadata: {}  # metadata -> constructor options
+    renamed: tuple[tuple[str, str], ...] = ()
+
+    def current_names(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``tensors`` under today's names (``renamed``)."""
+        def name(key: str) -> str:
+            for old, new in self.renamed:
+                if key.startswith(old):
+                    return new + key[len(old):]
+            return key
+        return {name(k): v for k, v in tensors.items()}
 
 
-def _detector_settings(model: VideoDetector) -> dict[str, str]:
-    return {"anchor_sizes": json.dumps(list(model.anchor_sizes))}
+def _detector_settings(model: VideoModel) -> dict[str, str]:
+    return {"anchor_sizes": json.dumps(list(model.head.anchor_sizes))}
 
 
 def _detector_options(metadata: dict[str, str]) -> dict[str, Any]:
     return {"rpn": RPNConfig(anchor_sizes=tuple(json.loads(metadata["anchor_sizes"])))}
 
 
-SEGMENTER = TaskKind("segmenter", VideoSegmenter)
-DETECTOR = TaskKind("detector", VideoDetector, _detector_settings, _detector_options)
+SEGMENTER = TaskKind("segmenter", VideoSegmenter, SegmentationHead)
+# detectors written before the detection head was one part held their RPN and R-FCN at the top level
+DETECTOR = TaskKind("detector", VideoDetector, DetectionHead, _detector_settings, _detector_options,
+                    renamed=(("rpn.", "head.rpn."), ("rfcn.", "head.rfcn.")))
 #: Every task model's checkpoint kind, by ``featflow.kind``.
 TASK_KINDS: dict[str, TaskKind] = {task.kind: task for task in (SEGMENTER, DETECTOR)}
 
 #: A task model: what ``load_task_model`` rebuilds.
-TaskModel = VideoSegmenter | VideoDetector
+TaskModel = VideoModel
 
 
 def task_of(model: nn.Module) -> TaskKind:
-    """The checkpoint kind of a task model."""
+    """The checkpoint kind of a task model: its head's task."""
     for task in TASK_KINDS.values():
-        if isinstance(model, task.model):
+        if isinstance(getattr(model, "head", None), task.head):
             return task
     raise TypeError(f"not a featflow task model: {type(model).__name__}")
 
@@ -220,7 +235,7 @@ def load_task_model(path: str | os.PathLike, task: TaskKind | None = None, flow_
                        own_flow or flow_net, own_aggregation or aggregation, norm=norm or saved_norm(metadata),
                        layout=metadata.get("layout") or "msra", **task.options(metadata))
     optional = (() if own_flow else ("flow_net.",)) + (() if own_aggregation else ("aggregator.",))
-    _load_state(path, model, tensors, optional)
+    _load_state(path, model, task.current_names(tensors), optional)
     return model, metadata
 
 
@@ -250,7 +265,7 @@ def load_detector(path: str | os.PathLike, flow_net: str | None = None, aggregat
     return cast(VideoDetector, model), metadata
 
 
-def load_flow_into(model: DeepFeatureFlow, path: str | os.PathLike | None) -> None:
+def load_flow_into(model: VideoModel, path: str | os.PathLike | None) -> None:
     """Put pre-trained flow weights (default: the shipped ones) into ``model.flow_net``; its scale
     field starts at 1."""
     if model.flow_net is None:

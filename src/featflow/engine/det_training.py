@@ -29,7 +29,8 @@ from featflow.engine.feature_scale import FeatureScale
 from featflow.engine.models import DetModelConfig, build_video_model, check_sources
 from featflow.engine.trainer import DataConfig, EvalConfig, OptimConfig, TrainResult, TrainTask, to_device, train
 from featflow.evaluation.vid_map import evaluate_vid
-from featflow.methods.detection import VideoDetector, total_loss
+from featflow.methods.detection import VideoDetector
+from featflow.modeling.heads import total_loss
 from featflow.structures import VideoGroundTruth
 
 
@@ -51,19 +52,10 @@ def reference_sampling(cfg: DetModelConfig, max_offset: int) -> ReferenceSamplin
     return ReferenceSampling(1, -max_offset, 0)
 
 
-def clip_features(model: VideoDetector, current: Tensor, references: Tensor, same: Tensor) -> Tensor:
-    """The training features of a batch: current (N, 3, H, W), references (N, R, 3, H, W), same (N, R)."""
-    if model.aggregator is not None:  # FGFA and its ablations
-        return model.aggregated_features(current, list(references.unbind(1)))
-    if model.flow_net is not None:
-        return model.features(current, references[:, 0], same[:, 0])
-    return model.key_features(current)
-
-
 def training_loss(model: nn.Module, batch: dict) -> Tensor:
     """The training loss of a batch of clips: the RPN and R-FCN losses on the current frame's features."""
-    features = clip_features(model, batch["current"], batch["references"], batch["same"])
-    return total_loss(model.detect(features, tuple(batch["current"].shape[-2:]), batch["targets"]))
+    features = model.clip_features(batch["current"], batch["references"], batch["same"])
+    return total_loss(model.head(features, tuple(batch["current"].shape[-2:]), batch["targets"]))
 
 
 @torch.no_grad()
@@ -77,8 +69,8 @@ def _evaluate(model: VideoDetector, samples: list[dict], num_classes: int) -> di
         for start in range(0, len(samples), 4):
             batch = collate_clips(samples[start:start + 4])
             inputs = to_device(batch, device)
-            features = clip_features(model, inputs["current"], inputs["references"], inputs["same"])
-            detections += [[d] for d in model.detect(features, tuple(batch["current"].shape[-2:]))]
+            features = model.clip_features(inputs["current"], inputs["references"], inputs["same"])
+            detections += [[d] for d in model.predict(features, tuple(batch["current"].shape[-2:]))]
             truth += [VideoGroundTruth((t["boxes"].numpy(),), (t["labels"].numpy(),), (np.arange(len(t["labels"])),))
                       for t in batch["targets"]]
     learned = model.aggregator is not None and model.aggregator.log_temperature is not None

@@ -21,12 +21,11 @@ import numpy as np
 import torch
 
 from featflow.data.video import to_rgb
-from featflow.engine.checkpoint import load_model
+from featflow.engine.checkpoint import DETECTOR, load_model, task_of
 from featflow.errors import FeatflowError
-from featflow.methods.detection import VideoDetector
 from featflow.methods.schedulers import FixedInterval
-from featflow.methods.segmentation import VideoSegmenter
 from featflow.methods.streams import StreamOptions, run_stream, supported
+from featflow.methods.video_model import VideoModel
 from featflow.registry import DEFAULT_KEY_INTERVAL, resolve_weights
 from featflow.structures import Detections
 
@@ -53,10 +52,10 @@ def _frames(frames: Iterable[np.ndarray | torch.Tensor]) -> Iterator[np.ndarray]
 class Model:
     """A loaded segmenter or detector with the methods its checkpoint supports."""
 
-    def __init__(self, net: VideoSegmenter | VideoDetector, metadata: dict[str, str], source: Path) -> None:
+    def __init__(self, net: VideoModel, metadata: dict[str, str], source: Path) -> None:
         self.net = net.eval()
         self.metadata, self.source = metadata, source
-        self.task = "det" if isinstance(net, VideoDetector) else "seg"
+        self.task = "det" if task_of(net) is DETECTOR else "seg"
         self.class_names: list[str] = json.loads(metadata.get("class_names", "[]"))
 
     @property

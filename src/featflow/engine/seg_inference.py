@@ -25,7 +25,7 @@ from featflow.data.io import write_image
 from featflow.engine.distributed import context, gather, shard
 from featflow.errors import FeatflowError
 from featflow.evaluation.segmentation import ConfusionMatrix
-from featflow.methods.dff import FlowSource, ShallowFlow
+from featflow.methods.dff import FlowSource, ShallowFlow, propagate_features
 from featflow.methods.schedulers import FixedInterval, KeyFrameScheduler
 from featflow.methods.segmentation import VideoSegmenter
 from featflow.methods.streams import SFFFast, SFFSlow, StreamOptions, build_stream
@@ -97,8 +97,8 @@ def predict_labelled_frame(model: VideoSegmenter, video: CityscapesVideo, index:
         features = model.key_features(current)
     else:
         key = image_to_tensor(video.image(index, labelled - offset), device)
-        features = model.propagate(model.key_features(key), current, key, source)
-    return model.segment(features, current.shape[-2:]).argmax(1)[0].byte().cpu().numpy()
+        features = propagate_features(model, model.key_features(key), current, key, source)
+    return model.predict(features, current.shape[-2:])[0].cpu().numpy()
 
 
 @dataclass(frozen=True)

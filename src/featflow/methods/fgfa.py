@@ -5,8 +5,10 @@ along the flow, averaged with adaptive per-pixel weights.
 
 ``e`` is the embedding network (1x1 C -> C/2, ReLU, 3x3 C/2 -> C/2, ReLU, 1x1 C/2 -> 2C; C = 1024 in the paper),
 the cosine is per pixel over the L2-normalised embeddings, and the softmax runs across frames with no
-temperature. There is no scale field. The module works on any task's features (the detection and the
-segmentation models hold one the same way, see ``DeepFeatureFlow``).
+temperature. There is no scale field. The module works on any task's features: a ``VideoModel`` of either task
+holds one as its ``aggregator``. ``frame_features``, ``align`` and ``aggregated_features`` are FGFA's steps over
+a video model's parts (N_feat, F, the aggregation); the FGFA stream (``featflow.methods.streams``) and training
+both use them.
 
 The paper's ablations come from the same module: ``adaptive=False`` averages the frames with equal weights
 (no embedding network), and a model without a flow network aggregates unwarped features.
@@ -23,11 +25,17 @@ rate for s. Trained there, T rose to about 1000 and the current frame's weight t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+from featflow.modeling.warp import warp
 from featflow.registry import AGGREGATIONS, check_choice
+
+if TYPE_CHECKING:
+    from featflow.methods.dff import FlowSource
+    from featflow.methods.video_model import VideoModel
 
 TEMPERATURE_RATE = 10.0  # T = exp(TEMPERATURE_RATE * log_temperature): a 100x learning rate for the one scalar
 
@@ -66,7 +74,10 @@ def build_aggregation(name: str | None, channels: int) -> "FlowGuidedAggregation
     if name is None:
         return None
     check_choice("aggregation", name, AGGREGATIONS)
-    return FlowGuidedAggregation(channels, adaptive=name != "mean", learned_temperature=name == "adaptive-temperature")
+    aggregation = FlowGuidedAggregation(channels, adaptive=name != "mean",
+                                        learned_temperature=name == "adaptive-temperature")
+    aggregation.name = name
+    return aggregation
 
 
 class FlowGuidedAggregation(nn.Module):
@@ -76,6 +87,8 @@ class FlowGuidedAggregation(nn.Module):
     stream can compare each reference with the current frame as soon as it is warped and drop its
     embedding (2C channels) at once: memory and time then grow with the features alone.
     """
+
+    name: str = ""  # the registry's name (``build_aggregation`` sets it): what checkpoints record
 
     def __init__(self, channels: int, adaptive: bool = True, learned_temperature: bool = False) -> None:
         super().__init__()
@@ -117,3 +130,47 @@ class FlowGuidedAggregation(nn.Module):
         for f, w in zip(features[1:], weights[1:]):  # accumulated: no (N, T, C, h, w) copy of the features
             out = out + f * w
         return out
+
+    def aggregate(self, current_embedding: Tensor, features: Sequence[Tensor], embeddings: Sequence[Tensor]) -> Tensor:
+        """Aligned features [(N, C, h, w)] * T and embeddings [(N, E, h, w)] * T -> the aggregated features."""
+        return self(features, [self.similarity(current_embedding, e) for e in embeddings])
+
+
+def _aggregator(model: "VideoModel") -> FlowGuidedAggregation:
+    if model.aggregator is None:
+        raise RuntimeError("this model has no aggregation network: it cannot run FGFA")
+    return model.aggregator
+
+
+def frame_features(model: "VideoModel", images: Tensor) -> tuple[Tensor, Tensor]:
+    """N_feat and the embedding of frames (N, 3, H, W): what FGFA computes once per frame."""
+    features = model.key_features(images)
+    return features, _aggregator(model).embed(features)
+
+
+def align(model: "VideoModel", maps: Tensor, current: Tensor, reference: Tensor,
+          source: "FlowSource | None" = None) -> Tensor:
+    """A reference frame's maps (N, M, h, w), e.g. its features and embedding stacked along channels, warped to
+    ``current`` along the current -> reference flow in one sampling pass (unchanged when the model has no flow:
+    the "without flow" ablation). FGFA uses no scale field."""
+    if source is not None:
+        flow, _ = source(current, reference)
+    elif model.flow_net is not None:
+        flow, _ = model.learned_flow(current, reference, with_scale=False)
+    else:
+        return maps
+    return warp(maps, flow)
+
+
+def aggregated_features(model: "VideoModel", current: Tensor, references: list[Tensor], include_current: bool = False,
+                        source: "FlowSource | None" = None) -> Tensor:
+    """FGFA's training path: features of ``current`` aggregated from the reference frames [(N, 3, H, W)] (and
+    from itself when ``include_current``), every frame's N_feat run in one batch."""
+    n = len(current)
+    features, embeddings = frame_features(model, torch.cat([current, *references]))
+    channels = features.shape[1]
+    maps = torch.cat([features, embeddings], 1).split(n)  # [(N, C + E, h, w)] per frame
+    aligned = [maps[0]] if include_current else []
+    aligned += [align(model, m, current, reference, source) for m, reference in zip(maps[1:], references)]
+    aligned_f, aligned_e = zip(*(a.split([channels, a.shape[1] - channels], dim=1) for a in aligned))
+    return _aggregator(model).aggregate(embeddings[:n], list(aligned_f), list(aligned_e))

@@ -3,7 +3,7 @@ bounded by what the next frame needs, never by the video's length. Task heads ru
 
 Every method is a ``FeatureStream``: ``push(image)`` returns the frames whose features became ready, as
 ``StreamItem(index, features, is_key)``, and ``finish()`` the ones still waiting at the end. The same streams serve
-every task (a segmenter and a detector are both a ``DeepFeatureFlow`` with a head). ``featflow.registry.STRATEGIES``
+every task (a segmenter and a detector are both a ``VideoModel``, with its own head). ``featflow.registry.STRATEGIES``
 names each method once, as "module:Class"; ``build_stream`` builds one by name, and ``supported`` says which a model
 can run. A new way of getting features is one class here (or anywhere) and one line there.
 
@@ -29,8 +29,10 @@ import torch
 from torch import Tensor
 
 from featflow.errors import FeatflowError
-from featflow.methods.dff import DeepFeatureFlow, FlowSource, ShallowFlow, StreamFlow
+from featflow.methods.dff import FlowSource, ShallowFlow, StreamFlow, propagate_features
+from featflow.methods.fgfa import align, frame_features
 from featflow.methods.schedulers import FixedInterval, KeyFrameScheduler
+from featflow.methods.video_model import VideoModel
 from featflow.modeling.precision import autocast, autocast_dtype
 from featflow.modeling.preprocess import image_to_tensor
 from featflow.modeling.shallow_flow import DISFlow
@@ -76,7 +78,7 @@ class KeyFrameFeatures:
     """(1, 3, H, W) frames -> (features (1, C, h, w), whether the frame was a key frame): ``step`` for one frame
     at a time, ``push`` / ``finish`` as a ``FeatureStream`` (no delay: every push gives out its own frame)."""
 
-    def __init__(self, model: DeepFeatureFlow, propagate: bool, scheduler: KeyFrameScheduler | None = None,
+    def __init__(self, model: VideoModel, propagate: bool, scheduler: KeyFrameScheduler | None = None,
                  source: FlowSource | None = None) -> None:
         if propagate and model.flow_net is None and source is None:
             raise ValueError("propagating features needs a model with a flow network (a DFF checkpoint) "
@@ -100,7 +102,7 @@ class KeyFrameFeatures:
             self.key_image, self.key_features = image, self.model.key_features(image)
             features = self.key_features
         else:
-            features = self.model.propagate(self.key_features, image, self.key_image, self.source)
+            features = propagate_features(self.model, self.key_features, image, self.key_image, self.source)
         self.index += 1
         return features, is_key
 
@@ -128,7 +130,7 @@ class AggregatedFeatures:
     Each reference is compared with the current frame as soon as it is warped; only its warped features
     and its cosine map are kept for the weighted sum."""
 
-    def __init__(self, model: DeepFeatureFlow, window: int = 10, online: bool = False,
+    def __init__(self, model: VideoModel, window: int = 10, online: bool = False,
                  source: FlowSource | None = None) -> None:
         if window < 0:
             raise ValueError(f"the aggregation window K must be >= 0, got {window}")
@@ -159,7 +161,7 @@ class AggregatedFeatures:
             j = min(max(j, 0), last)  # the ends repeat the first / last frame
             if j not in aligned:  # F once per (current, reference) pair
                 ref = by_index[j]
-                warped = self.model.align(ref.maps, current.image, ref.image, self.source)
+                warped = align(self.model, ref.maps, current.image, ref.image, self.source)
                 f, e = warped.split([self.channels, warped.shape[1] - self.channels], 1)
                 aligned[j] = (f, self.aggregator.similarity(own_embedding, e))
             features.append(aligned[j][0])
@@ -168,7 +170,7 @@ class AggregatedFeatures:
 
     @torch.no_grad()
     def push(self, image: Tensor) -> list[StreamItem]:
-        features, embedding = self.model.frame_features(image)
+        features, embedding = frame_features(self.model, image)
         self.channels = features.shape[1]
         # channels-last: the warp gathers whole pixels (all C + E channels in one run of memory)
         maps = torch.cat([features, embedding], 1).contiguous(memory_format=torch.channels_last)
@@ -196,11 +198,11 @@ class AggregatedFeatures:
 class PerFrame(KeyFrameFeatures):
     """``frame``: N_feat on every frame (the per-frame baseline)."""
 
-    def __init__(self, model: DeepFeatureFlow, options: StreamOptions = StreamOptions()) -> None:
+    def __init__(self, model: VideoModel, options: StreamOptions = StreamOptions()) -> None:
         super().__init__(model, propagate=False)
 
     @staticmethod
-    def unsupported(model: DeepFeatureFlow) -> str | None:
+    def unsupported(model: VideoModel) -> str | None:
         """Why ``model`` cannot run this method (None: it can)."""
         return None
 
@@ -208,11 +210,11 @@ class PerFrame(KeyFrameFeatures):
 class DFF(KeyFrameFeatures):
     """``dff``: N_feat on the scheduler's key frames, the others warped from it along F (x the scale field)."""
 
-    def __init__(self, model: DeepFeatureFlow, options: StreamOptions = StreamOptions()) -> None:
+    def __init__(self, model: VideoModel, options: StreamOptions = StreamOptions()) -> None:
         super().__init__(model, True, options.scheduler, options.source)
 
     @staticmethod
-    def unsupported(model: DeepFeatureFlow) -> str | None:
+    def unsupported(model: VideoModel) -> str | None:
         return None if model.flow_net is not None else "it has no flow network (a DFF checkpoint has one)"
 
 
@@ -221,11 +223,11 @@ class SFFSlow(KeyFrameFeatures):
 
     preset = "medium"
 
-    def __init__(self, model: DeepFeatureFlow, options: StreamOptions = StreamOptions()) -> None:
+    def __init__(self, model: VideoModel, options: StreamOptions = StreamOptions()) -> None:
         super().__init__(model, True, options.scheduler, options.source or ShallowFlow(DISFlow(self.preset)))
 
     @staticmethod
-    def unsupported(model: DeepFeatureFlow) -> str | None:
+    def unsupported(model: VideoModel) -> str | None:
         return None
 
 
@@ -239,11 +241,11 @@ class FGFA(AggregatedFeatures):
     """``fgfa``: the features of frames t-K..t+K (online: t-K..t) warped to frame t and averaged with adaptive
     weights."""
 
-    def __init__(self, model: DeepFeatureFlow, options: StreamOptions = StreamOptions()) -> None:
+    def __init__(self, model: VideoModel, options: StreamOptions = StreamOptions()) -> None:
         super().__init__(model, options.window, options.online, options.source)
 
     @staticmethod
-    def unsupported(model: DeepFeatureFlow) -> str | None:
+    def unsupported(model: VideoModel) -> str | None:
         return None if model.aggregator is not None else "it has no aggregation network (an FGFA checkpoint has one)"
 
 
@@ -254,12 +256,12 @@ def strategy(method: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def supported(model: DeepFeatureFlow) -> tuple[str, ...]:
+def supported(model: VideoModel) -> tuple[str, ...]:
     """The methods ``model`` can run, in the registry's order."""
     return tuple(m for m in STRATEGIES if strategy(m).unsupported(model) is None)
 
 
-def build_stream(method: str, model: DeepFeatureFlow, options: StreamOptions = StreamOptions()) -> FeatureStream:
+def build_stream(method: str, model: VideoModel, options: StreamOptions = StreamOptions()) -> FeatureStream:
     """The stream of ``method`` over ``model`` (a ``FeatflowError`` when the model cannot run it)."""
     cls = strategy(method)
     reason = cls.unsupported(model)
@@ -269,7 +271,7 @@ def build_stream(method: str, model: DeepFeatureFlow, options: StreamOptions = S
 
 
 @torch.no_grad()
-def run_stream(model: DeepFeatureFlow, frames: Iterable[np.ndarray], method: str,
+def run_stream(model: VideoModel, frames: Iterable[np.ndarray], method: str,
                options: StreamOptions = StreamOptions()) -> Iterator[tuple[StreamItem, Any, float]]:
     """(H, W, 3) uint8 RGB frames -> (item, the task head's output for that frame, model seconds), in frame order
     (FGFA offline: K frames late). The head is the model's ``predict(features, size)``: a segmenter's label map,

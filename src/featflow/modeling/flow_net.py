@@ -97,6 +97,7 @@ class FlowNetBase(nn.Module):
     """
 
     decoder: FlowDecoder
+    name: str = ""  # the registry's name (``build_flow_net`` sets it): what checkpoints record
 
     def __init__(self, scale_channels: int = 1024) -> None:
         super().__init__()
@@ -213,10 +214,14 @@ class FlowNetInception(FlowNetBase):
 def build_flow_net(name: str, scale_channels: int = 1024) -> FlowNetBase:
     """F by its name: ``flownet``, ``flownet_half`` or ``flownet_inception``."""
     check_choice("flow network", name, FLOW_NETS)
+    net: FlowNetBase
     if name == "flownet":
-        return FlowNetSimple(1.0, scale_channels)
-    if name == "flownet_half":
-        return FlowNetSimple(0.5, scale_channels)
-    if name == "flownet_inception":
-        return FlowNetInception(scale_channels)
-    raise AssertionError(f"FLOW_NETS names {name!r} but nothing builds it")
+        net = FlowNetSimple(1.0, scale_channels)
+    elif name == "flownet_half":
+        net = FlowNetSimple(0.5, scale_channels)
+    elif name == "flownet_inception":
+        net = FlowNetInception(scale_channels)
+    else:
+        raise AssertionError(f"FLOW_NETS names {name!r} but nothing builds it")
+    net.name = name
+    return net

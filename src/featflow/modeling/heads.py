@@ -1,14 +1,34 @@
-"""N_task: the task networks that run on (real or propagated) features."""
+"""N_task: the task networks that run on (real, propagated or aggregated) features.
+
+Every head takes the features of frames of one size and answers for each frame: ``forward(features, size)`` is
+what training differentiates (a segmenter's logits; a detector's losses when given targets), ``predict(features,
+size)`` the answer as streams give it out (a label map; detections). A video model holds one head
+(``featflow.methods.video_model.VideoModel``), so every way of getting features serves every task.
+"""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.models.detection.image_list import ImageList
+
+from featflow.modeling.feature_net import FEATURE_STRIDE
+from featflow.modeling.rfcn import RFCNConfig, RFCNHead
+from featflow.modeling.rpn import RPNConfig, build_rpn
+from featflow.structures import Detections
+
+#: Training targets of one frame: {"boxes": (n, 4) float32 in image pixels, "labels": (n,) int64 1..C}.
+Target = dict[str, Tensor]
 
 
 class SegmentationHead(nn.Module):
     """DeepLab-style head: a 1x1 conv from the features to per-class scores, upsampled bilinearly to
     the input size. (N, C_feat, h, w) -> (N, num_classes, H, W) logits (softmax is left to the loss)."""
+
+    task: ClassVar[str] = "segmentation"
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
@@ -22,3 +42,75 @@ class SegmentationHead(nn.Module):
     def forward(self, features: Tensor, size: tuple[int, int]) -> Tensor:
         scores = self.classifier(features)  # (N, classes, h, w)
         return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+
+    def predict(self, features: Tensor, size: tuple[int, int]) -> Tensor:
+        """Features (N, C, h, w) -> (N, H, W) uint8 class ids."""
+        return self(features, size).argmax(1).byte()
+
+
+class DetectionHead(nn.Module):
+    """R-FCN with its RPN. The features are split into two halves along channels: the first feeds the RPN, the
+    second R-FCN. (N, C, h, w) features of frames of ``size`` -> each frame's ``Detections``, or the training
+    losses given targets."""
+
+    task: ClassVar[str] = "detection"
+
+    def __init__(self, channels: int, num_classes: int, rpn: RPNConfig = RPNConfig(),
+                 rfcn: RFCNConfig = RFCNConfig()) -> None:
+        super().__init__()
+        if channels < 2 or channels % 2:
+            raise ValueError(f"detection splits the features in two halves: channels must be even, got {channels}")
+        self.channels = channels
+        self.anchor_sizes = rpn.anchor_sizes
+        self.rpn = build_rpn(channels // 2, rpn)
+        self.rfcn = RFCNHead(channels // 2, num_classes, rfcn)
+
+    @property
+    def num_classes(self) -> int:
+        return self.rfcn.num_classes
+
+    def forward(self, features: Tensor, size: tuple[int, int],
+                targets: list[Target] | None = None) -> list[Detections] | dict[str, Tensor]:
+        """Detections, or losses given targets. The heads run in float32 even under (bfloat16) autocast: anchors,
+        proposals and RoI targets are pixel coordinates that bfloat16 would round to 2 px at 256, and
+        torchvision's PS RoI pooling has no bfloat16."""
+        with torch.autocast(features.device.type, enabled=False):
+            return self._detect(features.float(), tuple(size), targets)
+
+    def predict(self, features: Tensor, size: tuple[int, int]) -> list[Detections]:
+        """Features (N, C, h, w) -> each frame's detections."""
+        return self(features, size)
+
+    def _detect(self, features: Tensor, image_size: tuple[int, int],
+                targets: list[Target] | None) -> list[Detections] | dict[str, Tensor]:
+        n, _, h, w = features.shape
+        rpn_features, rfcn_features = features.split(self.channels // 2, dim=1)
+        # Anchors are laid out on the padded frame (h * 16, w * 16), so their stride is exactly 16.
+        padded = features.new_zeros(1).expand(n, 3, h * FEATURE_STRIDE, w * FEATURE_STRIDE)
+        images = ImageList(padded, [image_size] * n)
+        if targets is not None and not self.training:
+            raise RuntimeError("targets are for training: call model.train() first")
+        if targets is not None:
+            targets = [trainable(t) for t in targets]
+        proposals, rpn_losses = self.rpn(images, {"0": rpn_features}, targets)  # [(R_i, 4)], detached
+        if targets is None:
+            scores, deltas = self.rfcn(rfcn_features, proposals)
+            return self.rfcn.detections(scores, deltas, proposals, image_size)
+        rois, labels, box_targets = self.rfcn.targets(proposals, [t["boxes"] for t in targets],
+                                                      [t["labels"] for t in targets])
+        scores, deltas = self.rfcn(rfcn_features, rois)
+        losses = self.rfcn.loss(scores, deltas, labels, box_targets, [len(r) for r in rois])
+        return {"rpn_objectness": rpn_losses["loss_objectness"], "rpn_box": rpn_losses["loss_rpn_box_reg"], **losses}
+
+
+def trainable(target: Target, min_size: float = 1.0) -> Target:
+    """The target without degenerate boxes (under ``min_size`` pixels between x1 and x2, or y1 and y2: a sliver
+    of an object at the frame's edge), which would give RoIs of zero width and infinite box targets."""
+    boxes = target["boxes"]
+    keep = ((boxes[:, 2] - boxes[:, 0]) >= min_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_size)
+    return {"boxes": boxes[keep], "labels": target["labels"][keep]}
+
+
+def total_loss(losses: dict[str, Tensor]) -> Tensor:
+    """The sum the detector is trained on."""
+    return torch.stack(list(losses.values())).sum()
