@@ -2,6 +2,7 @@
 broken copy is reported with its file's name and exit code 2."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,10 +12,13 @@ import pytest
 from featflow.cli import main
 from featflow.data.check import MOTIONS, check_data, detect_layout, error_lines
 from featflow.data.cityscapes import CityscapesVideo
+from featflow.data.formats import imagenet_det as det
 from featflow.data.formats.cocovid import write_cocovid
 from featflow.data.formats.flyingchairs import list_pairs
+from featflow.data.formats.vid import read_map_vid
+from featflow.data.imagenet_det import DetDataset
 from featflow.data.synthetic import SynthConfig
-from featflow.data.synthetic.export import export
+from featflow.data.synthetic.export import export, export_det
 from featflow.data.vid import VidDataset
 from featflow.errors import FeatflowError, MissingInput
 from featflow.evaluation.vid_map import motion_categories
@@ -32,7 +36,8 @@ def written(tmp_path_factory) -> dict[str, Path]:
            progress=False)
     for split in ("train", "val"):  # mmtracking's place for CocoVID files: annotations/ beside Data/
         write_cocovid(root / "vid" / "annotations" / f"imagenet_vid_{split}.json", VidDataset(root / "vid", split))
-    return {"vid": root / "vid", "cityscapes": root / "cityscapes", "chairs": root / "chairs"}
+    export_det(root / "det", SynthConfig.vid(height=36, width=48, num_frames=1), images=4)  # ImageNet DET alone
+    return {"vid": root / "vid", "cityscapes": root / "cityscapes", "chairs": root / "chairs", "det": root / "det"}
 
 
 def _broken(written: dict[str, Path], layout: str, tmp_path: Path) -> Path:
@@ -178,6 +183,64 @@ def test_a_broken_flyingchairs_copy_names_the_missing_flow(written, capsys, tmp_
     flow.unlink()
     code, out, _ = _check(capsys, root)
     assert code == 2 and f"{flow}: missing" in out and "train: 2 pairs, 4 frames, 1 flow" in out
+
+
+def _det_classes(root: Path) -> tuple[tuple[str, str], ...]:
+    """The class map ``export_det`` writes beside its images (the synthetic classes)."""
+    return read_map_vid(root / "devkit" / "data" / "map_vid.txt")
+
+
+def _expected_det(data: DetDataset) -> tuple[int, dict[str, int]]:
+    """The boxes the DET reader reads, in all and per class."""
+    classes = dict.fromkeys(data.class_names, 0)
+    for v in range(len(data)):
+        for label in data.targets(v, 0).labels:
+            classes[data.class_names[label - 1]] += 1
+    return sum(classes.values()), classes
+
+
+def test_det_is_recognised_and_counted_as_the_reader_reads_it(written, capsys, tmp_path):
+    root = written["det"]
+    assert detect_layout(root) == "det"
+    report = check_data(root, motion=motion_categories)
+    assert report.ok and report.layout == "det" and [s.name for s in report.splits] == ["det"]
+    split = report.splits[0]
+    boxes, classes = _expected_det(DetDataset(root, _det_classes(root)))
+    assert (split.unit, split.units, split.frames, split.boxes, split.left_out) == ("images", 4, 4, boxes, 0)
+    assert split.classes == classes and split.tracks == [] and split.motion == {}  # no tracks in still images
+    code, out, _ = _check(capsys, root)
+    assert code == 0 and out.startswith("ImageNet DET layout") and "no errors found" in out
+    assert f"  det: 4 images (0 without a box of the class map), {boxes} boxes (0 of other classes left out)" in out
+    both = Path(shutil.copytree(written["vid"], tmp_path / "ilsvrc"))  # an ILSVRC2015 folder: VID and DET
+    for sub in ("Data/DET", "Annotations/DET"):
+        shutil.copytree(root / sub, both / sub)
+    shutil.copy(root / det.DET_IMAGE_SET, both / det.DET_IMAGE_SET)
+    report = check_data(both)
+    assert report.ok and report.layout == "vid" and [s.name for s in report.splits] == ["train", "val", "det"]
+    assert report.splits[2].boxes == boxes and [s.name for s in check_data(both, "det").splits] == ["det"]
+
+
+def test_a_broken_det_copy_reports_every_error_with_its_file(written, capsys, tmp_path):
+    root = _broken(written, "det", tmp_path)
+    data = DetDataset(root, _det_classes(root))
+    names = [v.name for v in data.videos]
+    det.annotation_path(root, names[0]).write_text("<annotation><size>")  # not valid XML
+    det.image_path(root, names[1]).unlink()  # listed in the image set
+    third = det.annotation_path(root, names[2])
+    text = third.read_text()
+    third.write_text(text.replace("<xmax>", "<xmax>9", 1))  # a box far outside the 48x36 image
+    fourth = det.annotation_path(root, names[3])  # an object of a class outside the map: background, no error
+    fourth.write_text(re.sub(r"<name>n99\d+</name>", "<name>n00007846</name>", fourth.read_text(), count=1))
+    code, out, err = _check(capsys, root)
+    assert code == 2 and not err
+    report = out[out.index("3 errors:"):]
+    assert f"{det.annotation_path(root, names[0])}: not valid XML" in report
+    assert f"{det.image_path(root, names[1])}: listed in {root / det.DET_IMAGE_SET} but missing" in report
+    assert f"{third}: box" in report and "outside the 48x36 image" in report
+    assert "(1 of other classes left out)" in out
+    (root / det.DET_IMAGE_SET).unlink()
+    code, out, _ = _check(capsys, root)
+    assert code == 2 and f"no such image set: {root / det.DET_IMAGE_SET}" in out
 
 
 def test_a_folder_of_nothing_recognisable_is_one_line_and_exit_2(tmp_path, capsys):

@@ -5,8 +5,11 @@ And every method trains with more than one clip per batch.
 
 The slow test trains ResNet-101; at the recipes' own sizes (1024x2048 for Cityscapes, 600x1000 for VID) that is
 minutes per recipe on a CPU, more than the default test run can spend on 2 cores. By default it therefore runs at
-a quarter of each side (the same code paths); ``FEATFLOW_RECIPE_SIZE=full`` runs the real sizes (on a GPU
-machine): ``FEATFLOW_RECIPE_SIZE=full python -m pytest -q tests/test_recipes.py -m slow``.
+a quarter of each side (the same code paths; the VID recipes' ``data.size``, their resize, set to that quarter);
+``FEATFLOW_RECIPE_SIZE=full`` runs the real sizes (on a GPU machine):
+``FEATFLOW_RECIPE_SIZE=full python -m pytest -q tests/test_recipes.py -m slow``.
+The VID folder holds ImageNet DET images too (the recipes mix them in), at half its frames' size and a 3:4
+aspect, so that training resizes them up to the recipe's size.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ def test_every_recipe_loads_with_the_papers_settings(kind, name):
     assert not (m.freeze_features or m.freeze_flow or m.freeze_scale)  # end to end
     if kind == "det":
         assert m.anchor_sizes == (128, 256, 512)  # scales 8, 16, 32 x stride 16
+        assert cfg.data.det_share == 0.5  # ImageNet DET + VID, as the released code of all three trains
     assert m.aggregation == ("adaptive" if "fgfa" in name else None)
     if m.flow_net is None:  # the per-frame model: N_feat from torchvision's ImageNet weights
         assert (m.features_init, m.init) == ("torchvision:resnet101", None)
@@ -138,7 +142,7 @@ def recipe_data(tmp_path_factory):
     """A folder of each kind's layout (FlyingChairs, Cityscapes, ImageNet VID) at its recipes' input size, written
     on first use: a few pairs, one training and one validation snippet / video."""
     from featflow.data.synthetic import SynthConfig
-    from featflow.data.synthetic.export import export
+    from featflow.data.synthetic.export import export, export_det
 
     folders: dict[str, Path] = {}
 
@@ -150,8 +154,9 @@ def recipe_data(tmp_path_factory):
                 export("flyingchairs", root, SynthConfig(height, width, 10), videos=2, val_videos=1, progress=False)
             elif kind == "seg":
                 export("cityscapes", root, SynthConfig(height, width, 30), videos=1, val_videos=1, progress=False)
-            else:  # VID's geometry: few, large objects
+            else:  # VID's geometry: few, large objects; and ImageNet DET images of another shape beside them
                 export("vid", root, SynthConfig.vid(height, width, 10), videos=1, val_videos=1, progress=False)
+                export_det(root, SynthConfig.vid(height // 2, height * 2 // 3, 1), images=3)
             folders[kind] = root
         return folders[kind]
 
@@ -186,6 +191,8 @@ def train_recipe(tmp_path_factory, recipe_data, imagenet_stand_in):
             return trained[kind, name]
         model = merged_config_dict(name, kind).get("model")
         sets = [f"data.source={recipe_data(kind)}", "train.batch_size=1", "eval.every=2"]
+        if kind == "det":  # the resize: to the folder's frame size (a quarter of the recipe's by default)
+            sets.append("data.size=[{},{}]".format(*_recipe_size(PAPER_RUN[kind][0])))
         if kind == "flow":
             sets.append("eval.pairs=2")
         else:
@@ -219,6 +226,8 @@ def test_a_recipe_trains_two_iterations_at_its_input_size(kind, name, train_reci
     final = record["final"]
     config = record["config"]
     assert config["data"]["source"] == str(recipe_data(kind))
+    if kind == "det":  # trained on VID and DET images, both resized to the recipe's size
+        assert config["data"]["det_share"] == 0.5 and config["data"]["size"] == list(_recipe_size(PAPER_RUN[kind][0]))
     meta = read_metadata(weights)
     if kind == "flow":
         assert meta["featflow.model"] == FLOW_NETS[name] and torch.isfinite(torch.tensor(final["val_epe"]))

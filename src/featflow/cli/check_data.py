@@ -10,10 +10,11 @@ from featflow.cli import options
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check-data", help="check a dataset folder you wrote: layout, counts, classes, errors",
-                       description="Detect the layout of a dataset folder (Cityscapes, ImageNet VID, CocoVID, "
-                                   "FlyingChairs), read it as training and evaluation do, and report its counts per "
-                                   "split, classes, tracks per video, motion categories and every error found, each "
-                                   "naming its file. Exit code 0 when there is no error, 2 otherwise.")
+                       description="Detect the layout of a dataset folder (Cityscapes, ImageNet VID, ImageNet DET, "
+                                   "CocoVID, FlyingChairs), read it as training and evaluation do, and report its "
+                                   "counts per split, classes, tracks per video, motion categories and every error "
+                                   "found, each naming its file (an ILSVRC2015 folder's DET images: the split "
+                                   "'det'). Exit code 0 when there is no error, 2 otherwise.")
     p.add_argument("data", type=Path, metavar="DIR", help="a dataset folder, or a CocoVID .json file")
     p.add_argument("--split", default=None,
                    help="check this split only (default: every split found; CocoVID: the file NAME.json or "

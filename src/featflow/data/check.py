@@ -1,9 +1,11 @@
 """Checking a dataset folder before training on it: which layout it is, what it holds, and every error in it.
 
-``check_data(path)`` detects the layout (Cityscapes, ImageNet VID, CocoVID, FlyingChairs), reads it with the
-readers training and evaluation use (``featflow.data.formats``, ``VidDataset``, ``CocoVidDataset``,
-``CityscapesVideo``) and returns a ``DataReport``: counts per split, classes, distinct tracks per video, motion
-categories, and every error found, each naming its file. It collects errors instead of stopping at the first, so
+``check_data(path)`` detects the layout (Cityscapes, ImageNet VID, ImageNet DET, CocoVID, FlyingChairs), reads it
+with the readers training and evaluation use (``featflow.data.formats``, ``VidDataset``, ``DetDataset``,
+``CocoVidDataset``, ``CityscapesVideo``) and returns a ``DataReport``: counts per split, classes, distinct tracks per
+video, motion categories, and every error found, each naming its file. An ILSVRC2015 folder holding ImageNet DET
+beside VID (``data.det_share`` trains on both) reports DET as one more split, ``det``: its images, the boxes of the
+VID classes and how many of other classes training leaves out. It collects errors instead of stopping at the first, so
 one run shows all there is to fix. What the readers accept is fine here too: a VID frame without an annotation
 file is counted, not an error (the readers give it no boxes).
 
@@ -26,17 +28,20 @@ import numpy as np
 from tqdm import tqdm
 
 from featflow.data.cityscapes import CityscapesVideo
-from featflow.data.formats import cityscapes as cs, flyingchairs as chairs, vid
+from featflow.data.formats import cityscapes as cs, flyingchairs as chairs, imagenet_det as det, vid
 from featflow.data.formats.cocovid import CocoVidDataset
 from featflow.data.formats.flo import read_flo
+from featflow.data.imagenet_det import DetDataset
 from featflow.data.io import read_image, read_label_image
 from featflow.data.vid import VidDataset
 from featflow.errors import FeatflowError, MissingInput
 from featflow.structures import GroundTruth, VideoGroundTruth
 
 #: Layout names and how reports spell them.
-LAYOUTS: dict[str, str] = {"cityscapes": "Cityscapes", "vid": "ImageNet VID", "cocovid": "CocoVID",
-                           "flyingchairs": "FlyingChairs"}
+LAYOUTS: dict[str, str] = {"cityscapes": "Cityscapes", "vid": "ImageNet VID", "det": "ImageNet DET",
+                           "cocovid": "CocoVID", "flyingchairs": "FlyingChairs"}
+#: The split name of an ILSVRC2015 folder's ImageNet DET images.
+DET_SPLIT = "det"
 MOTIONS = ("slow", "medium", "fast")
 MAX_PRINTED_ERRORS = 20
 #: A box may end one pixel past the image (xmax == width): the ILSVRC files have such boxes, and readers clip them.
@@ -52,16 +57,17 @@ MotionFn = Callable[[VideoGroundTruth], list[np.ndarray]]
 
 @dataclass
 class SplitReport:
-    """What one split holds. A split is made of ``unit``: videos (VID, CocoVID), snippets (Cityscapes) or pairs
-    (FlyingChairs)."""
+    """What one split holds. A split is made of ``unit``: videos (VID, CocoVID), images (ImageNet DET), snippets
+    (Cityscapes) or pairs (FlyingChairs)."""
 
     name: str
     unit: str
     units: int = 0
     frames: int = 0
     labelled: int = 0  # frames with an annotation (VID, CocoVID), labelled frames (Cityscapes), flows (FlyingChairs)
-    unannotated: int = 0  # VID, CocoVID: frames without an annotation (allowed: no boxes)
+    unannotated: int = 0  # VID, CocoVID: frames without an annotation (allowed: no boxes); DET: without a VID class
     boxes: int = 0
+    left_out: int = 0  # DET: boxes of classes outside the class map (background to training)
     classes: dict[str, int] = field(default_factory=dict)  # boxes (VID, CocoVID) or labelled pixels per class
     class_frames: dict[str, int] = field(default_factory=dict)  # frames each class appears in
     tracks: list[int] = field(default_factory=list)  # distinct tracks per video
@@ -83,13 +89,17 @@ class SplitReport:
         units, frames = _n(self.units, self.unit[:-1], self.unit), _n(self.frames, "frame")
         if self.unit == "videos":
             return f"{units}, {frames} ({self.unannotated} without annotation), {_n(self.boxes, 'box', 'boxes')}"
+        if self.unit == "images":
+            return (f"{units} ({self.unannotated} without a box of the class map), {_n(self.boxes, 'box', 'boxes')} "
+                    f"({self.left_out} of other classes left out)")
         if self.unit == "snippets":
             return f"{units}, {frames}, {_n(self.labelled, 'labelled frame')}"
         return f"{units}, {frames}, {_n(self.labelled, 'flow')}"
 
     def to_json(self) -> dict:
         return {"unit": self.unit, "units": self.units, "frames": self.frames, "labelled": self.labelled,
-                "unannotated": self.unannotated, "boxes": self.boxes, "classes": dict(self.classes),
+                "unannotated": self.unannotated, "boxes": self.boxes, "left_out": self.left_out,
+                "classes": dict(self.classes),
                 "class_frames": dict(self.class_frames), "tracks": self.track_summary(),
                 "motion": dict(self.motion), "motion_shares": self.motion_shares()}
 
@@ -248,6 +258,8 @@ def _detect(path: Path) -> tuple[str, list[tuple[Path, dict]]]:
         raise MissingInput(f"no such file or folder: {path}")
     if any((path / d / "VID").is_dir() for d in ("Data", "Annotations", "ImageSets")):
         return "vid", []
+    if _has_det(path):
+        return "det", []
     if any((path / d).is_dir() for d in ("gtFine", "leftImg8bit_sequence", "leftImg8bit")):
         return "cityscapes", []
     if (path / chairs.SPLIT_FILE).is_file() or _has_any(path / "data", "*_img1.ppm"):
@@ -256,12 +268,13 @@ def _detect(path: Path) -> tuple[str, list[tuple[Path, dict]]]:
     if files:
         return "cocovid", files
     raise MissingInput(f"{path} is not a dataset layout featflow reads (Cityscapes: gtFine/, leftImg8bit_sequence/; "
-                       f"ImageNet VID: Data/VID/, Annotations/VID/; CocoVID: a .json file; FlyingChairs: "
-                       f"{chairs.SPLIT_FILE})")
+                       f"ImageNet VID: Data/VID/, Annotations/VID/; ImageNet DET: Data/DET/, {det.DET_IMAGE_SET}; "
+                       f"CocoVID: a .json file; FlyingChairs: {chairs.SPLIT_FILE})")
 
 
 def detect_layout(path: str | os.PathLike) -> str:
-    """'cityscapes', 'vid', 'cocovid' or 'flyingchairs'; MissingInput when ``path`` is none of them."""
+    """'cityscapes', 'vid', 'det', 'cocovid' or 'flyingchairs'; MissingInput when ``path`` is none of them (a folder
+    with both ImageNet VID and DET is 'vid', DET one of its splits)."""
     return _detect(Path(path))[0]
 
 
@@ -275,8 +288,8 @@ def check_data(path: str | os.PathLike, split: str | None = None, *, images: str
     """
     path = Path(path)
     layout, files = _detect(path)
-    if layout == "vid":
-        return _check_vid(path, split, motion, decode, progress)
+    if layout in ("vid", "det"):
+        return _check_vid(path, layout, split, motion, decode, progress)
     if layout == "cocovid":
         return _check_cocovid(path, files, split, images, motion, decode, progress)
     if layout == "cityscapes":
@@ -416,21 +429,89 @@ def _check_vid_split(root: Path, split: str, motion: MotionFn | None, decode: bo
     return report
 
 
-def _check_vid(root: Path, split: str | None, motion: MotionFn | None, decode: bool, progress: bool) -> DataReport:
+def _has_det(root: Path) -> bool:
+    return (root / "Data" / "DET").is_dir() or (root / "Annotations" / "DET").is_dir() or \
+        (root / det.DET_IMAGE_SET).is_file()
+
+
+def _det_image(data: DetDataset, v: int, decode: bool, report: SplitReport, errors: list[str]) -> None:
+    """One listed DET image: it exists (and decodes at its annotation's size), its annotation reads, its boxes lie
+    inside it; its boxes of the class map counted, the others as left out."""
+    image = data.image_path(v)
+    size = None
+    if not image.is_file():
+        errors.append(f"{image}: listed in {data.image_set} but missing")
+    elif decode:
+        size = _decoded_size(image, errors)
+    xml = data.annotation_path(v)
+    try:
+        ann = data.annotation(v)
+    except FeatflowError as err:
+        errors.append(_named(xml, err))
+        return
+    if size is not None and size != (ann.height, ann.width):
+        errors.append(f"{image}: the image is {size[1]}x{size[0]} but {xml.name} says {ann.width}x{ann.height}")
+    labels = []
+    for obj in ann.objects:
+        if _outside(obj.box, ann.width, ann.height):
+            errors.append(f"{xml}: box {obj.box} of {obj.name} is outside the {ann.width}x{ann.height} image")
+        elif obj.name in data.class_index:
+            labels.append(data.class_index[obj.name])
+        else:
+            report.left_out += 1
+    report.boxes += len(labels)
+    report.labelled += bool(labels)
+    report.unannotated += not labels
+    for label in labels:
+        report.classes[data.class_names[label - 1]] += 1
+    for label in set(labels):
+        report.class_frames[data.class_names[label - 1]] += 1
+
+
+def _check_det_split(root: Path, classes: tuple[tuple[str, str], ...], decode: bool, progress: bool,
+                     errors: list[str]) -> SplitReport | None:
+    """The ImageNet DET images of ``ImageSets/DET_train_30classes.txt``, read as ``DetDataset`` reads them."""
+    try:
+        data = DetDataset(root, classes)
+    except FeatflowError as err:
+        errors.append(str(err))
+        return None
+    report = SplitReport(DET_SPLIT, "images", units=len(data), frames=len(data),
+                         classes=dict.fromkeys(data.class_names, 0), class_frames=dict.fromkeys(data.class_names, 0))
+    with _bar(len(data), DET_SPLIT, "image", progress) as bar:
+        for v in range(len(data)):
+            _det_image(data, v, decode, report, errors)
+            bar.update()
+    return report
+
+
+def _check_vid(root: Path, layout: str, split: str | None, motion: MotionFn | None, decode: bool,
+               progress: bool) -> DataReport:
+    """An ILSVRC2015 folder: its VID splits (layout 'vid') and its ImageNet DET images, when it has them."""
     errors: list[str] = []
     map_file = root / "devkit" / "data" / "map_vid.txt"
+    classes = vid.VID_CLASSES
     if map_file.is_file():
         try:
-            class_map = f"{map_file} ({_n(len(vid.read_map_vid(map_file)), 'class', 'classes')})"
+            classes = vid.read_map_vid(map_file)
+            class_map = f"{map_file} ({_n(len(classes), 'class', 'classes')})"
         except FeatflowError as err:
             errors.append(str(err))
             class_map = f"{map_file} (unreadable)"
     else:
         class_map = f"the {len(vid.VID_CLASSES)} ImageNet VID classes (no devkit/data/map_vid.txt)"
-    report = DataReport("vid", root, class_map, "boxes", errors=errors)
-    _add_splits(report, _choose(_vid_splits(root), split, root),
-                f"{root / 'Data' / 'VID'}: no split folders (train, val, ...)",
-                lambda name: _check_vid_split(root, name, motion, decode, progress, errors))
+    report = DataReport(layout, root, class_map, "boxes", errors=errors)
+    found = _vid_splits(root) if layout == "vid" else set()
+    if _has_det(root):
+        found.add(DET_SPLIT)
+
+    def check(name: str) -> SplitReport | None:
+        if name == DET_SPLIT:
+            return _check_det_split(root, classes, decode, progress, errors)
+        return _check_vid_split(root, name, motion, decode, progress, errors)
+
+    names = sorted(_choose(found, split, root), key=lambda name: name == DET_SPLIT)  # VID's splits, then DET
+    _add_splits(report, names, f"{root / 'Data' / 'VID'}: no split folders (train, val, ...)", check)
     report.errors = list(dict.fromkeys(errors))  # a broken class map fails every split with the same message
     return report
 

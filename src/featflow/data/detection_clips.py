@@ -3,12 +3,17 @@
 - per-frame: no reference frame;
 - DFF: one key frame at current + U{-9..0} (``same`` marks key == current: features used unwarped);
 - FGFA: two reference frames at current + U{-9..9} each.
-Offsets are clipped to the video. Items: ``current`` (3, H, W) float32 RGB in [0, 255], ``references``
-(R, 3, H, W), ``same`` (R,) bool, ``boxes`` (n, 4) float32 in inclusive pixels, ``labels`` (n,) int64 1..C.
+Offsets are clipped to the video: an ImageNet DET image is a video of one frame, so its references are the image
+itself (``same`` all true). Items: ``current`` (3, H, W) float32 RGB in [0, 255], ``references`` (R, 3, H, W),
+``same`` (R,) bool, ``boxes`` (n, 4) float32 in inclusive pixels of the frames as given, ``labels`` (n,) int64
+1..C, ``scale`` () float32: the factor a folder's frames were resized by (``resize``, from ``data.size``; 1 when
+not resized), so that boxes found on them divide by it to come back in the original image's pixels.
+``MixedClips`` puts two sets of samples together at a given share (VID clips and DET images).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +22,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from featflow.data.interleave import InterleavedVideos
+from featflow.data.resize import Resize, resize_image, scale_boxes
 from featflow.data.synthetic import SynthConfig
-from featflow.data.vid import VidDataset
+from featflow.data.vid import VideoBoxesBase
+from featflow.errors import FeatflowError
 from featflow.structures import GroundTruth
 
 
@@ -44,10 +51,20 @@ def _image(array: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float()
 
 
-def _clip(current: np.ndarray, references: list[np.ndarray], same: list[bool], targets: GroundTruth) -> dict:
+def _clip(current: np.ndarray, references: list[np.ndarray], same: list[bool], targets: GroundTruth,
+          resize: Resize | None = None) -> dict:
+    """One sample; with ``resize`` its frames scaled by the current frame's factor (references to its size) and
+    its boxes with them."""
+    scale, boxes = 1.0, targets.boxes
+    if resize is not None:
+        scale = resize.scale(*current.shape[:2])
+        current = resize_image(current, scale)
+        references = [resize_image(r, scale, current.shape[:2]) for r in references]
+        boxes = scale_boxes(boxes, scale)
     refs = torch.stack([_image(r) for r in references]) if references else torch.zeros(0, *_image(current).shape)
     return {"current": _image(current), "references": refs, "same": torch.tensor(same, dtype=torch.bool),
-            "boxes": torch.from_numpy(targets.boxes), "labels": torch.from_numpy(targets.labels)}
+            "boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(targets.labels),
+            "scale": torch.tensor(scale, dtype=torch.float32)}
 
 
 class SyntheticDetectionClips(Dataset):
@@ -77,11 +94,13 @@ class SyntheticDetectionClips(Dataset):
 
 
 class VidDetectionClips(Dataset):
-    """Samples from a VID-layout folder: sample i is frame i of the split's frames in order (all videos
-    concatenated), with its own random references."""
+    """Samples from a VID-like source (a VID folder, a CocoVID file, ImageNet DET's one-frame videos): sample i is
+    frame i of the split's frames in order (all videos concatenated), with its own random references; with
+    ``resize`` its frames and boxes scaled as the papers do (shorter side 600, longer at most 1000)."""
 
-    def __init__(self, data: VidDataset, references: ReferenceSampling = ReferenceSampling(), seed: int = 0) -> None:
-        self.data, self.references, self.seed = data, references, seed
+    def __init__(self, data: VideoBoxesBase, references: ReferenceSampling = ReferenceSampling(), seed: int = 0,
+                 resize: Resize | None = None) -> None:
+        self.data, self.references, self.seed, self.resize = data, references, seed, resize
         self.index = [(v, t) for v in range(len(data)) for t in range(data.num_frames(v))]
 
     def __len__(self) -> int:
@@ -91,13 +110,56 @@ class VidDetectionClips(Dataset):
         v, t = self.index[index]
         rng = np.random.default_rng([self.seed, index, 7919])
         refs = self.references.draw(rng, t, self.data.num_frames(v))
-        return _clip(self.data.image(v, t), [self.data.image(v, r) for r in refs], [r == t for r in refs],
-                     self.data.targets(v, t))
+        images = {t: self.data.image(v, t)}  # each frame read once (a DET image: all references are the image)
+        for r in refs:
+            if r not in images:
+                images[r] = self.data.image(v, r)
+        return _clip(images[t], [images[r] for r in refs], [r == t for r in refs], self.data.targets(v, t),
+                     self.resize)
+
+
+class MixedClips(Dataset):
+    """Two sample sets as one, ``share`` of its samples from ``second`` (ImageNet DET images among VID clips).
+
+    Its length is the smallest that holds every sample of both at that share: ``first``'s samples fill the first
+    ``len(self) - round(share * len(self))`` indices in turn (cycling), ``second``'s the rest; the trainer shuffles
+    the indices every epoch, so any stretch of training sees ``second`` at ``share`` in expectation."""
+
+    def __init__(self, first: Dataset, second: Dataset, share: float) -> None:
+        if not 0.0 < share < 1.0:
+            raise ValueError(f"share must be in (0, 1), got {share}")
+        if len(first) == 0 or len(second) == 0:
+            raise ValueError("both sample sets must hold samples")
+        self.first, self.second, self.share = first, second, share
+        # the 1e-9: 6 / (1 - 0.9) is 60.000000000000014 in floating point, and 60 samples hold 6 at 10%
+        length = max(math.ceil(len(first) / (1.0 - share) - 1e-9), math.ceil(len(second) / share - 1e-9))
+        self.second_count = round(length * share)
+        self.first_count = length - self.second_count
+
+    def __len__(self) -> int:
+        return self.first_count + self.second_count
+
+    def from_second(self, index: int) -> bool:
+        """Whether sample ``index`` comes from ``second``."""
+        return index >= self.first_count
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if self.from_second(index):
+            return self.second[(index - self.first_count) % len(self.second)]
+        return self.first[index % len(self.first)]
 
 
 def collate_clips(samples: list[dict]) -> dict:
-    """Stack images; keep the per-frame boxes and labels as lists (their counts differ)."""
+    """Stack images; keep the per-frame boxes and labels as lists (their counts differ). The frames of a batch must
+    share one size: a folder whose frames differ in size (VID videos, DET images) trains one clip per process."""
+    sizes = sorted({tuple(s["current"].shape[-2:]) for s in samples})
+    if len(sizes) > 1:
+        raise FeatflowError(f"a batch holds frames of different sizes ({', '.join(f'{h}x{w}' for h, w in sizes)}): "
+                            f"train one clip per process on such a folder (train.batch_size = the number of GPUs)")
     return {"current": torch.stack([s["current"] for s in samples]),
             "references": torch.stack([s["references"] for s in samples]),  # (N, R, 3, H, W)
             "same": torch.stack([s["same"] for s in samples]),
+            "scales": torch.stack([s["scale"] for s in samples]),  # (N,): the frames' resize factors
             "targets": [{"boxes": s["boxes"], "labels": s["labels"]} for s in samples]}

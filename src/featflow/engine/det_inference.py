@@ -7,10 +7,14 @@ Methods (one detector, different ways to get a frame's features):
 - ``fgfa``: features of frames t-K..t+K warped to frame t and aggregated (``online``: t-K..t).
 Post-processing (``featflow.postprocess``) runs on each video's detections: ``seq-nms``, ``mgp`` (motion-guided
 propagation along DIS flow) or ``tubelet`` (tubelet rescoring).
+With a ``Resize`` (the papers' shorter side 600, longer at most 1000; ``trained_resize`` gives a detector's own) the
+model sees each frame resized, and its boxes are divided back into the original frame's pixels before
+post-processing and evaluation, where the annotations are.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from featflow.data.resize import Resize, boxes_to_original, resize_image
 from featflow.data.vid import VideoBoxesBase
 from featflow.engine.distributed import context, gather, shard
 from featflow.errors import FeatflowError
@@ -81,18 +86,42 @@ class DetEvaluation:
     result: VidResult
     frames: int
     ms_per_frame: float  # model time per frame on this machine (decoding and post-processing excluded)
+    resize: Resize | None = None  # the frames as the model saw them (None: at their own size)
 
     def to_json(self) -> dict:
+        resize = None if self.resize is None else {"short": self.resize.short, "long": self.resize.long}
         return {"method": self.config.method, "key_interval": self.config.key_interval, "window": self.config.window,
                 "online": self.config.online, "postprocess": self.postprocess, "frames": self.frames,
-                "ms_per_frame": self.ms_per_frame, **self.result.to_json()}
+                "ms_per_frame": self.ms_per_frame, "resize": resize, **self.result.to_json()}
+
+
+def trained_resize(metadata: dict[str, str]) -> Resize | None:
+    """The resize a detector's training applied, from its checkpoint's training config: a folder-trained one saw its
+    frames resized per ``data.size`` (``det_training.DetDataConfig``); a synthetic-trained one (or one without a
+    training record) saw frames at their own size: None."""
+    data = json.loads(metadata.get("config") or "{}").get("data") or {}
+    if data.get("source", "synthetic") == "synthetic" or not data.get("size"):
+        return None
+    return Resize.from_size(tuple(data["size"]))
+
+
+def _resized_frames(data: VideoBoxesBase, v: int, resize: Resize | None,
+                    originals: list[tuple[float, int, int]]) -> Iterator[np.ndarray]:
+    """Video ``v``'s frames as the model sees them; each frame's (factor, height, width) appended to ``originals``."""
+    for t in range(data.num_frames(v)):
+        image = data.image(v, t)
+        height, width = image.shape[:2]
+        scale = 1.0 if resize is None else resize.scale(height, width)
+        originals.append((scale, height, width))
+        yield resize_image(image, scale)
 
 
 @torch.no_grad()
 def detect_dataset(model: VideoDetector, data: VideoBoxesBase, config: DetStreamConfig,
-                   progress: bool = True) -> tuple[list[VideoDetections], float]:
-    """Every video of ``data`` through the stream -> (detections per video, model ms per frame). Under torchrun
-    the videos are dealt out to the ranks and the results gathered: every rank returns the whole set."""
+                   progress: bool = True, resize: Resize | None = None) -> tuple[list[VideoDetections], float]:
+    """Every video of ``data`` through the stream -> (detections per video, in the original frames' pixels; model
+    ms per frame). With ``resize`` the model sees resized frames. Under torchrun the videos are dealt out to the
+    ranks and the results gathered: every rank returns the whole set."""
     if model.num_classes != len(data.classes):
         raise FeatflowError(f"the model detects {model.num_classes} classes, the data has {len(data.classes)}")
     ctx = context()
@@ -101,8 +130,11 @@ def detect_dataset(model: VideoDetector, data: VideoBoxesBase, config: DetStream
     for v in tqdm(shard(list(range(len(data))), ctx), desc=f"detect {config.method}",
                   disable=not (progress and ctx.is_main), leave=False):
         video: VideoDetections = [Detections.empty()] * data.num_frames(v)
-        frames = (data.image(v, t) for t in range(data.num_frames(v)))
-        for index, dets in detect_stream(model, frames, config, timing):
+        originals: list[tuple[float, int, int]] = []  # per frame, filled as the stream reads it
+        for index, dets in detect_stream(model, _resized_frames(data, v, resize, originals), config, timing):
+            scale, height, width = originals[index]
+            if scale != 1.0:
+                dets = Detections(boxes_to_original(dets.boxes, scale, height, width), dets.scores, dets.labels)
             video[index] = dets
         mine[v] = video
     parts = gather((mine, sum(timing)), ctx)  # under torchrun: every rank's videos, merged in video order
@@ -119,13 +151,14 @@ def ground_truth(data: VideoBoxesBase) -> list[VideoGroundTruth]:
 
 def evaluate_detection(model: VideoDetector, data: VideoBoxesBase, config: DetStreamConfig = DetStreamConfig(),
                        postprocess: str | None = None, save_detections: str | os.PathLike | None = None,
-                       progress: bool = True) -> DetEvaluation:
-    """VID mAP (all / slow / medium / fast) and model time per frame of one method on a VID-layout split."""
-    detections, ms = detect_dataset(model, data, config, progress)
+                       progress: bool = True, resize: Resize | None = None) -> DetEvaluation:
+    """VID mAP (all / slow / medium / fast) and model time per frame of one method on a VID-layout split; with
+    ``resize`` the model sees resized frames and its boxes are scored (and saved) in the original pixels."""
+    detections, ms = detect_dataset(model, data, config, progress, resize)
     if postprocess is not None:
         detections = [postprocess_video(d, postprocess, [data.image(v, t) for t in range(data.num_frames(v))]
                                         if postprocess == "mgp" else None) for v, d in enumerate(detections)]
     if save_detections is not None and context().is_main:
         write_vid_results(save_detections, detections, [list(v.frame_ids) for v in data.videos])
     result = evaluate_vid(detections, ground_truth(data), len(data.classes))
-    return DetEvaluation(config, postprocess, result, sum(len(d) for d in detections), ms)
+    return DetEvaluation(config, postprocess, result, sum(len(d) for d in detections), ms, resize)

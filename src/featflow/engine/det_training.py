@@ -6,7 +6,11 @@
 - FGFA (``model.aggregation: adaptive``): two reference frames at current + U{-max_offset..max_offset}, warped
   to the current frame and aggregated; ``freeze_flow`` gives "FGFA without end-to-end training", no flow net
   gives "without flow", ``aggregation: mean`` without flow "without flow and adaptive weights".
-Held-out metric during training: VID mAP@0.5 over single held-out frames.
+Held-out metric during training: VID mAP@0.5 over single held-out frames, in the original images' pixels.
+
+Data (``DetDataConfig``): the synthetic source, or an ImageNet VID-layout folder whose frames are resized as the
+papers do (shorter side ``min(data.size)``, longer side at most ``max(data.size)``: 600 and 1000), with
+``data.det_share`` of the training samples ImageNet DET images from the same folder (one-frame videos).
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from featflow.data.detection_clips import ReferenceSampling, SyntheticDetectionClips, VidDetectionClips, collate_clips
+from featflow.data.detection_clips import (
+    MixedClips,
+    ReferenceSampling,
+    SyntheticDetectionClips,
+    VidDetectionClips,
+    collate_clips,
+)
+from featflow.data.imagenet_det import DetDataset
+from featflow.data.resize import Resize, boxes_to_original
 from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
 from featflow.data.vid import VidDataset
 from featflow.engine.checkpoint import read_weights, save_detector
@@ -28,16 +40,41 @@ from featflow.engine.config import check_paths, to_dict
 from featflow.engine.feature_scale import FeatureScale
 from featflow.engine.models import DetModelConfig, build_video_model, check_sources
 from featflow.engine.trainer import DataConfig, EvalConfig, OptimConfig, TrainResult, TrainTask, to_device, train
+from featflow.errors import FeatflowError, MissingInput
 from featflow.evaluation.vid_map import evaluate_vid
 from featflow.methods.detection import VideoDetector
 from featflow.modeling.heads import total_loss
-from featflow.structures import VideoGroundTruth
+from featflow.structures import Detections, VideoGroundTruth
+
+
+@dataclass(frozen=True)
+class DetDataConfig(DataConfig):
+    """Detection's data: ``source`` is ``synthetic`` or an ImageNet VID-layout folder (ILSVRC2015).
+
+    ``size``: the synthetic frames' (H, W); a folder's frames (and boxes) are resized by one factor each, so that
+    the shorter side is ``min(size)`` and the longer at most ``max(size)`` (the papers' 600 and 1000), in training
+    and in its held-out evaluation (whose boxes go back to the original pixels).
+    ``det_share``: the share of training samples that are ImageNet DET images (``Data/DET``, ``Annotations/DET`` and
+    ``ImageSets/DET_train_30classes.txt`` in the same folder; only the VID classes' boxes), each a one-frame video
+    whose key / reference frames are the image itself. 0: VID alone. The released DFF and FGFA code train on the
+    concatenation of DET_train_30classes (about 54K images) and VID_train_15frames (57,930 frames): about 0.5."""
+
+    det_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.det_share < 1.0:
+            raise FeatflowError(f"data.det_share: the share of ImageNet DET images must be in [0, 1), "
+                                f"got {self.det_share}")
+        if self.det_share and self.source == "synthetic":
+            raise FeatflowError("data.det_share: ImageNet DET images come from an ILSVRC2015 folder (data.source); "
+                                "the synthetic source has none, set it to 0")
 
 
 @dataclass(frozen=True)
 class DetTrainConfig:
     model: DetModelConfig = field(default_factory=DetModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)  # source: synthetic or an ImageNet VID-layout folder
+    data: DetDataConfig = field(default_factory=DetDataConfig)  # synthetic or an ImageNet VID-layout folder
     train: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     output: str = "runs/det"
@@ -58,21 +95,47 @@ def training_loss(model: nn.Module, batch: dict) -> Tensor:
     return total_loss(model.head(features, tuple(batch["current"].shape[-2:]), batch["targets"]))
 
 
+def _batches(samples: list[dict], size: int) -> list[list[dict]]:
+    """Consecutive samples in batches of at most ``size``, each of one frame size (a folder's frames differ)."""
+    batches: list[list[dict]] = []
+    for sample in samples:
+        last = batches[-1] if batches else None
+        if last and len(last) < size and last[0]["current"].shape == sample["current"].shape:
+            last.append(sample)
+        else:
+            batches.append([sample])
+    return batches
+
+
+def _in_original_pixels(detections: Detections, sample: dict) -> tuple[Detections, np.ndarray]:
+    """A held-out sample's detections and ground-truth boxes, in the original image's pixels (a resized folder
+    frame's boxes divided by its factor; a factor of 1 leaves them as they are)."""
+    scale = float(sample["scale"])
+    truth = sample["boxes"].numpy()
+    if scale == 1.0:
+        return detections, truth
+    return (Detections(boxes_to_original(detections.boxes, scale), detections.scores, detections.labels),
+            boxes_to_original(truth, scale))
+
+
 @torch.no_grad()
 def _evaluate(model: VideoDetector, samples: list[dict], num_classes: int) -> dict[str, float]:
-    """mAP over held-out samples, each one a one-frame video (motion categories need whole videos), and the scale
-    of the features N_feat computed for them (``feat_std``; DFF also ``scale_mean``, its scale field's mean)."""
+    """mAP over held-out samples, each one a one-frame video (motion categories need whole videos), in the original
+    images' pixels, and the scale of the features N_feat computed for them (``feat_std``; DFF also ``scale_mean``,
+    its scale field's mean)."""
     model.eval()
     device = next(model.parameters()).device
     detections, truth = [], []
     with FeatureScale(model) as scale:
-        for start in range(0, len(samples), 4):
-            batch = collate_clips(samples[start:start + 4])
+        for group in _batches(samples, 4):
+            batch = collate_clips(group)
             inputs = to_device(batch, device)
             features = model.clip_features(inputs["current"], inputs["references"], inputs["same"])
-            detections += [[d] for d in model.predict(features, tuple(batch["current"].shape[-2:]))]
-            truth += [VideoGroundTruth((t["boxes"].numpy(),), (t["labels"].numpy(),), (np.arange(len(t["labels"])),))
-                      for t in batch["targets"]]
+            for found, sample in zip(model.predict(features, tuple(batch["current"].shape[-2:])), group):
+                dets, boxes = _in_original_pixels(found, sample)
+                labels = sample["labels"].numpy()
+                detections.append([dets])
+                truth.append(VideoGroundTruth((boxes,), (labels,), (np.arange(len(labels)),)))
     learned = model.aggregator is not None and model.aggregator.log_temperature is not None
     temperature = {"temperature": float(model.aggregator.temperature)} if learned else {}
     return {"val_map": evaluate_vid(detections, truth, num_classes).map, **scale.metrics(), **temperature}
@@ -89,11 +152,19 @@ def _datasets(cfg: DetTrainConfig, refs: ReferenceSampling
         val_set = SyntheticDetectionClips(config, cfg.eval.samples, refs, cfg.data.seed, "val", 4)
         return train_set, [val_set[i] for i in range(len(val_set))], list(CLASS_NAMES[1:]), False
     root = Path(cfg.data.source)
+    resize = Resize.from_size(cfg.data.size)
     train_data, val_data = VidDataset(root, "train"), VidDataset(root, "val")
-    val_set = VidDetectionClips(val_data, refs, cfg.data.seed)
+    val_set = VidDetectionClips(val_data, refs, cfg.data.seed, resize)
     stride = max(len(val_set) // cfg.eval.samples, 1)
     samples = [val_set[i] for i in range(0, len(val_set), stride)][: cfg.eval.samples]
-    return VidDetectionClips(train_data, refs, cfg.data.seed), samples, train_data.class_names, True
+    train_set: torch.utils.data.Dataset = VidDetectionClips(train_data, refs, cfg.data.seed, resize)
+    if cfg.data.det_share:
+        try:  # labelled with the VID folder's class map, so a label is the same class in both
+            det = DetDataset(root, train_data.classes)
+        except MissingInput as err:
+            raise MissingInput(f"data.det_share: {err}") from None
+        train_set = MixedClips(train_set, VidDetectionClips(det, refs, cfg.data.seed, resize), cfg.data.det_share)
+    return train_set, samples, train_data.class_names, True
 
 
 def train_detection(cfg: DetTrainConfig, out: Path | None = None, resume: bool = False,

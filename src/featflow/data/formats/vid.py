@@ -113,9 +113,8 @@ def _int(node: ET.Element, tag: str, path: Path) -> int:
         raise FeatflowError(f"{path}: <{tag}> is {text!r}, not a number") from None
 
 
-def read_vid_xml(path: str | os.PathLike) -> VidAnnotation:
-    """Parse one VID annotation file; missing or malformed fields raise ``ValueError``."""
-    path = Path(path)
+def _annotation_root(path: Path) -> ET.Element:
+    """The ``<annotation>`` element of an ILSVRC annotation file (VID frames and DET images share the schema)."""
     if not path.is_file():
         raise MissingInput(f"no such annotation: {path}")
     try:
@@ -124,18 +123,30 @@ def read_vid_xml(path: str | os.PathLike) -> VidAnnotation:
         raise FeatflowError(f"{path}: not valid XML ({err})") from None
     if root.tag != "annotation":
         raise FeatflowError(f"{path}: root element is <{root.tag}>, expected <annotation>")
+    return root
+
+
+def _box(node: ET.Element, path: Path) -> tuple[int, int, int, int]:
+    """An ``<object>``'s ``<bndbox>`` as (xmin, ymin, xmax, ymax), inclusive pixels; an empty box is an error."""
+    box = _child(node, "bndbox", path)
+    xmin, ymin, xmax, ymax = (_int(box, tag, path) for tag in ("xmin", "ymin", "xmax", "ymax"))
+    if xmax < xmin or ymax < ymin:
+        raise FeatflowError(f"{path}: empty box ({xmin}, {ymin}, {xmax}, {ymax})")
+    return xmin, ymin, xmax, ymax
+
+
+def read_vid_xml(path: str | os.PathLike) -> VidAnnotation:
+    """Parse one VID annotation file; missing or malformed fields raise ``ValueError``."""
+    path = Path(path)
+    root = _annotation_root(path)
     size = _child(root, "size", path)
     objects = []
     for node in root.findall("object"):
-        box = _child(node, "bndbox", path)
-        xmin, ymin, xmax, ymax = (_int(box, tag, path) for tag in ("xmin", "ymin", "xmax", "ymax"))
-        if xmax < xmin or ymax < ymin:
-            raise FeatflowError(f"{path}: empty box ({xmin}, {ymin}, {xmax}, {ymax})")
         objects.append(
             VidObject(
                 track_id=_int(node, "trackid", path),
                 name=(_child(node, "name", path).text or "").strip(),
-                box=(xmin, ymin, xmax, ymax),
+                box=_box(node, path),
                 occluded=bool(_int(node, "occluded", path)) if node.find("occluded") is not None else False,
                 generated=bool(_int(node, "generated", path)) if node.find("generated") is not None else False,
             )

@@ -7,6 +7,8 @@
   synthetic classes under made-up WordNet-style ids);
 - ``flyingchairs``: one (current, key) pair per video with a gap of 1..9 frames, its exact flow as
   ``.flo``, and ``FlyingChairs_train_val.txt``.
+``export_det`` writes single frames in the ImageNet DET layout (``Data/DET``, ``Annotations/DET``,
+``ImageSets/DET_train_30classes.txt``), with the ``vid`` export's classes: the DET images a VID folder mixes in.
 
 Every file is a pure function of (config, seed, split, video index): the same command writes the same bytes.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from featflow.data.formats import cityscapes as cs, flyingchairs as chairs, vid
+from featflow.data.formats import cityscapes as cs, flyingchairs as chairs, imagenet_det as det, vid
 from featflow.data.formats.flo import write_flo
 from featflow.data.io import write_image
 from featflow.data.synthetic.classes import CLASS_NAMES
@@ -174,3 +176,28 @@ def export(fmt: str, out: str | os.PathLike, config: SynthConfig, videos: int, v
         write_text(out / chairs.SPLIT_FILE, "\n".join(split_codes) + "\n")
     _write_metadata(out, fmt, config, seed, counts)
     return counts
+
+
+def export_det(out: str | os.PathLike, config: SynthConfig, images: int, seed: int = 0) -> list[str]:
+    """Write ``images`` synthetic images in the ImageNet DET layout under ``out`` (an ImageNet VID folder written by
+    ``export("vid", ...)``, or a folder of its own) -> their image-set names. Image ``i`` is the first frame of test
+    video ``i`` (no VID frame's twin), named as ILSVRC2014's DET training images, its boxes under the ``vid``
+    export's WordNet-style ids, which ``devkit/data/map_vid.txt`` lists."""
+    if images < 1:
+        raise FeatflowError("ask for at least one DET image")
+    out = Path(out)
+    wnids = [wnid for wnid, _ in synthetic_vid_classes()]
+    names = []
+    for index in range(images):
+        image, ann = SyntheticVideo(config, seed, index, "test").render(0)
+        folder, stem = f"ILSVRC2014_train_{index // 1000:04d}", f"ILSVRC2014_train_{index:08d}"
+        name = f"train/{folder}/{stem}"
+        write_image(det.image_path(out, name), image)
+        objects = tuple(det.DetObject(wnids[int(label) - 1], (int(x0), int(y0), int(x1) - 1, int(y1) - 1))
+                        for label, (x0, y0, x1, y1) in zip(ann.labels, ann.boxes))
+        det.write_det_xml(det.annotation_path(out, name),
+                          det.DetAnnotation(folder, stem, image.shape[1], image.shape[0], objects))
+        names.append(name)
+    det.write_det_image_set(out / det.DET_IMAGE_SET, names)
+    vid.write_map_vid(out / "devkit" / "data" / "map_vid.txt", synthetic_vid_classes())
+    return names
