@@ -141,3 +141,25 @@ def test_features_init_takes_n_feat_from_a_segmenter(tmp_path):
     assert not any(p.requires_grad for p in dff.flow_net.scale_conv.parameters())  # the scale field stays at 1
     assert all(p.requires_grad for n, p in dff.flow_net.named_parameters() if not n.startswith("scale_conv"))
     assert not any(p.requires_grad for p in dff.feature_net.parameters())
+
+
+def test_freeze_stem_fixes_conv1_and_res2_and_their_statistics():
+    """The papers' ResNets keep conv1 and res2 at their ImageNet weights: no gradient reaches them and a training
+    step leaves their BatchNorm statistics as loaded, while res3 onwards trains."""
+    model = build_video_model(SegModelConfig(channels=16, freeze_stem=True), 3)
+    net = model.feature_net
+    stem = [p for m in net.stem() for p in m.parameters()]
+    assert stem and not any(p.requires_grad for p in stem)
+    assert all(p.requires_grad for p in net.res3.parameters())
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    model.train()
+    assert not net.bn1.training and not net.res2.training and net.res3.training
+    model(torch.rand(2, 3, 64, 64) * 255).sum().backward()
+    after = net.state_dict()
+    for name in before:
+        if name.startswith(("bn1.", "res2.")):
+            assert torch.equal(after[name], before[name]), name
+    assert not torch.equal(after["res3.0.bn1.running_mean"], before["res3.0.bn1.running_mean"])
+    assert net.res3[0].conv1.weight.grad is not None and net.conv1.weight.grad is None
+    # off by default
+    assert all(p.requires_grad for p in build_video_model(SegModelConfig(channels=16), 3).feature_net.parameters())

@@ -82,6 +82,7 @@ def test_every_recipe_loads_with_the_papers_settings(kind, name):
     assert (t.optimizer, t.lr, t.momentum, t.weight_decay, t.iterations) == ("sgd", 1e-3, 0.9, 5e-4, iterations)
     assert (t.schedule, t.steps, t.gamma, t.backbone_lr, t.precision) == ("step", (0.667,), 0.1, 1.0, "fp32")
     assert not (m.freeze_features or m.freeze_flow or m.freeze_scale)  # end to end
+    assert m.freeze_stem  # except conv1 and res2, fixed at their ImageNet weights as in the papers
     if kind == "det":
         assert m.anchor_sizes == (128, 256, 512)  # scales 8, 16, 32 x stride 16
         assert cfg.data.det_share == 0.5  # ImageNet DET + VID, as the released code of all three trains

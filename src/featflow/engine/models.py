@@ -48,6 +48,7 @@ class ModelConfig:
     norm: str = "batch"  # N_feat's BatchNorm: "batch" (statistics trained) or "frozen" (the papers' fixed statistics)
     flow_init: str | None = "shipped"  # pre-trained flow weights for F ("shipped": the package's)
     freeze_features: bool = False  # DFF fix N
+    freeze_stem: bool = False  # N_feat's conv1 and res2 fixed (the papers', with ImageNet weights)
     freeze_flow: bool = False  # DFF fix F; FGFA "without end-to-end training"
     freeze_scale: bool = False  # DFF's scale field kept at 1 (F's flow still trained)
 
@@ -238,6 +239,8 @@ def build_video_model(cfg: ModelConfig, num_classes: int) -> TaskModel:
     if new_flow and cfg.flow_init is not None:
         load_flow_into(model, None if cfg.flow_init == "shipped" else cfg.flow_init)
     model.feature_net.requires_grad_(not cfg.freeze_features)
+    if cfg.freeze_stem:
+        model.feature_net.freeze_stem()
     if model.flow_net is not None:
         model.flow_net.requires_grad_(not cfg.freeze_flow)
         if cfg.freeze_scale:

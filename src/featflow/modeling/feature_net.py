@@ -80,6 +80,7 @@ class FeatureNet(nn.Module):
         self.arch = arch
         self.norm = norm
         self.layout = layout
+        self.stem_frozen = False  # freeze_stem
         self.out_channels = out_channels
         self.stride = FEATURE_STRIDE
         self.conv1 = resnet.conv1
@@ -93,6 +94,24 @@ class FeatureNet(nn.Module):
         self.feat_conv = nn.Conv2d(resnet.fc.in_features, out_channels, kernel_size=3, padding=6, dilation=6)
         nn.init.normal_(self.feat_conv.weight, std=0.01)
         nn.init.zeros_(self.feat_conv.bias)
+
+    def stem(self) -> tuple[nn.Module, ...]:
+        """conv1 (with its BatchNorm) and res2: what the papers keep fixed at its ImageNet weights in training."""
+        return self.conv1, self.bn1, self.res2
+
+    def freeze_stem(self) -> None:
+        """Fix the stem (``stem``): no gradients, and its BatchNorm statistics stay as loaded (``train`` keeps it in
+        inference mode)."""
+        for module in self.stem():
+            module.requires_grad_(False)
+        self.stem_frozen = True
+
+    def train(self, mode: bool = True) -> "FeatureNet":
+        super().train(mode)
+        if self.stem_frozen:
+            for module in self.stem():
+                module.train(False)
+        return self
 
     def forward(self, image: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(image))))  # (N, 64, H/4, W/4)
