@@ -27,28 +27,37 @@ PAPER_INVERSE_R: dict[tuple[str, str], float] = {
 }
 
 
-def count_multiply_adds(model: nn.Module, *inputs: Tensor) -> int:
-    """Multiply-adds of the conv and deconv layers that ``model(*inputs)`` runs."""
-    total = 0
+class MultiplyAddCounter:
+    """Within ``with MultiplyAddCounter(model) as counter:``, ``counter.total`` adds up the multiply-adds of every
+    conv and deconv layer of ``model`` that runs, whatever calls it (a whole forward pass, or one stage of one)."""
 
-    def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
-        nonlocal total
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.total = model, 0
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def _hook(self, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
         assert isinstance(module, (nn.Conv2d, nn.ConvTranspose2d))
         kh, kw = module.kernel_size
         per_pixel = kh * kw * module.in_channels // module.groups * module.out_channels
         pixels_of = args[0] if isinstance(module, nn.ConvTranspose2d) else output
-        total += pixels_of.shape[-2] * pixels_of.shape[-1] * pixels_of.shape[0] * per_pixel
+        self.total += pixels_of.shape[-2] * pixels_of.shape[-1] * pixels_of.shape[0] * per_pixel
 
-    handles = [
-        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
-    ]
-    try:
-        with torch.no_grad():
-            model(*inputs)
-    finally:
-        for handle in handles:
+    def __enter__(self) -> "MultiplyAddCounter":
+        self._handles = [m.register_forward_hook(self._hook) for m in self.model.modules()
+                         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
             handle.remove()
-    return total
+        self._handles = []
+
+
+def count_multiply_adds(model: nn.Module, *inputs: Tensor) -> int:
+    """Multiply-adds of the conv and deconv layers that ``model(*inputs)`` runs."""
+    with MultiplyAddCounter(model) as counter, torch.no_grad():
+        model(*inputs)
+    return counter.total
 
 
 def feature_net_cost(arch: str, height: int = 600, width: int = 1000, out_channels: int = 1024) -> int:

@@ -29,7 +29,7 @@ CITYSCAPES_CLASSES = 19
 VID_CLASSES = 30
 
 
-def _paper_model(task: str, feature_net: str, flow_net: str | None, aggregation: str | None = None
+def paper_model(task: str, feature_net: str, flow_net: str | None, aggregation: str | None = None
                  ) -> tuple[VideoModel, Callable[[torch.Tensor, tuple[int, int]], object]]:
     """The paper-sized model of ``task`` (random weights) and its N_task as features -> a finished output."""
     check_choice("task", task, TASKS)
@@ -72,7 +72,7 @@ def measure_speed(task: str = "seg", feature_net: str = "resnet101", flow_net: s
         raise FeatflowError("key interval must be at least 1")
     frames = frames or 2 * key_interval
     torch.manual_seed(seed)
-    model, head = _paper_model(task, feature_net, flow_net)
+    model, head = paper_model(task, feature_net, flow_net)
     model.for_inference(device)
     images = [torch.rand(1, 3, *size, device=device) * 255 for _ in range(min(frames, 4))]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -152,7 +152,7 @@ def measure_fgfa_speed(feature_net: str = "resnet101", flow_net: str = "flownet"
     if window < 0 or frames < 1:
         raise FeatflowError("window must be >= 0 and frames >= 1")
     torch.manual_seed(seed)
-    model, head = _paper_model("det", feature_net, flow_net, aggregation="adaptive")
+    model, head = paper_model("det", feature_net, flow_net, aggregation="adaptive")
     model.for_inference(device)
     images = [torch.rand(1, 3, *size, device=device) * 255 for _ in range(min(2 * window + 1 + frames, 4))]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)

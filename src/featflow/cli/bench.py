@@ -58,6 +58,20 @@ def add(sub: argparse._SubParsersAction) -> None:
     speed.add_argument("--device", default="cpu")
     speed.add_argument("--json", type=Path, default=None, help="also write the row as JSON")
     speed.set_defaults(func=run_speed)
+    prof = bench.add_parser("profile", help="where DFF's or FGFA's time goes, stage by stage, against each "
+                            "stage's multiply-adds (paper-sized nets, random weights)")
+    prof.add_argument("--task", choices=TASKS, default=None,
+                      help="profile one setting (default: with --report, the report's four settings)")
+    prof.add_argument("--method", choices=("dff", "fgfa"), default="dff")
+    prof.add_argument("--feature-net", choices=FEATURE_NETS, default="resnet101")
+    prof.add_argument("--flow-net", choices=FLOW_NETS, default="flownet")
+    prof.add_argument("--size", type=options.size, default=(512, 1024))
+    prof.add_argument("--key-interval", type=options.positive, default=5)
+    prof.add_argument("--window", type=options.non_negative, default=10, help="FGFA's K (2K+1 frames)")
+    prof.add_argument("--repeats", type=options.positive, default=3, help="timed calls per stage")
+    prof.add_argument("--device", default="cpu")
+    prof.add_argument("--report", type=Path, default=None, help="write speed.md and speed.json into this folder")
+    prof.set_defaults(func=run_profile)
     seg = bench.add_parser("seg", help="the segmentation report: ablation table, trade-off curves, paper-size speed",
                            description="Evaluate the trained segmenters a plan names (per-frame, DFF, ablations, SFF) "
                                        "on held-out Cityscapes-layout data, the mIoU-speedup trade-off for key "
@@ -210,6 +224,26 @@ def run_speed(args: argparse.Namespace) -> None:
         print(format_row(row))
     if args.json:
         write_json(args.json, {"command": options.command_line(), **row.to_json()})
+
+
+def run_profile(args: argparse.Namespace) -> None:
+    from featflow.analysis.profile import REPORT_SETTINGS, profile_markdown, profile_method, speed_markdown
+    from featflow.analysis.reports import machine_description, write_report
+
+    if args.task is None and args.report is None:
+        raise FeatflowError("bench profile: give --task (one setting) or --report (the report's settings)")
+    settings = list(REPORT_SETTINGS) if args.task is None else [
+        {"task": args.task, "method": args.method, "flow_net": args.flow_net, "size": args.size,
+         "key_interval": args.key_interval, "window": args.window}]
+    results = []
+    for setting in settings:
+        result = profile_method(feature_net=args.feature_net, repeats=args.repeats, device=args.device, **setting)
+        print(profile_markdown(result) + "\n", flush=True)
+        results.append(result)
+    if args.report:
+        data = {"machine": machine_description(), "profiles": [r.to_json() for r in results]}
+        paths = write_report(args.report, "speed", speed_markdown(results), data, command=options.command_line())
+        print(f"report: {', '.join(str(p) for p in paths)}", file=sys.stderr)
 
 
 def run_seg(args: argparse.Namespace) -> None:

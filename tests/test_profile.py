@@ -1,0 +1,70 @@
+"""featflow.analysis.profile (featflow bench profile): DFF's and FGFA's stages, their multiply-adds and times."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from featflow.analysis.cost import feature_net_cost, flow_net_cost
+from featflow.analysis.profile import _category, profile_markdown, profile_method, speed_markdown
+
+
+def test_dff_profile_has_each_stage_at_its_share_of_a_frame():
+    result = profile_method("seg", "dff", "resnet18", "flownet_inception", (48, 64), key_interval=4, repeats=1)
+    stages = {s.name: s for s in result.stages}
+    assert list(stages) == ["N_feat", "F (flow and scale field)", "W (warp x scale)", "head"]
+    assert [s.calls_per_frame for s in result.stages] == [0.25, 0.75, 0.75, 1.0]
+    # the cost table's counts: N_feat's and F's (scale field included) multiply-adds
+    assert stages["N_feat"].multiply_adds == feature_net_cost("resnet18", 48, 64)
+    assert stages["F (flow and scale field)"].multiply_adds == flow_net_cost("flownet_inception", 48, 64)
+    assert stages["W (warp x scale)"].multiply_adds == 0 and stages["W (warp x scale)"].gmacs_per_second is None
+    r = flow_net_cost("flownet_inception", 48, 64) / feature_net_cost("resnet18", 48, 64)
+    assert result.arithmetic_ratio == pytest.approx(4 / (1 + 3 * r))
+    assert result.ms_per_frame == pytest.approx(sum(s.calls_per_frame * s.ms_per_call for s in result.stages))
+    assert result.measured_ratio == pytest.approx(result.single_frame_ms / result.ms_per_frame)
+    for stage in result.stages:  # the operator split shares out the stage's timed milliseconds
+        assert stage.ms_per_call > 0 and sum(stage.operators.values()) == pytest.approx(stage.ms_per_call)
+    assert "convolution" in stages["N_feat"].operators
+    assert "| N_feat | 0.25 |" in profile_markdown(result)
+
+
+def test_fgfa_profile_runs_f_and_the_warp_once_per_pair():
+    result = profile_method("det", "fgfa", "resnet18", "flownet_inception", (48, 64), window=2, repeats=1)
+    calls = {s.name: s.calls_per_frame for s in result.stages}
+    assert calls == {"N_feat": 1, "embedding": 1, "F (flow)": 4, "W (warp of features and embedding)": 4,
+                     "weights and sum": 1, "head": 1}
+    stages = {s.name: s for s in result.stages}
+    assert stages["F (flow)"].multiply_adds < flow_net_cost("flownet_inception", 48, 64)  # no scale field in FGFA
+    single = stages["N_feat"].multiply_adds + stages["head"].multiply_adds
+    total = sum(s.calls_per_frame * s.multiply_adds for s in result.stages)
+    assert result.arithmetic_ratio == pytest.approx(total / single) and result.arithmetic_ratio > 1
+    assert "Furthest from its arithmetic" in speed_markdown([result])
+    data = json.loads(json.dumps(result.to_json()))
+    assert data["window"] == 2 and len(data["stages"]) == 6 and data["stages"][2]["ms_per_frame"] > 0
+
+
+def test_operators_take_the_category_of_their_outermost_recognised_caller():
+    def event(name, parent=None):
+        return SimpleNamespace(name=name, cpu_parent=parent)
+
+    transposed = event("aten::conv_transpose2d")
+    assert _category(event("aten::_convolution", event("aten::convolution", transposed))) == "transposed convolution"
+    assert _category(event("aten::mkldnn_convolution", event("aten::conv2d"))) == "convolution"
+    assert _category(event("aten::index", event("torchvision::nms"))) == "NMS"
+    assert _category(event("aten::copy_")) == "memory-layout copies"
+    assert _category(event("aten::empty")) == "other"
+
+
+def test_bench_profile_cli(tmp_path, capsys):
+    from featflow.cli import main
+
+    assert main(["bench", "profile"]) == 2
+    assert "--task" in capsys.readouterr().err
+    assert main(["bench", "profile", "--task", "seg", "--method", "fgfa"]) == 2
+    assert main(["bench", "profile", "--task", "det", "--method", "dff", "--feature-net", "resnet18",
+                 "--flow-net", "flownet_inception", "--size", "48x64", "--key-interval", "2", "--repeats", "1",
+                 "--report", str(tmp_path)]) == 0
+    assert "| F (flow and scale field) |" in capsys.readouterr().out
+    report = json.loads((tmp_path / "speed.json").read_text())
+    assert report["command"] and report["profiles"][0]["task"] == "det" and "machine" in report
+    assert "# Speed" in (tmp_path / "speed.md").read_text()
