@@ -22,7 +22,17 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from featflow.data.formats.vid import VID_CLASSES, _annotation_root, _box, _child, _fields, _int, _text
+from featflow.data.formats.vid import (
+    VID_CLASSES,
+    _annotation_root,
+    _box,
+    _child,
+    _fields,
+    _int,
+    _text,
+    _xml_head,
+    _xml_text,
+)
 from featflow.errors import FeatflowError, MissingInput
 from featflow.utils.io import write_text
 
@@ -56,22 +66,14 @@ def annotation_path(root: str | os.PathLike, name: str) -> Path:
 
 def det_xml(ann: DetAnnotation) -> str:
     """The annotation as the XML text of an ILSVRC DET image."""
-    root = ET.Element("annotation")
-    _text(root, "folder", ann.folder)
-    _text(root, "filename", ann.filename)
-    source = ET.SubElement(root, "source")
-    _text(source, "database", "ILSVRC_2014")
-    size = ET.SubElement(root, "size")
-    _text(size, "width", ann.width)
-    _text(size, "height", ann.height)
+    root = _xml_head(ann.folder, ann.filename, "ILSVRC_2014", ann.width, ann.height)
     for obj in ann.objects:
         node = ET.SubElement(root, "object")
         _text(node, "name", obj.name)
         box = ET.SubElement(node, "bndbox")
         for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), obj.box):
             _text(box, tag, int(value))
-    ET.indent(root, space="\t")
-    return ET.tostring(root, encoding="unicode") + "\n"
+    return _xml_text(root)
 
 
 def write_det_xml(path: str | os.PathLike, ann: DetAnnotation) -> None:

@@ -70,16 +70,26 @@ def _text(parent: ET.Element, tag: str, value: object) -> ET.Element:
     return child
 
 
+def _xml_head(folder: str, filename: str, database: str, width: int, height: int) -> ET.Element:
+    """The ``annotation`` element of an ILSVRC image (VID frame or DET image), without its objects."""
+    root = ET.Element("annotation")
+    _text(root, "folder", folder)
+    _text(root, "filename", filename)
+    _text(ET.SubElement(root, "source"), "database", database)
+    size = ET.SubElement(root, "size")
+    _text(size, "width", width)
+    _text(size, "height", height)
+    return root
+
+
+def _xml_text(root: ET.Element) -> str:
+    ET.indent(root, space="\t")
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
 def vid_xml(ann: VidAnnotation) -> str:
     """The annotation as the XML text of an ILSVRC2015 VID frame."""
-    root = ET.Element("annotation")
-    _text(root, "folder", ann.folder)
-    _text(root, "filename", ann.filename)
-    source = ET.SubElement(root, "source")
-    _text(source, "database", "ILSVRC_2015")
-    size = ET.SubElement(root, "size")
-    _text(size, "width", ann.width)
-    _text(size, "height", ann.height)
+    root = _xml_head(ann.folder, ann.filename, "ILSVRC_2015", ann.width, ann.height)
     for obj in ann.objects:
         node = ET.SubElement(root, "object")
         _text(node, "trackid", obj.track_id)
@@ -90,8 +100,7 @@ def vid_xml(ann: VidAnnotation) -> str:
             _text(box, tag, int(value))
         _text(node, "occluded", int(obj.occluded))
         _text(node, "generated", int(obj.generated))
-    ET.indent(root, space="\t")
-    return ET.tostring(root, encoding="unicode") + "\n"
+    return _xml_text(root)
 
 
 def write_vid_xml(path: str | os.PathLike, ann: VidAnnotation) -> None:
