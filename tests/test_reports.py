@@ -2,6 +2,7 @@
 diagnostic) and how ``featflow bench`` finds it in a source checkout."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from benchmarks.difficulty import run_difficulty_probe
 from benchmarks.flow_report import run_flow_benchmark
 from benchmarks.synth_report import run_synth_benchmark
 from featflow.engine.checkpoint import save_flow_net
+from featflow.errors import FeatflowError
 from featflow.modeling.flow_net import build_flow_net
 
 
@@ -454,6 +456,27 @@ def test_memory_stays_flat_over_a_long_video(tmp_path, tiny_models):
         row = measure(video, str(det), method, online, tmp_path, warmup=30, tail=50, progress=False)
         assert row["frames"] == 100
         assert row["growth_mb"] < 30, (method, online, row["growth_mb"])  # looser than the report's 50 MB target
+
+
+@pytest.mark.slow
+def test_streams_report_runs_concurrent_infer_processes_under_each_setting(tmp_path, tiny_models):
+    from benchmarks.streams_report import run_streams_report
+
+    _, det = tiny_models
+    with pytest.raises(FeatflowError, match="must include 1"):
+        run_streams_report(4, (48, 64), (2,), str(det), report=tmp_path, progress=False)
+    run_streams_report(6, (48, 64), (1, 2), str(det), report=tmp_path, progress=False,
+                       settings=("default", "shared cores"))
+    data = json.loads((tmp_path / "streams.json").read_text())
+    rows = {(r["setting"], r["streams"]): r for r in data["rows"]}
+    assert set(rows) == {("default", 1), ("default", 2), ("shared cores", 1), ("shared cores", 2)}
+    cores = os.cpu_count() or 1
+    assert rows["shared cores", 2]["threads"] == max(1, cores // 2) and rows["default", 2]["threads"] is None
+    for r in rows.values():  # every process ran the whole video and reported its rate
+        assert len(r["fps_per_stream"]) == r["streams"] and all(f > 0 for f in r["fps_per_stream"])
+        assert r["total_fps"] == pytest.approx(sum(r["fps_per_stream"]))
+    assert rows["default", 1]["vs_one_stream"] == pytest.approx(1.0)
+    assert "| shared cores | 2 |" in (tmp_path / "streams.md").read_text()
 
 
 def test_appearance_groups_say_whether_a_better_view_is_near():

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from featflow.cli import bench, check_data, demo, eval, flow, infer, models, pack, report, synth, train
+from featflow.cli import bench, check_data, demo, eval, flow, infer, models, options, pack, report, synth, train
 from featflow.errors import FeatflowError
 
 #: The commands in the order ``featflow --help`` lists them.
@@ -23,14 +23,27 @@ DISTRIBUTED_COMMANDS: tuple[str, ...] = ("train", "eval")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="featflow", description="Flow-based video recognition (DFF, FGFA).")
+    parser.add_argument("--threads", type=options.positive, default=None,
+                        help="CPU threads of this process (default: one per core). Several featflow processes on "
+                             "one machine: give each its share of the cores (featflow --threads 1 infer ...)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add(sub)
     return parser
 
 
+def use_threads(threads: int) -> None:
+    """Run this process's CPU work on ``threads`` threads: OpenMP's count (read when torch starts) and, where torch
+    has already started, its intra-op pool."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads:
+        use_threads(args.threads)
     stdout = sys.stdout
     try:
         if args.command in DISTRIBUTED_COMMANDS:

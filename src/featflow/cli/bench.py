@@ -115,6 +115,17 @@ def add(sub: argparse._SubParsersAction) -> None:
     memory.add_argument("--report", type=Path, default=Path("reports"))
     memory.add_argument("--quiet", action="store_true")
     memory.set_defaults(func=run_memory)
+    streams = bench.add_parser("streams", help="total frames/s of 1, 2 and 4 concurrent featflow infer processes",
+                               description="Run N concurrent featflow infer processes (the shipped DFF detector) "
+                                           "over one synthetic video under each threading setting (default, "
+                                           "OMP_WAIT_POLICY=PASSIVE, featflow --threads cores/N, both); write "
+                                           "streams.md and streams.json.")
+    streams.add_argument("--frames", type=options.positive, default=300)
+    streams.add_argument("--size", type=options.size, default=(192, 384))
+    streams.add_argument("--counts", type=options.positive, nargs="+", default=[1, 2, 4])
+    streams.add_argument("--report", type=Path, default=Path("reports"))
+    streams.add_argument("--quiet", action="store_true")
+    streams.set_defaults(func=run_streams)
     synth = bench.add_parser("synth", help="synthetic generator speed (one core) and content statistics",
                              description="Measure frames/s of the synthetic generator on one core and count its "
                                          "classes, motion-IoU speed categories and visibility; write synth.md, "
@@ -190,6 +201,13 @@ def run_memory(args: argparse.Namespace) -> None:
     memory_report = harness("memory", "memory_report")
     paths = memory_report.run_memory_report(args.frames, args.size, args.report, command=options.command_line(),
                                             progress=not args.quiet)
+    print(f"report: {', '.join(str(p) for p in paths)}")
+
+
+def run_streams(args: argparse.Namespace) -> None:
+    streams_report = harness("streams", "streams_report")
+    paths = streams_report.run_streams_report(args.frames, args.size, tuple(args.counts), report=args.report,
+                                              command=options.command_line(), progress=not args.quiet)
     print(f"report: {', '.join(str(p) for p in paths)}")
 
 
