@@ -286,3 +286,20 @@ def test_every_output_container(tmp_path, tiny_models, suffix):
     assert codec == {".mp4": "h264", ".mkv": "h264", ".webm": "vp9", ".avi": "mpeg4", ".gif": "gif"}[suffix]
     frames = list(open_source(out).frames())
     assert len(frames) == 5 and frames[0].shape[:2] in ((45, 61), (46, 62))
+
+
+def test_threads_option_sets_this_processes_cpu_threads(monkeypatch, capsys):
+    import torch
+
+    from featflow.cli import main
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    try:
+        assert main(["--threads", "1", "models"]) == 0
+        assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--threads", "0", "models"])
+    assert exit_info.value.code == 2 and "--threads" in capsys.readouterr().err
