@@ -45,6 +45,7 @@ class RowPlan:
     flow_net: str | None = None  # give a per-frame checkpoint this F (DFF separate)
     flow_weights: str | None = None  # its pre-trained weights (None: the shipped ones)
     trained_as: str | None = None  # a shipped checkpoint: the run weights an earlier report recorded it as
+    reference: bool = False  # shown and compared, but not one of the ablation / SFF rows DFF is to beat
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], cur
     frame = next((r for r in rows if r["method"] == "frame"), None)
     dff = next((r for r in rows if r["name"] == "DFF"), None)
     if frame and dff:
-        others = [r for r in rows if r["name"] not in ("DFF", frame["name"])]
+        references = {row.name for row in plan.rows if row.reference}
+        others = [r for r in rows if r["name"] not in ("DFF", frame["name"], *references)]
         beaten = all(dff["miou"] > r["miou"] for r in others)
         gap = 100 * (frame["miou"] - dff["miou"])
         against = next((c for c in comparisons or [] if c["base"] == frame["name"] and c["other"] == "DFF"), None)
