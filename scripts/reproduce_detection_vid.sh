@@ -10,7 +10,7 @@ set -euo pipefail
 featflow synth --format vid --geometry vid --out data/vid_geo_val --videos 0 --val-videos 120 --frames 30 \
     --size 224x384 --seed 1 --quiet
 for cfg in vid_frame_r18 vid_fgfa_r18_inception vid_frame_r18_long vid_dff_r18_inception \
-    vid_fgfa_r18_inception_temp vid_agg_r18_noflow vid_agg_r18_noflow_mean; do
+    vid_fgfa_r18_inception_temp vid_agg_r18_noflow vid_agg_r18_noflow_mean vid_fgfa_r18_inception_fix_f; do
   featflow train det --config "$cfg" --quiet
 done
 featflow bench det --plan detection_vid --report reports --cache runs/det_cache --quiet
