@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from featflow.data.segmentation_pairs import SyntheticSegmentationPairs
+from featflow.data.references import ReferenceSampling
+from featflow.data.segmentation_clips import SyntheticSegmentationClips
 from featflow.data.synthetic import NUM_CLASSES, SynthConfig
+from featflow.errors import FeatflowError
 from featflow.evaluation.flow_metrics import end_point_error, evaluate_flow, held_out_pairs
 from featflow.evaluation.motion_iou import motion_category, motion_iou
 from featflow.evaluation.segmentation import ConfusionMatrix
@@ -55,19 +57,34 @@ def test_per_frame_segmenter_shapes():
     assert logits.shape == (2, NUM_CLASSES, 50, 70)
 
 
-def test_segmentation_pairs_are_deterministic():
+def test_segmentation_clips_are_deterministic():
     config = SynthConfig(height=32, width=48, num_frames=6)
-    a = SyntheticSegmentationPairs(config, 5, seed=2, max_offset=3)
-    b = SyntheticSegmentationPairs(config, 5, seed=2, max_offset=3)
+    a = SyntheticSegmentationClips(config, 5, ReferenceSampling(1, -3, 0), seed=2)
+    b = SyntheticSegmentationClips(config, 5, ReferenceSampling(1, -3, 0), seed=2)
     for i in (0, 4):
-        assert all(torch.equal(a[i][k], b[i][k]) for k in ("current", "key", "label", "same"))
+        assert all(torch.equal(a[i][k], b[i][k]) for k in ("current", "references", "label", "same"))
     assert a[0]["label"].dtype == torch.int64 and int(a[0]["label"].max()) < NUM_CLASSES
-    interleaved = SyntheticSegmentationPairs(config, 16, seed=2, frames_per_video=2, videos_in_flight=4)
+    assert a[0]["references"].shape == (1, 3, 32, 48)
+    interleaved = SyntheticSegmentationClips(config, 16, seed=2, frames_per_video=2, videos_in_flight=4)
     assert [interleaved.video_of(i) for i in range(12)] == [0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7]
-    assert torch.equal(interleaved[5]["current"], SyntheticSegmentationPairs(
+    assert torch.equal(interleaved[5]["current"], SyntheticSegmentationClips(
         config, 16, seed=2, frames_per_video=2, videos_in_flight=4)[5]["current"])  # order-free
-    frames = SyntheticSegmentationPairs(config, 4, seed=2)  # max_offset 0: per-frame samples
-    assert all(bool(frames[i]["same"]) and torch.equal(frames[i]["current"], frames[i]["key"]) for i in range(4))
+    frames = SyntheticSegmentationClips(config, 4, seed=2)  # no references: per-frame samples
+    assert all(frames[i]["references"].shape == (0, 3, 32, 48) and frames[i]["same"].shape == (0,) for i in range(4))
+    with pytest.raises(FeatflowError, match="videos of 6 frames cannot hold reference offsets -3..3"):
+        SyntheticSegmentationClips(config, 4, ReferenceSampling(2, -3, 3))
+
+
+def test_reference_sampling_keeps_every_reference_inside_the_video():
+    dff, fgfa = ReferenceSampling(1, -4, 0), ReferenceSampling(2, -3, 3)
+    assert dff.current_range(10) == (4, 10) and fgfa.current_range(10) == (3, 7)
+    assert ReferenceSampling(0).current_range(10) == (0, 10)
+    assert not fgfa.fits(6) and fgfa.current_range(6) == (0, 6)  # too short: the whole video, references clipped
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        current = int(rng.integers(*fgfa.current_range(10)))
+        refs = fgfa.draw(rng, current, 10)
+        assert len(refs) == 2 and all(0 <= r < 10 and abs(r - current) <= 3 for r in refs)
 
 
 def test_flow_estimators_beat_zero_flow_on_synthetic_pairs():

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featflow.data.detection_clips import MixedClips, ReferenceSampling, VidDetectionClips, collate_clips
+from featflow.data.detection_clips import MixedClips, VidDetectionClips, collate_clips
 from featflow.data.formats import imagenet_det as det
 from featflow.data.formats.vid import VID_CLASSES
 from featflow.data.imagenet_det import DetDataset
 from featflow.data.io import write_image
+from featflow.data.references import ReferenceSampling
 from featflow.data.resize import Resize, boxes_to_original, resize_image, scale_boxes
 from featflow.data.synthetic import SynthConfig
 from featflow.data.synthetic.export import export, export_det
@@ -153,19 +154,19 @@ def test_frames_of_different_sizes_cannot_share_a_batch(vid_and_det):
     videos = VidDataset(vid_and_det, "train")
     one = VidDetectionClips(videos)[0]
     other = VidDetectionClips(DetDataset(vid_and_det, videos.classes))[0]
-    assert collate_clips([one, one])["scales"].tolist() == [1.0, 1.0]
+    assert collate_clips([one, one])["current"].shape == (2, 3, 48, 64)
     with pytest.raises(FeatflowError, match="frames of different sizes \\(24x32, 48x64\\).*one clip per process"):
         collate_clips([one, other])
 
 
 def test_training_mixes_det_from_the_folder_at_data_det_share(vid_and_det, tmp_path):
     from featflow.engine.config import from_dict
-    from featflow.engine.det_training import DetTrainConfig, _datasets, reference_sampling, train_detection
+    from featflow.engine.det_training import DetTrainConfig, _datasets, train_detection
 
     data = {"source": str(vid_and_det), "size": [96, 128], "det_share": 0.5}
     cfg = from_dict(DetTrainConfig, {"model": {"arch": "resnet18", "channels": 16, "flow_net": "flownet_inception",
                                                "aggregation": "adaptive"}, "data": data, "eval": {"samples": 2}})
-    train_set, held_out, names, finite = _datasets(cfg, reference_sampling(cfg.model, cfg.data.max_offset))
+    train_set, held_out, names, finite = _datasets(cfg, cfg.model.references(cfg.data.max_offset))
     assert isinstance(train_set, MixedClips) and finite and len(names) == 8
     assert len(train_set) == 12 and train_set.second_count == 6  # 6 VID frames, 3 DET images (each twice)
     det_sample = train_set[len(train_set) - 1]

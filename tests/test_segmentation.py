@@ -10,7 +10,8 @@ from featflow.cli import main
 from featflow.data.cityscapes import CityscapesVideo
 from featflow.data.formats import cityscapes as cs
 from featflow.data.io import read_label_image, write_image
-from featflow.data.segmentation_pairs import CityscapesPairs
+from featflow.data.references import ReferenceSampling
+from featflow.data.segmentation_clips import CityscapesClips
 from featflow.data.synthetic import NUM_CLASSES, SynthConfig, SyntheticVideo
 from featflow.data.synthetic.export import export
 from featflow.engine.checkpoint import load_segmenter, save_segmenter
@@ -18,10 +19,11 @@ from featflow.engine.config import load_config
 from featflow.engine.models import build_video_model
 from featflow.engine.seg_inference import SegmentationStream, evaluate_segmentation
 from featflow.engine.seg_training import SegModelConfig, SegTrainConfig, train_segmentation
+from featflow.errors import FeatflowError
 from featflow.evaluation.bootstrap import miou_interval
 from featflow.evaluation.segmentation import ConfusionMatrix
 from featflow.methods.dff import ShallowFlow
-from featflow.methods.fgfa import aggregated_features
+from featflow.methods.fgfa import aggregated_features, window_features
 from featflow.methods.schedulers import FixedInterval
 from featflow.methods.segmentation import VideoSegmenter
 from featflow.modeling.shallow_flow import zero_flow
@@ -93,13 +95,20 @@ def test_cityscapes_video_reads_the_synthetic_export(cityscapes_root):
     truth = SyntheticVideo(SynthConfig(height=48, width=64, num_frames=30), seed=1, index=1, split="val")
     assert np.array_equal(video.label(1), truth.annotation(19).semantic)
     assert np.array_equal(video.image(1, 4), truth.frame(4))
-    pairs = CityscapesPairs(video, max_offset=4, repeats=10)
+    pairs = CityscapesClips(video, ReferenceSampling(1, -4, 0), repeats=10)
     assert len(pairs) == 20
     sample = pairs[1]
     assert torch.equal(sample["label"], torch.from_numpy(video.label(1).astype(np.int64)))
-    # every draw of a snippet has its own key frame
-    keys = {pairs[i]["key"].sum().item() for i in range(0, 20, 2)}
-    assert len(keys) > 2
+    assert torch.equal(sample["current"], torch.from_numpy(video.image(1, 19)).permute(2, 0, 1).float())
+    # every draw of a snippet has its own key frame, one of the 5 frames 15..19
+    keys = {pairs[i]["references"][0].sum().item() for i in range(0, 20, 2)}
+    frames = {torch.from_numpy(video.image(0, f)).float().sum().item() for f in range(15, 20)}
+    assert len(keys) > 2 and keys <= frames
+    # FGFA's two neighbours on either side: inside the snippet's 19 frames before and 10 after the labelled one
+    fgfa = CityscapesClips(video, ReferenceSampling(2, -10, 10), repeats=5)
+    assert fgfa[0]["references"].shape == (2, 3, 48, 64) and fgfa[0]["same"].shape == (2,)
+    with pytest.raises(FeatflowError, match="leave the snippets.*10 after"):
+        CityscapesClips(video, ReferenceSampling(2, -11, 11))
     with pytest.raises(IndexError):
         video.image(0, 40)
 
@@ -191,6 +200,27 @@ def test_train_frame_then_dff_then_evaluate(tmp_path, cityscapes_root, capsys):
     assert main(["eval", "seg", "--data", str(cityscapes_root), "--weights", str(frame_weights), "--method", "dff",
                  "--quiet"]) == 2
     assert "flow network" in capsys.readouterr().err
+    # FGFA: trained from the per-frame checkpoint on clips of two neighbours, then the labelled frame aggregated
+    fgfa_cfg = _tiny_config(tmp_path / "fgfa.yaml", model={"flow_net": "flownet_inception", "aggregation": "adaptive",
+                                                          "init": str(frame_weights)}, data={"max_offset": 3})
+    assert main(["train", "seg", "--config", str(fgfa_cfg), "--out", str(tmp_path / "fgfa"), "--quiet"]) == 0
+    fgfa_weights = tmp_path / "fgfa" / "model.safetensors"
+    fgfa, meta = load_segmenter(fgfa_weights)
+    assert meta["aggregation"] == "adaptive" and fgfa.aggregator is not None
+    trained = json.loads((tmp_path / "fgfa" / "metrics.json").read_text())
+    assert trained["iterations"] == 4 and 0 <= trained["final"]["val_miou"] <= 1
+    out = tmp_path / "fgfa.json"
+    assert main(["eval", "seg", "--data", str(cityscapes_root), "--weights", str(fgfa_weights), "--method", "fgfa",
+                 "--window", "2", "--json", str(out), "--quiet"]) == 0
+    data = json.loads(out.read_text())
+    assert data["method"] == "fgfa" and len(data["miou_by_offset"]) == 1 and data["fps"] > 0
+    assert "fgfa (K=2)" in capsys.readouterr().out
+    assert main(["eval", "seg", "--data", str(cityscapes_root), "--weights", str(fgfa_weights), "--method", "fgfa",
+                 "--window", "11", "--quiet"]) == 2
+    assert "K=11 leaves the snippets" in capsys.readouterr().err
+    assert main(["eval", "seg", "--data", str(cityscapes_root), "--weights", str(frame_weights), "--method", "fgfa",
+                 "--quiet"]) == 2
+    assert "no aggregation network" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -211,6 +241,14 @@ def test_shallow_flow_lines_up_with_features(size):
     torch.testing.assert_close(flow[:, 1], torch.full_like(flow[:, 1], -1.0))
 
 
+def stream_online(model, frames):
+    """The last frame's features from the online FGFA stream with K=1 (frames t-1..t)."""
+    from featflow.methods.streams import AggregatedFeatures
+
+    stream = AggregatedFeatures(model, window=1, online=True)
+    return [r for f in frames for r in stream.push(f)][-1].features
+
+
 def test_fgfa_segmentation_through_the_shared_aggregation(tmp_path):
     from featflow.engine.checkpoint import load_segmenter, save_segmenter
     from featflow.methods.streams import AggregatedFeatures
@@ -228,6 +266,9 @@ def test_fgfa_segmentation_through_the_shared_aggregation(tmp_path):
     assert [item.index for item in out] == list(range(5))
     logits = loaded.head(out[2].features, (48, 64))
     assert logits.shape == (1, NUM_CLASSES, 48, 64) and torch.isfinite(logits).all()
+    # one labelled frame's test-time aggregation, one frame's N_feat at a time, is the stream's
+    torch.testing.assert_close(window_features(loaded, frames[1:4], 1), out[2].features)
+    torch.testing.assert_close(window_features(loaded, frames[1:3], 1), stream_online(loaded, frames[:3]))
     # training path: the segmentation loss reaches the embedding network
     loaded.train()
     features = aggregated_features(loaded, frames[2], [frames[0], frames[4]])

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from featflow.data.detection_clips import ReferenceSampling, SyntheticDetectionClips, collate_clips
+from featflow.data.detection_clips import SyntheticDetectionClips, collate_clips
+from featflow.data.references import ReferenceSampling
 from featflow.data.synthetic import SynthConfig
 from featflow.engine import trainer
 from featflow.engine.checkpoint import load_detector, read_weights, save_detector, save_segmenter, save_weights

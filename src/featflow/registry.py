@@ -51,9 +51,9 @@ STRATEGIES: dict[str, str] = {
 }
 #: Every method (the choices of ``featflow infer --method`` and ``featflow eval det --method``).
 METHODS: tuple[str, ...] = tuple(STRATEGIES)
-#: The methods the DFF protocol of Cityscapes evaluates (``featflow eval seg``): its one labelled frame of each
-#: snippet is reached from key frames 0..l-1 frames before it, which aggregation has no place in.
-SEG_METHODS: tuple[str, ...] = ("frame", "dff", "sff-slow", "sff-fast")
+#: The methods the DFF protocol of Cityscapes evaluates (``featflow eval seg``): the one labelled frame of each
+#: snippet, reached from key frames 0..l-1 frames before it (DFF, SFF), or aggregated from its neighbours (FGFA).
+SEG_METHODS: tuple[str, ...] = METHODS
 #: The methods VID evaluation runs (``featflow eval det``): every stream.
 DET_METHODS: tuple[str, ...] = METHODS
 #: The papers' key-frame intervals: Cityscapes 5, ImageNet VID 10.

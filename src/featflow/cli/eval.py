@@ -26,15 +26,19 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate models on data in a real dataset layout")
     what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
     seg = what.add_parser("seg", help="mIoU and frames/s of a segmenter on Cityscapes-layout video",
-                          description="Evaluate per-frame, DFF or SFF segmentation with the DFF protocol: the "
-                                      "labelled frame of each snippet is reached from key frames 0..l-1 frames "
-                                      "before it and mIoU is averaged over those offsets.")
+                          description="Evaluate per-frame, DFF, SFF or FGFA segmentation with the DFF protocol: "
+                                      "the labelled frame of each snippet is reached from key frames 0..l-1 frames "
+                                      "before it and mIoU is averaged over those offsets (FGFA aggregates the "
+                                      "labelled frame's neighbours t-K..t+K instead).")
     seg.add_argument("--data", required=True, type=Path, help="a Cityscapes-layout folder (real or synthetic)")
     seg.add_argument("--weights", required=True,
                      help="a segmenter: a shipped model's name (featflow models) or a weights file "
                           "(featflow train seg)")
     seg.add_argument("--method", choices=SEG_METHODS, default="dff")
     seg.add_argument("--key-interval", type=options.positive, default=5, help="key-frame interval l (default 5)")
+    seg.add_argument("--window", type=options.non_negative, default=10,
+                     help="FGFA: frames t-K..t+K are aggregated (default K=10, the most the snippets hold)")
+    seg.add_argument("--online", action="store_true", help="FGFA on past frames only (t-K..t)")
     seg.add_argument("--flow-net", choices=FLOW_NETS, default=None,
                      help="give a per-frame checkpoint this flow network (DFF separate), from --flow-weights")
     seg.add_argument("--flow-weights", type=Path, default=None, help="pre-trained flow weights (default: shipped)")
@@ -80,7 +84,7 @@ def run_seg(args: argparse.Namespace) -> None:
     from featflow.data.cityscapes import CityscapesVideo
     from featflow.engine.checkpoint import load_flow_into, load_segmenter
     from featflow.engine.distributed import context
-    from featflow.engine.seg_inference import evaluate_segmentation
+    from featflow.engine.seg_inference import Window, evaluate_segmentation
     from featflow.modeling.precision import autocast, autocast_dtype
 
     weights = resolve_weights(args.weights, what="--weights")
@@ -92,8 +96,10 @@ def run_seg(args: argparse.Namespace) -> None:
     device = context().device
     with autocast(device, autocast_dtype(args.precision, device, purpose="evaluation")):
         result = evaluate_segmentation(model, video, args.method, args.key_interval, args.save_predictions,
-                                       progress=not args.quiet)
-    print(f"{args.method} (l={result.key_interval}): mIoU {100 * result.miou:.2f}% over {len(video)} snippets, "
+                                       progress=not args.quiet, window=Window(args.window, args.online))
+    setting = (f"K={args.window}{', online' if args.online else ''}" if args.method == "fgfa"
+               else f"l={result.key_interval}")
+    print(f"{args.method} ({setting}): mIoU {100 * result.miou:.2f}% over {len(video)} snippets, "
           f"{result.fps:.2f} frames/s")
     for name, iou in zip(result.class_names, result.iou):
         print(f"  {name:<16}{'-' if iou != iou else f'{100 * iou:.2f}'}")

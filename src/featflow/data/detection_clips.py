@@ -1,10 +1,9 @@
 """Training samples for video detection: the current frame, its reference frames and its boxes.
 
-- per-frame: no reference frame;
-- DFF: one key frame at current + U{-9..0} (``same`` marks key == current: features used unwarped);
-- FGFA: two reference frames at current + U{-9..9} each.
-Offsets are clipped to the video: an ImageNet DET image is a video of one frame, so its references are the image
-itself (``same`` all true). Items: ``current`` (3, H, W) float32 RGB in [0, 255], ``references`` (R, 3, H, W),
+What a sample holds besides the current frame follows the method (``featflow.data.references``): nothing per
+frame, one key frame at current + U{-9..0} for DFF, two reference frames at current + U{-9..9} for FGFA. Offsets
+are clipped to the video: an ImageNet DET image is a video of one frame, so its references are the image itself
+(``same`` all true). Items: ``current`` (3, H, W) float32 RGB in [0, 255], ``references`` (R, 3, H, W),
 ``same`` (R,) bool, ``boxes`` (n, 4) float32 in inclusive pixels of the frames as given, ``labels`` (n,) int64
 1..C, ``scale`` () float32: the factor a folder's frames were resized by (``resize``, from ``data.size``; 1 when
 not resized), so that boxes found on them divide by it to come back in the original image's pixels.
@@ -14,41 +13,18 @@ not resized), so that boxes found on them divide by it to come back in the origi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from featflow.data.interleave import InterleavedVideos
+from featflow.data.references import ReferenceSampling, image_tensor, stack_references
 from featflow.data.resize import Resize, resize_image, scale_boxes
 from featflow.data.synthetic import SynthConfig
 from featflow.data.vid import VideoBoxesBase
 from featflow.errors import FeatflowError
 from featflow.structures import GroundTruth
-
-
-@dataclass(frozen=True)
-class ReferenceSampling:
-    """How many reference frames a sample has and the range of their offsets from the current frame."""
-
-    count: int = 0
-    low: int = -9
-    high: int = 0
-
-    def __post_init__(self) -> None:
-        if self.count < 0 or self.low > self.high:
-            raise ValueError(f"need count >= 0 and low <= high, got {self}")
-
-    def draw(self, rng: np.random.Generator, current: int, length: int) -> list[int]:
-        """Reference frame indices for ``current`` in a video of ``length`` frames."""
-        offsets = rng.integers(self.low, self.high + 1, size=self.count)
-        return [int(np.clip(current + o, 0, length - 1)) for o in offsets]
-
-
-def _image(array: np.ndarray) -> Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float()
 
 
 def _clip(current: np.ndarray, references: list[np.ndarray], same: list[bool], targets: GroundTruth,
@@ -61,8 +37,8 @@ def _clip(current: np.ndarray, references: list[np.ndarray], same: list[bool], t
         current = resize_image(current, scale)
         references = [resize_image(r, scale, current.shape[:2]) for r in references]
         boxes = scale_boxes(boxes, scale)
-    refs = torch.stack([_image(r) for r in references]) if references else torch.zeros(0, *_image(current).shape)
-    return {"current": _image(current), "references": refs, "same": torch.tensor(same, dtype=torch.bool),
+    return {"current": image_tensor(current), "references": stack_references(references, current),
+            "same": torch.tensor(same, dtype=torch.bool),
             "boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(targets.labels),
             "scale": torch.tensor(scale, dtype=torch.float32)}
 
@@ -161,5 +137,4 @@ def collate_clips(samples: list[dict]) -> dict:
     return {"current": torch.stack([s["current"] for s in samples]),
             "references": torch.stack([s["references"] for s in samples]),  # (N, R, 3, H, W)
             "same": torch.stack([s["same"] for s in samples]),
-            "scales": torch.stack([s["scale"] for s in samples]),  # (N,): the frames' resize factors
             "targets": [{"boxes": s["boxes"], "labels": s["labels"]} for s in samples]}

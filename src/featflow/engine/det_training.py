@@ -24,21 +24,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from featflow.data.detection_clips import (
-    MixedClips,
-    ReferenceSampling,
-    SyntheticDetectionClips,
-    VidDetectionClips,
-    collate_clips,
-)
+from featflow.data.detection_clips import MixedClips, SyntheticDetectionClips, VidDetectionClips, collate_clips
 from featflow.data.imagenet_det import DetDataset
+from featflow.data.references import ReferenceSampling
 from featflow.data.resize import Resize, boxes_to_original
 from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
 from featflow.data.vid import VidDataset
 from featflow.engine.checkpoint import read_weights, save_detector
 from featflow.engine.config import check_paths, to_dict
 from featflow.engine.feature_scale import FeatureScale
-from featflow.engine.models import DetModelConfig, build_video_model, check_sources
+from featflow.engine.models import DetModelConfig, build_video_model, check_sources, has_unused_parameters
 from featflow.engine.trainer import DataConfig, EvalConfig, OptimConfig, TrainResult, TrainTask, to_device, train
 from featflow.errors import FeatflowError, MissingInput
 from featflow.evaluation.vid_map import evaluate_vid
@@ -78,15 +73,6 @@ class DetTrainConfig:
     train: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     output: str = "runs/det"
-
-
-def reference_sampling(cfg: DetModelConfig, max_offset: int) -> ReferenceSampling:
-    """What a training sample holds besides the current frame, by method."""
-    if cfg.aggregation:
-        return ReferenceSampling(2, -max_offset, max_offset)
-    if cfg.flow_net is None:
-        return ReferenceSampling(0)
-    return ReferenceSampling(1, -max_offset, 0)
 
 
 def training_loss(model: nn.Module, batch: dict) -> Tensor:
@@ -174,7 +160,7 @@ def train_detection(cfg: DetTrainConfig, out: Path | None = None, resume: bool =
     check_sources(cfg.model)  # before any work: a clear error for an unknown features_init
     out = Path(out or cfg.output)
     torch.manual_seed(cfg.data.seed)
-    refs = reference_sampling(cfg.model, cfg.data.max_offset)
+    refs = cfg.model.references(cfg.data.max_offset)
     train_set, val_samples, class_names, finite = _datasets(cfg, refs)
     model = cast(VideoDetector, build_video_model(cfg.model, len(class_names)))
     config = to_dict(cfg)
@@ -191,8 +177,6 @@ def train_detection(cfg: DetTrainConfig, out: Path | None = None, resume: bool =
         evaluate=lambda m: _evaluate(m, val_samples, len(class_names)),
         save_weights=save, load_weights=load, backbone=model.feature_net, shuffle=finite, seed=cfg.data.seed,
         config=config, collate=collate_clips,
-        # FGFA warps without the scale field: F's scale head, when trained, gets no gradient
-        find_unused_parameters=(model.aggregator is not None and model.flow_net is not None
-                                and model.flow_net.scale_conv.weight.requires_grad),
+        find_unused_parameters=has_unused_parameters(model),
     )
     return train(task, cfg.train, out, cfg.eval.every, resume=resume, progress=progress)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
+from featflow.data.references import ReferenceSampling
 from featflow.engine.checkpoint import (
     DETECTOR,
     SEGMENTER,
@@ -66,6 +67,15 @@ class ModelConfig:
                                 "(flow_net is null)")
         if self.init and self.features_init:
             raise FeatflowError("init and features_init are alternatives (init already holds N_feat)")
+
+    def references(self, max_offset: int) -> ReferenceSampling:
+        """What a training sample holds besides the current frame, by method: FGFA two frames at current +
+        U{-max_offset..max_offset}, DFF one key frame at current + U{-max_offset..0}, per frame none."""
+        if self.aggregation:
+            return ReferenceSampling(2, -max_offset, max_offset)
+        if self.flow_net is None:
+            return ReferenceSampling(0)
+        return ReferenceSampling(1, -max_offset, 0)
 
     def task_options(self) -> dict[str, Any]:
         """The task model's own constructor options (beyond the shared ones)."""
@@ -246,3 +256,11 @@ def build_video_model(cfg: ModelConfig, num_classes: int) -> TaskModel:
         if cfg.freeze_scale:
             model.flow_net.scale_conv.requires_grad_(False)
     return model
+
+
+def has_unused_parameters(model: TaskModel) -> bool:
+    """Whether a training step leaves some trainable parameter without a gradient (DDP must then look for them):
+    FGFA warps without the scale field, so a trainable F's scale head gets none. Per frame and DFF use every
+    parameter."""
+    return (model.aggregator is not None and model.flow_net is not None
+            and model.flow_net.scale_conv.weight.requires_grad)

@@ -5,13 +5,15 @@ Methods (one model, different ways to get a frame's features):
 - ``frame``: N_feat on every frame;
 - ``dff``: N_feat on key frames, the learned F + W + scale on the others;
 - ``sff-slow`` / ``sff-fast``: key-frame features propagated along off-the-shelf flow (OpenCV DIS
-  medium / ultrafast), no scale field.
+  medium / ultrafast), no scale field;
+- ``fgfa``: the features of frames t-K..t+K (online: t-K..t) warped to frame t and aggregated. In the DFF protocol
+  it has one "offset": the labelled frame aggregated from its snippet's neighbours (K at most 10 offline: the
+  snippets hold 10 frames after the labelled one).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,9 +28,10 @@ from featflow.engine.distributed import context, gather, shard
 from featflow.errors import FeatflowError
 from featflow.evaluation.segmentation import ConfusionMatrix
 from featflow.methods.dff import FlowSource, ShallowFlow, propagate_features
+from featflow.methods.fgfa import window_features
 from featflow.methods.schedulers import FixedInterval, KeyFrameScheduler
 from featflow.methods.segmentation import VideoSegmenter
-from featflow.methods.streams import SFFFast, SFFSlow, StreamOptions, build_stream
+from featflow.methods.streams import SFFFast, SFFSlow, StreamOptions, build_stream, run_stream, strategy
 from featflow.modeling.preprocess import image_to_tensor
 from featflow.modeling.shallow_flow import DISFlow
 from featflow.registry import SEG_METHODS as METHODS, check_choice
@@ -52,6 +55,9 @@ class SegmentationStream:
 
     def __init__(self, model: VideoSegmenter, method: str = "dff", scheduler: KeyFrameScheduler | None = None) -> None:
         check_choice("method", method, METHODS)
+        if method == "fgfa":  # its output waits for future frames: featflow.methods.streams.run_stream
+            raise FeatflowError("SegmentationStream gives each frame's labels as it comes; FGFA waits K frames for "
+                                "its neighbours: run it with featflow.methods.streams.run_stream")
         self.model = model.eval()
         self.method = method
         self.features = build_stream(method, model, StreamOptions(scheduler))
@@ -85,15 +91,30 @@ class SegEvaluation:
                 "miou_by_offset": self.miou_by_offset, "fps": self.fps}
 
 
+@dataclass(frozen=True)
+class Window:
+    """FGFA's test window: frames t-K..t+K (online: t-K..t) of the labelled frame t."""
+
+    size: int = 10  # K
+    online: bool = False
+
+    def offsets(self) -> range:
+        return range(-self.size, 1 if self.online else self.size + 1)
+
+
 @torch.no_grad()
 def predict_labelled_frame(model: VideoSegmenter, video: CityscapesVideo, index: int, method: str, offset: int,
-                           source: FlowSource | None) -> np.ndarray:
+                           source: FlowSource | None, window: Window = Window()) -> np.ndarray:
     """Train ids predicted for snippet ``index``'s labelled frame, reached from a key frame ``offset``
-    frames before it (offset 0: the frame itself)."""
+    frames before it (offset 0: the frame itself); FGFA aggregates its ``window`` instead."""
     labelled = video.snippets[index].frame
     device = next(model.parameters()).device
     current = image_to_tensor(video.image(index, labelled), device)
-    if method == "frame" or offset == 0:
+    if method == "fgfa":
+        frames = [image_to_tensor(video.image(index, labelled + o), device) if o else current
+                  for o in window.offsets()]
+        features = window_features(model, frames, window.size)
+    elif method == "frame" or offset == 0:
         features = model.key_features(current)
     else:
         key = image_to_tensor(video.image(index, labelled - offset), device)
@@ -109,38 +130,43 @@ class StreamTiming:
 
 
 def time_stream(model: VideoSegmenter, video: CityscapesVideo, method: str, key_interval: int,
-                snippets: int = 2) -> StreamTiming:
-    """Time ``SegmentationStream`` over whole snippets (image decoding excluded)."""
+                snippets: int = 2, window: Window = Window()) -> StreamTiming:
+    """Time the method's stream (``run_stream``: features and labels) over whole snippets, image decoding excluded."""
     frames = [video.image(i, f) for i in range(min(snippets, len(video)))
               for f in range(video.snippets[i].frame - video.frames_before,
                              video.snippets[i].frame + video.frames_after + 1)]
-    stream = SegmentationStream(model, method, FixedInterval(key_interval))
-    stream.step(frames[0])  # warm-up
-    if method != "frame" and key_interval > 1:
-        stream.step(frames[1])
-    stream.reset()
+    options = StreamOptions(FixedInterval(key_interval), window.size, window.online)
+    for _ in run_stream(model, frames[:2], method, options):  # warm-up: a key frame and a propagated one
+        pass
     times: dict[bool, list[float]] = {True: [], False: []}
-    for frame in frames:
-        start = time.perf_counter()
-        _, is_key = stream.step(frame)
-        times[is_key].append(time.perf_counter() - start)
+    for item, _, seconds in run_stream(model, frames, method, options):
+        times[item.is_key].append(seconds)
     total = sum(times[True]) + sum(times[False])
     return StreamTiming(len(frames) / total, 1000 * float(np.mean(times[True])),
                         1000 * float(np.mean(times[False])) if times[False] else float("nan"))
 
 
 def snippet_confusions(model: VideoSegmenter, video: CityscapesVideo, method: str, offsets: list[int],
-                       save_predictions: str | os.PathLike | None = None, progress: bool = True) -> np.ndarray:
+                       save_predictions: str | os.PathLike | None = None, progress: bool = True,
+                       window: Window = Window()) -> np.ndarray:
     """Per key offset and snippet, the confusion matrix of the snippet's labelled frame predicted from the key
     frame ``offset`` frames before it: (len(offsets), snippets, C, C) int64 [truth, prediction]. Kept per
     snippet so that intervals can resample snippets (``featflow.evaluation.bootstrap``). Under torchrun the
     snippets are dealt out to the ranks and their counts gathered: every rank returns the whole set."""
     if model.num_classes != video.num_classes:
         raise FeatflowError(f"the model predicts {model.num_classes} classes, the data has {video.num_classes}")
-    if method == "dff" and model.flow_net is None:
-        raise FeatflowError("method 'dff' needs a model with a flow network (a DFF checkpoint, or --flow-net)")
+    reason = strategy(method).unsupported(model)
+    if reason is not None:
+        hint = " (or give a per-frame checkpoint one: --flow-net)" if method == "dff" else ""
+        raise FeatflowError(f"method {method!r} cannot run on this model: {reason}{hint}")
     if max(offsets) > video.frames_before:
         raise FeatflowError(f"key offsets go up to {video.frames_before} in 30-frame snippets")
+    if method == "fgfa":
+        after = 0 if window.online else window.size
+        if window.size > video.frames_before or after > video.frames_after:
+            raise FeatflowError(f"the FGFA window K={window.size} leaves the snippets: they hold "
+                                f"{video.frames_before} frames before the labelled one and {video.frames_after} "
+                                f"after it (K at most {video.frames_after}, or {video.frames_before} online)")
     model.eval()
     source = flow_source(method)
     counts = np.zeros((len(offsets), len(video), video.num_classes, video.num_classes), np.int64)
@@ -150,7 +176,7 @@ def snippet_confusions(model: VideoSegmenter, video: CityscapesVideo, method: st
                       disable=not (progress and ctx.is_main), leave=False):
         truth = video.label(index)
         for k, offset in enumerate(offsets):
-            pred = predict_labelled_frame(model, video, index, method, offset, source)
+            pred = predict_labelled_frame(model, video, index, method, offset, source, window)
             matrix = ConfusionMatrix(video.num_classes)
             matrix.update(pred, truth)
             counts[k, index] = matrix.matrix
@@ -181,17 +207,18 @@ def _per_offset(counts: np.ndarray) -> list[ConfusionMatrix]:
 
 def evaluate_segmentation(model: VideoSegmenter, video: CityscapesVideo, method: str = "dff", key_interval: int = 5,
                           save_predictions: str | os.PathLike | None = None, fps_snippets: int = 2,
-                          progress: bool = True) -> SegEvaluation:
+                          progress: bool = True, window: Window = Window()) -> SegEvaluation:
     """The DFF protocol: the labelled frame of every snippet is predicted from key frames 0..l-1 frames
-    before it; mIoU is computed per offset and averaged (the per-frame method has one offset)."""
+    before it; mIoU is computed per offset and averaged (per frame and FGFA, which runs N_feat on every frame,
+    have one offset)."""
     if key_interval < 1 or key_interval > video.frames_before + 1:
         raise FeatflowError(f"key interval must be in 1..{video.frames_before + 1} for 30-frame snippets")
-    interval = 1 if method == "frame" else key_interval
-    counts = snippet_confusions(model, video, method, list(range(interval)), save_predictions, progress)
+    interval = 1 if method in ("frame", "fgfa") else key_interval
+    counts = snippet_confusions(model, video, method, list(range(interval)), save_predictions, progress, window)
     matrices = _per_offset(counts)
     pooled = ConfusionMatrix(video.num_classes)
     pooled.matrix = counts.sum((0, 1))
     by_offset = [m.miou() for m in matrices]
-    fps = time_stream(model, video, method, interval, fps_snippets).fps
+    fps = time_stream(model, video, method, interval, fps_snippets, window).fps
     return SegEvaluation(method, interval, float(np.mean(by_offset)), pooled.iou().tolist(), by_offset, fps,
                          video.table.class_names, counts)

@@ -1,9 +1,12 @@
-"""Training video segmentation models: the per-frame baseline, DFF end to end, and its ablations.
+"""Training video segmentation models: the per-frame baseline, DFF end to end and its ablations, and FGFA.
 
 - per-frame: N_feat + head on single frames (``model.flow_net: null``);
 - DFF: starts from a per-frame checkpoint (``model.init``) and pre-trained flow (``model.flow_init``),
-  trained on (current, key) pairs with the segmentation loss only, no flow supervision;
-- DFF fix N: the same with N_feat frozen (``freeze_features``); DFF fix F: F frozen (``freeze_flow``).
+  trained on (current, key) pairs, key = current - U{0..max_offset}, with the segmentation loss only, no flow
+  supervision;
+- DFF fix N: the same with N_feat frozen (``freeze_features``); DFF fix F: F frozen (``freeze_flow``);
+- FGFA (``model.aggregation``): two reference frames at current + U{-max_offset..max_offset}, warped to the current
+  frame and aggregated with the current frame's own features left out, as in FGFA's training (detection's rule).
 DFF separate needs no training: it is the per-frame checkpoint composed with the pre-trained flow.
 """
 
@@ -20,12 +23,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from featflow.data.cityscapes import CityscapesVideo
-from featflow.data.segmentation_pairs import CityscapesPairs, SyntheticSegmentationPairs
+from featflow.data.references import ReferenceSampling
+from featflow.data.segmentation_clips import CityscapesClips, SyntheticSegmentationClips
 from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
 from featflow.engine.checkpoint import read_weights, save_segmenter
 from featflow.engine.config import check_paths, to_dict
 from featflow.engine.feature_scale import FeatureScale
-from featflow.engine.models import SegModelConfig, build_video_model, check_sources
+from featflow.engine.models import SegModelConfig, build_video_model, check_sources, has_unused_parameters
 from featflow.engine.trainer import DataConfig, EvalConfig, OptimConfig, TrainResult, TrainTask, to_device, train
 from featflow.errors import FeatflowError
 from featflow.evaluation.segmentation import IGNORE, ConfusionMatrix
@@ -37,7 +41,7 @@ class SegDataConfig(DataConfig):
     """Segmentation's defaults; source: synthetic (every frame labelled) or a Cityscapes-layout folder."""
 
     size: tuple[int, int] = (128, 256)
-    max_offset: int = 4  # key frame = current - U{0..max_offset}; ignored by per-frame models
+    max_offset: int = 4  # DFF: key = current - U{0..max_offset}; FGFA: references at current + U{-max_offset..}
 
 
 @dataclass(frozen=True)
@@ -54,32 +58,37 @@ class SegTrainConfig:
     output: str = "runs/seg"
 
 
-def _datasets(cfg: SegTrainConfig, max_offset: int) -> tuple[torch.utils.data.Dataset, list[dict], list[str], bool]:
+def _datasets(cfg: SegTrainConfig, refs: ReferenceSampling
+              ) -> tuple[torch.utils.data.Dataset, list[dict], list[str], bool]:
     """(training set, held-out samples, class names, whether the training set is a finite folder)."""
     if cfg.data.source == "synthetic":
         config = SynthConfig.build(cfg.data.geometry, cfg.data.size[0], cfg.data.size[1], 30,
                                    Degradations.parse(cfg.data.degradations))
-        train_set = SyntheticSegmentationPairs(config, cfg.train.iterations * cfg.train.batch_size, cfg.data.seed,
-                                               "train", max_offset, cfg.data.frames_per_video,
+        train_set = SyntheticSegmentationClips(config, cfg.train.iterations * cfg.train.batch_size, refs,
+                                               cfg.data.seed, "train", cfg.data.frames_per_video,
                                                videos_in_flight=cfg.train.batch_size)
-        val_set = SyntheticSegmentationPairs(config, cfg.eval.samples, cfg.data.seed, "val", max_offset, 4)
+        val_set = SyntheticSegmentationClips(config, cfg.eval.samples, refs, cfg.data.seed, "val", 4)
         return train_set, [val_set[i] for i in range(len(val_set))], list(CLASS_NAMES), False
     root = Path(cfg.data.source)
     video = CityscapesVideo(root, "train")
     val_video = CityscapesVideo(root, "val")
-    val_set = CityscapesPairs(val_video, max_offset, seed=cfg.data.seed)
+    val_set = CityscapesClips(val_video, refs, seed=cfg.data.seed)
     samples = [val_set[i] for i in range(min(len(val_set), cfg.eval.samples))]
-    # one index per draw, so every draw gets its own key offset; the trainer shuffles them
+    # one index per draw, so every draw gets its own references; the trainer shuffles them
     repeats = -(-cfg.train.iterations * cfg.train.batch_size // len(video))
-    return (CityscapesPairs(video, max_offset, seed=cfg.data.seed, repeats=repeats), samples,
+    return (CityscapesClips(video, refs, seed=cfg.data.seed, repeats=repeats), samples,
             video.table.class_names, True)
 
 
+def _logits(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    """Class scores (N, classes, H, W) of the current frames, from their features by the model's method."""
+    features = model.clip_features(batch["current"], batch["references"], batch["same"])
+    return model.head(features, tuple(batch["current"].shape[-2:]))
+
+
 def training_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-    """The training loss of a batch of (current, key) pairs: cross-entropy of the segmentation of current."""
-    key = None if model.flow_net is None else batch["key"]
-    logits = model(batch["current"], key, batch["same"])
-    return F.cross_entropy(logits, batch["label"], ignore_index=IGNORE)
+    """The training loss of a batch of clips: cross-entropy of the segmentation of the current frames."""
+    return F.cross_entropy(_logits(model, batch), batch["label"], ignore_index=IGNORE)
 
 
 @torch.no_grad()
@@ -91,9 +100,7 @@ def _evaluate(model: nn.Module, samples: list[dict], num_classes: int) -> dict[s
     with FeatureScale(model) as scale:
         for start in range(0, len(samples), 8):
             batch = torch.utils.data.default_collate(samples[start:start + 8])
-            inputs = to_device(batch, device)
-            key = None if model.flow_net is None else inputs["key"]
-            pred = model(inputs["current"], key, inputs["same"]).argmax(1)
+            pred = _logits(model, to_device(batch, device)).argmax(1)
             matrix.update(pred.cpu().numpy(), batch["label"].numpy())
     return {"val_miou": matrix.miou(), **scale.metrics()}
 
@@ -103,13 +110,9 @@ def train_segmentation(cfg: SegTrainConfig, out: Path | None = None, resume: boo
     """Train the segmenter ``cfg`` describes; weights, optimizer state and metrics go to ``out``."""
     check_paths(cfg, ("data.source", "model.init", "model.flow_init"))
     check_sources(cfg.model)
-    if cfg.model.aggregation:  # the pairs below hold one key frame: FGFA segmenters are built and run, not trained
-        raise FeatflowError(f"model.aggregation: segmentation training runs per frame or DFF (frame pairs), not "
-                            f"FGFA; set it to null (got {cfg.model.aggregation!r})")
     out = Path(out or cfg.output)
     torch.manual_seed(cfg.data.seed)
-    max_offset = cfg.data.max_offset if cfg.model.flow_net else 0
-    train_set, val_samples, class_names, finite = _datasets(cfg, max_offset)
+    train_set, val_samples, class_names, finite = _datasets(cfg, cfg.model.references(cfg.data.max_offset))
     model = cast(VideoSegmenter, build_video_model(cfg.model, len(class_names)))
     labels = np.concatenate([s["label"].numpy().ravel() for s in val_samples])
     if (labels[labels != IGNORE] >= len(class_names)).any():
@@ -123,12 +126,13 @@ def train_segmentation(cfg: SegTrainConfig, out: Path | None = None, resume: boo
         tensors, _ = read_weights(path)
         m.load_state_dict(tensors)
 
+    method = "FGFA" if cfg.model.aggregation else ("DFF" if cfg.model.flow_net else "per-frame")
     task = TrainTask(
-        name=f"seg {cfg.model.arch}" + (f" + {cfg.model.flow_net}" if cfg.model.flow_net else " per-frame"),
+        name=f"seg {cfg.model.arch} {method}",
         model=model, dataset=train_set, loss=training_loss,
         evaluate=lambda m: _evaluate(m, val_samples, len(class_names)),
         save_weights=save, load_weights=load, backbone=model.feature_net, shuffle=finite, seed=cfg.data.seed,
-        config=config, find_unused_parameters=False,  # per-frame and DFF (its scale field too) use every parameter
+        config=config, find_unused_parameters=has_unused_parameters(model),
     )
     return train(task, cfg.train, out, cfg.eval.every, resume=resume, progress=progress)
 

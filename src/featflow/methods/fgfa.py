@@ -162,6 +162,36 @@ def align(model: "VideoModel", maps: Tensor, current: Tensor, reference: Tensor,
     return warp(maps, flow)
 
 
+def aligned_similarity(model: "VideoModel", maps: Tensor, current: Tensor, reference: Tensor,
+                       current_embedding: Tensor, channels: int, source: "FlowSource | None" = None
+                       ) -> tuple[Tensor, Tensor | None]:
+    """A reference frame's maps (N, C + E, h, w) aligned to ``current``: its warped features (N, C, h, w) and their
+    cosine map against the current frame's embedding (N, 1, h, w; None without adaptive weights)."""
+    warped = align(model, maps, current, reference, source)
+    features, embedding = warped.split([channels, warped.shape[1] - channels], 1)
+    return features, _aggregator(model).similarity(current_embedding, embedding)
+
+
+def window_features(model: "VideoModel", frames: Sequence[Tensor], t: int,
+                    source: "FlowSource | None" = None) -> Tensor:
+    """FGFA at test time for one frame: frame ``t`` of the window ``frames`` [(1, 3, H, W)] (its neighbours t-K..t+K
+    in order) aggregated from every frame of it, as the stream does. Each frame's N_feat runs on its own, so memory
+    holds one frame's activations, not the window's: the evaluation of one labelled frame."""
+    current = frames[t]
+    features, embedding = frame_features(model, current)
+    channels = features.shape[1]
+    aligned, similarities = [], []
+    for j, frame in enumerate(frames):
+        if j == t:
+            f, sim = features, _aggregator(model).similarity(embedding, embedding)
+        else:
+            maps = torch.cat(frame_features(model, frame), 1)
+            f, sim = aligned_similarity(model, maps, current, frame, embedding, channels, source)
+        aligned.append(f)
+        similarities.append(sim)
+    return _aggregator(model)(aligned, similarities)
+
+
 def aggregated_features(model: "VideoModel", current: Tensor, references: list[Tensor], include_current: bool = False,
                         source: "FlowSource | None" = None) -> Tensor:
     """FGFA's training path: features of ``current`` aggregated from the reference frames [(N, 3, H, W)] (and

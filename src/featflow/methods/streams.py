@@ -30,7 +30,7 @@ from torch import Tensor
 
 from featflow.errors import FeatflowError
 from featflow.methods.dff import FlowSource, ShallowFlow, StreamFlow, propagate_features
-from featflow.methods.fgfa import align, frame_features
+from featflow.methods.fgfa import aligned_similarity, frame_features
 from featflow.methods.schedulers import FixedInterval, KeyFrameScheduler
 from featflow.methods.video_model import VideoModel
 from featflow.modeling.precision import autocast, autocast_dtype
@@ -161,9 +161,8 @@ class AggregatedFeatures:
             j = min(max(j, 0), last)  # the ends repeat the first / last frame
             if j not in aligned:  # F once per (current, reference) pair
                 ref = by_index[j]
-                warped = align(self.model, ref.maps, current.image, ref.image, self.source)
-                f, e = warped.split([self.channels, warped.shape[1] - self.channels], 1)
-                aligned[j] = (f, self.aggregator.similarity(own_embedding, e))
+                aligned[j] = aligned_similarity(self.model, ref.maps, current.image, ref.image, own_embedding,
+                                                self.channels, self.source)
             features.append(aligned[j][0])
             similarities.append(aligned[j][1])
         return self.aggregator(features, similarities)
