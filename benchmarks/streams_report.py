@@ -4,10 +4,12 @@ over the same synthetic video, under each threading setting, and the total frame
 A deployment runs several videos at once. Two jobs sharing the cores should each run about half as fast, so the
 total should hold; an earlier observation here was a tenfold collapse instead (a demo beside the test suite). The
 settings:
-- ``default``: every process takes one thread per core (torch's default), OpenMP's default wait policy;
+- ``default``: featflow's own sharing (``featflow.utils.threads.CoreShare``): each process counts the featflow
+  processes running and takes its share of the cores, re-counting every second;
+- ``fixed threads``: every process takes one thread per core whatever else runs (``OMP_NUM_THREADS=cores``: the
+  default before the sharing, and torch's), OpenMP's default wait policy;
 - ``passive wait``: the same with ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep instead of spinning while they wait);
-- ``shared cores``: ``featflow --threads cores/N`` per process, so that the processes' threads add up to the cores;
-- ``shared cores, passive wait``: both.
+- ``shared cores``: ``featflow --threads cores/N`` per process, so that the processes' threads add up to the cores.
 Each process reports its own end-to-end frames/s over its frame loop (``featflow infer``'s summary line: decoding,
 model, drawing and JSON lines, start-up excluded); the total is their sum, as they run side by side.
 """
@@ -26,11 +28,12 @@ from featflow.analysis.reports import machine_description, write_report
 from featflow.errors import FeatflowError
 
 #: name -> (environment additions, whether each process gets cores / N threads)
+_CORES = str(os.cpu_count() or 1)
 SETTINGS: dict[str, tuple[dict[str, str], bool]] = {
     "default": ({}, False),
-    "passive wait": ({"OMP_WAIT_POLICY": "PASSIVE"}, False),
+    "fixed threads": ({"OMP_NUM_THREADS": _CORES}, False),
+    "passive wait": ({"OMP_NUM_THREADS": _CORES, "OMP_WAIT_POLICY": "PASSIVE"}, False),
     "shared cores": ({}, True),
-    "shared cores, passive wait": ({"OMP_WAIT_POLICY": "PASSIVE"}, True),
 }
 _SUMMARY = re.compile(r"frames/s in the model, ([0-9.]+) end to end")
 
@@ -39,8 +42,8 @@ def run_streams(video: Path, count: int, setting: str, weights: str, method: str
     """``count`` concurrent ``featflow infer`` processes -> their end-to-end frames/s and the wall time of all."""
     extra, share = SETTINGS[setting]
     cores = os.cpu_count() or 1
-    env = {**os.environ, **extra}
-    env.pop("OMP_NUM_THREADS", None)
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env.update(extra)
     threads = ["--threads", str(max(1, cores // count))] if share else []
     commands = [[sys.executable, "-m", "featflow.cli", *threads, "infer", str(video), "--task", "det", "--weights",
                  weights, "--method", method, "--json", str(out / f"{setting}-{count}-{i}.jsonl"), "--quiet"]
@@ -85,8 +88,10 @@ def run_streams_report(frames: int = 300, size: tuple[int, int] = (192, 384), co
              f"N concurrent `featflow infer` processes (the shipped {weights}, {method}) over the same {frames}-frame "
              f"synthetic video at {size[0]}x{size[1]}, on this machine's {os.cpu_count()} cores. Each process "
              "reports its end-to-end frames/s over its frame loop (start-up excluded); the total is their sum. "
-             "Settings: default threads (one per core in every process) or shared cores (`featflow --threads "
-             "cores/N`), with OpenMP's default wait policy or `OMP_WAIT_POLICY=PASSIVE`.", "",
+             "Settings: default (featflow's own sharing: each process counts the featflow processes running and "
+             "takes its share of the cores, re-counting every second), fixed threads (one per core in every "
+             "process, `OMP_NUM_THREADS=cores`: the default before the sharing), the same with "
+             "`OMP_WAIT_POLICY=PASSIVE`, and shared cores set by hand (`featflow --threads cores/N`).", "",
              "| setting | streams | threads each | total frames/s | vs 1 stream (same setting) | "
              "vs 1 stream (default) | wall s |", "|---|---|---|---|---|---|---|"]
     for r in rows:

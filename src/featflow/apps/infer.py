@@ -89,13 +89,16 @@ def run_infer(source: FrameSource, model: Model, method: str | None = None, key_
               window: int = 10, online: bool = False, out_video: str | os.PathLike | None = None,
               out_json: str | os.PathLike | None = None, progress: bool = True, min_score: float = 0.3,
               start: int = 0, max_frames: int | None = None,
-              stop: Callable[[], bool] | None = None, precision: str = "fp32") -> InferSummary:
+              stop: Callable[[], bool] | None = None, precision: str = "fp32",
+              between_frames: Callable[[], object] | None = None) -> InferSummary:
     """Run ``model`` over ``source`` (from frame ``start``, at most ``max_frames`` frames), writing the annotated
     video and / or the JSON lines (boxes scoring >= ``min_score``); -> the summary.
     A source damaged part-way: the frames before the damage are processed and written, and the summary's
     ``error`` says where decoding stopped (a source with no frame at all raises ``DecodeError``). ``stop()``
     turning true (checked before each frame) ends the run the same way, keeping the frames processed so far; the
-    summary's ``interrupted`` is then true (stopped before the first frame: nothing is written)."""
+    summary's ``interrupted`` is then true (stopped before the first frame: nothing is written).
+    ``between_frames()`` runs before each frame is decoded, on the thread that runs the model (the command line
+    re-balances its threads there: ``featflow.utils.threads.CoreShare.update``)."""
     method = method or model.default_method
     if source.num_frames is not None and start >= source.num_frames:
         raise FeatflowError(f"--start {start}: {source.path} has {source.num_frames} frames "
@@ -116,6 +119,8 @@ def run_infer(source: FrameSource, model: Model, method: str | None = None, key_
             for k, frame in enumerate(source.timed_frames(start)):
                 if max_frames is not None and k >= max_frames:
                     break
+                if between_frames is not None:
+                    between_frames()
                 pending.append(frame)
                 yield frame.image
         except DecodeError as err:

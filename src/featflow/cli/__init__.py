@@ -24,8 +24,9 @@ DISTRIBUTED_COMMANDS: tuple[str, ...] = ("train", "eval")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="featflow", description="Flow-based video recognition (DFF, FGFA).")
     parser.add_argument("--threads", type=options.positive, default=None,
-                        help="CPU threads of this process (default: one per core). Several featflow processes on "
-                             "one machine: give each its share of the cores (featflow --threads 1 infer ...)")
+                        help="CPU threads of this process. Default: one per core, and for featflow infer its "
+                             "share of the cores among the featflow infer processes running (re-counted every "
+                             "second), so that several streams on one machine do not slow each other down")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add(sub)

@@ -117,9 +117,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     memory.set_defaults(func=run_memory)
     streams = bench.add_parser("streams", help="total frames/s of 1, 2 and 4 concurrent featflow infer processes",
                                description="Run N concurrent featflow infer processes (the shipped DFF detector) "
-                                           "over one synthetic video under each threading setting (default, "
-                                           "OMP_WAIT_POLICY=PASSIVE, featflow --threads cores/N, both); write "
-                                           "streams.md and streams.json.")
+                                           "over one synthetic video under each threading setting (default: "
+                                           "featflow's core sharing; one thread per core in every process, with "
+                                           "and without OMP_WAIT_POLICY=PASSIVE; featflow --threads cores/N); "
+                                           "write streams.md and streams.json.")
     streams.add_argument("--frames", type=options.positive, default=300)
     streams.add_argument("--size", type=options.size, default=(192, 384))
     streams.add_argument("--counts", type=options.positive, nargs="+", default=[1, 2, 4])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -103,6 +104,18 @@ class _Signals:
         return self.received is not None
 
 
+def _core_share(device: str) -> contextlib.AbstractContextManager:
+    """On the CPU, unless the threads were set (``featflow --threads``, ``OMP_NUM_THREADS``): this process's share of
+    the cores among the featflow processes running (``featflow.utils.threads``); otherwise nothing."""
+    if device != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        return contextlib.nullcontext()
+    import torch
+
+    from featflow.utils.threads import CoreShare
+
+    return CoreShare(torch.get_num_threads())
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -127,10 +140,11 @@ def run(args: argparse.Namespace) -> int:
                             f"needs a {'segmenter' if args.task == 'seg' else 'detector'}")
     if args.out is None and args.json is None:
         out = Path(f"{Path(args.source).stem}_{args.task}_{args.method or model.default_method}.mp4")
-    with _Signals() as signals:
+    with _Signals() as signals, _core_share(args.device) as share:
         summary = run_infer(source, model, args.method, args.key_interval, args.window, args.online, out, args.json,
                             progress=not args.quiet, min_score=args.min_score, start=args.start,
-                            max_frames=args.max_frames, stop=signals, precision=args.precision)
+                            max_frames=args.max_frames, stop=signals, precision=args.precision,
+                            between_frames=share.update if share else None)
     if summary.interrupted:
         what = " and ".join(str(p) for p in (summary.video, summary.json) if p) or "nothing"
         name = signal.Signals(signals.received).name
