@@ -7,6 +7,7 @@ occluded or leaves the frame).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import replace
 
@@ -22,7 +23,8 @@ from featflow.data.synthetic import SynthConfig, SyntheticVideo
 from featflow.errors import FeatflowError
 
 
-def _sample(current: np.ndarray, key: np.ndarray, flow: np.ndarray, valid: np.ndarray) -> dict[str, Tensor]:
+def flow_sample(current: np.ndarray, key: np.ndarray, flow: np.ndarray, valid: np.ndarray) -> dict[str, Tensor]:
+    """Arrays (images (H, W, 3) uint8, flow (H, W, 2), valid (H, W)) -> a sample as the module docstring says."""
     return {
         "current": torch.from_numpy(np.ascontiguousarray(current)).permute(2, 0, 1).float(),
         "key": torch.from_numpy(np.ascontiguousarray(key)).permute(2, 0, 1).float(),
@@ -69,7 +71,7 @@ class SyntheticFlowPairs(Dataset):
         video = self.video(index)
         current, key = self.frames(index)
         flow, valid = video.flow(current, key)
-        return _sample(video.frame(current), video.frame(key), flow, valid)
+        return flow_sample(video.frame(current), video.frame(key), flow, valid)
 
 
 class FlyingChairsPairs(Dataset):
@@ -88,4 +90,29 @@ class FlyingChairsPairs(Dataset):
         current, key, flow = read_image(pair.image1), read_image(pair.image2), read_flo(pair.flow)
         if current.shape != key.shape or current.shape[:2] != flow.shape[:2]:
             raise FeatflowError(f"pair {pair.image1.name}: images and flow differ in size")
-        return _sample(current, key, flow, np.ones(flow.shape[:2], bool))
+        return flow_sample(current, key, flow, np.ones(flow.shape[:2], bool))
+
+
+class MixedPairs(Dataset):
+    """``first``'s samples with ``share`` of them replaced by ``second``'s, spread evenly: sample i is the next of
+    ``second`` when floor((i + 1) * share) steps up, else the next of ``first``. Each keeps its own order, so
+    synthetic pairs read in order still share their videos (no shuffling needed)."""
+
+    def __init__(self, first: Dataset, second: Dataset, share: float) -> None:
+        if not 0.0 < share < 1.0:
+            raise ValueError(f"share must be in (0, 1), got {share}")
+        self.first, self.second, self.share = first, second, share
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def from_second(self, index: int) -> bool:
+        return math.floor((index + 1) * self.share) > math.floor(index * self.share)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        before = math.floor(index * self.share)  # samples of second before this one
+        if self.from_second(index):
+            return self.second[before % len(self.second)]
+        return self.first[(index - before) % len(self.first)]
