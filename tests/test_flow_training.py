@@ -13,6 +13,7 @@ from featflow.engine.checkpoint import load_flow_net, read_weights, save_flow_ne
 from featflow.engine.config import load_config
 from featflow.engine.flow_inference import FlowNetEstimator, predict_flow, upsample_flow
 from featflow.engine.flow_training import FlowTrainConfig, multiscale_epe, train_flow
+from featflow.errors import FeatflowError
 from featflow.modeling.flow_net import build_flow_net
 from featflow.modeling.preprocess import flow_input
 
@@ -170,3 +171,21 @@ def test_train_cli(tmp_path, capsys):
     assert "2 iterations" in capsys.readouterr().out
     assert main(["train", "flow", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "no config file" in capsys.readouterr().err
+
+
+def test_real_texture_pairs_mix_into_the_synthetic_ones(tmp_path):
+    from featflow.data.flow_pairs import MixedPairs
+    from featflow.engine.flow_training import _train_dataset
+
+    cfg = load_config(FlowTrainConfig, _write_config(tmp_path / "mix.yaml", {"data": {"real_share": 0.25}}),
+                      kind="flow")
+    data = _train_dataset(cfg)
+    assert isinstance(data, MixedPairs) and len(data) == 4 * 2
+    assert [data.from_second(i) for i in range(8)] == [False, False, False, True] * 2  # one in four, evenly
+    synthetic = SyntheticFlowPairs(SynthConfig(height=48, width=64), 8, max_gap=3, pairs_per_video=2)
+    assert torch.equal(data[4]["current"], synthetic[3]["current"])  # the synthetic pairs keep their order
+    assert data[3]["flow"].shape == (2, 48, 64) and data[3]["valid"].dtype == torch.bool
+    assert train_flow(cfg, out=tmp_path / "run", progress=False).iterations == 4
+    with pytest.raises(FeatflowError, match="real_share: real-texture pairs are mixed into the synthetic source"):
+        load_config(FlowTrainConfig, _write_config(tmp_path / "bad.yaml", {"data": {"real_share": 0.5,
+                                                                              "source": str(tmp_path)}}), kind="flow")

@@ -33,6 +33,8 @@ FEATURE_LAYOUTS: tuple[str, ...] = ("msra", "torchvision")
 NORMS: tuple[str, ...] = ("batch", "frozen")
 #: F: FlowNet-Simple, FlowNet Half and FlowNet Inception (``featflow.modeling.flow_net``).
 FLOW_NETS: tuple[str, ...] = ("flownet", "flownet_half", "flownet_inception")
+#: How F is trained: on flow ground truth (multi-scale end-point error) or on real video without it (photometric).
+FLOW_LOSSES: tuple[str, ...] = ("epe", "unsupervised")
 #: FGFA's aggregation: none, adaptive weights from the embedding network, the plain mean (an ablation), or adaptive
 #: weights with a learned softmax temperature (``featflow.methods.fgfa``; not in the paper).
 AGGREGATIONS: tuple[str | None, ...] = (None, "adaptive", "mean", "adaptive-temperature")

@@ -13,9 +13,16 @@ from featflow.cli import options
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train models")
     train = p.add_subparsers(dest="what", required=True, metavar="WHAT")
-    _add_task(train, "flow", "pre-train a flow network on pairs with known flow (the FlyingChairs step)",
-              "Train FlowNet / FlowNet Half / FlowNet Inception with a multi-scale end-point-error loss on synthetic "
-              "pairs (or a FlyingChairs folder).", "flownet, flownet_half, flownet_inception", init=False)
+    flow = _add_task(train, "flow", "pre-train a flow network on pairs with known flow (the FlyingChairs step), or "
+                     "fine-tune it on your own videos", "Train FlowNet / FlowNet Half / FlowNet Inception with a "
+                     "multi-scale end-point-error loss on synthetic pairs (optionally mixed with pairs on real "
+                     "photographs) or a FlyingChairs folder; or, with --unsupervised DIR, fine-tune it on the videos "
+                     "of a folder, which need no flow ground truth (photometric + smoothness loss, occlusions left "
+                     "out).", "flownet, flownet_half, flownet_inception, flownet_inception_real, unsupervised",
+                     init=True, config_required=False)
+    flow.add_argument("--unsupervised", type=Path, default=None, metavar="VIDEOS_DIR",
+                      help="fine-tune on the videos (files, or folders of images) in this folder without flow "
+                           "ground truth; the config defaults to 'unsupervised' (the shipped F, a short schedule)")
     _add_task(train, "seg", "train a video segmenter: per-frame, DFF, or a DFF ablation",
               "Train a per-frame segmentation model, or DFF end to end (from a per-frame checkpoint and pre-trained "
               "flow), with the segmentation loss only.", "see featflow/configs/seg/", init=True)
@@ -25,20 +32,22 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_task(train: argparse._SubParsersAction, what: str, help: str, description: str, configs: str,
-              init: bool) -> None:
+              init: bool, config_required: bool = True) -> argparse.ArgumentParser:
     p = train.add_parser(what, help=help, description=description)
-    p.add_argument("--config", required=True, help=f"a YAML file, or the name of a packaged config ({configs})")
+    p.add_argument("--config", required=config_required,
+                   help=f"a YAML file, or the name of a packaged config ({configs})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config setting, e.g. --set train.lr=0.01 (repeatable; checked like the file)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the config's output)")
     p.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
     if init:
-        p.add_argument("--init", default=None, help="override model.init (the checkpoint to start from)")
+        p.add_argument("--init", default=None, help="override the checkpoint to start from (model.init; flow: init)")
     p.add_argument("--iterations", type=options.positive, default=None, help="override train.iterations")
     p.add_argument("--time-limit", type=options.positive_number, default=None,
                    help="override train.time_limit_minutes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+    return p
 
 
 #: Exit codes of a run a signal stopped (its checkpoint is saved): the shell's 128 + signal number.
@@ -60,9 +69,17 @@ def run(args: argparse.Namespace) -> int | None:
 
     if args.what == "flow":
         from featflow.engine.flow_training import FlowTrainConfig, train_flow
+        from featflow.errors import FeatflowError
 
-        cfg = override_train(load_config(FlowTrainConfig, args.config, kind="flow", overrides=args.set),
-                             args.iterations, args.time_limit)
+        overrides = list(args.set)
+        if args.unsupervised is not None:
+            overrides += [f"data.source={args.unsupervised}", "loss.kind=unsupervised"]
+        elif args.config is None:
+            raise FeatflowError("train flow: give --config NAME|FILE, or --unsupervised VIDEOS_DIR")
+        if args.init is not None:
+            overrides.append(f"init={args.init}")
+        cfg = override_train(load_config(FlowTrainConfig, args.config or "unsupervised", kind="flow",
+                                         overrides=overrides), args.iterations, args.time_limit)
         result = train_flow(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
         if (code := _interrupted(result)) is not None:
             return code

@@ -221,6 +221,8 @@ _TIME_BASES: dict[str, Fraction | None] = {"mp4": Fraction(1, 90000), "matroska"
 VIDEO_FORMATS: dict[str, tuple[str, str, str]] = {
     ".mp4": ("mp4", "libx264", "yuv420p"), ".mkv": ("matroska", "libx264", "yuv420p"),
     ".webm": ("webm", "libvpx-vp9", "yuv420p"), ".avi": ("avi", "mpeg4", "yuv420p"), ".gif": ("gif", "gif", "rgb8")}
+#: The extensions of video files a folder of videos is read for (PyAV decodes more; these are the usual ones).
+VIDEO_SUFFIXES: tuple[str, ...] = (*VIDEO_FORMATS, ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp")
 
 
 def video_format(path: str | os.PathLike) -> tuple[str, str, str]:

@@ -264,7 +264,8 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 RUN_PREFIX = "run:"
 #: The weights file of a training run, inside its output folder.
 RUN_WEIGHTS = "model.safetensors"
-_RUN_KEYS: tuple[tuple[str, ...], ...] = (("model", "init"), ("model", "features_init"), ("model", "flow_init"))
+_RUN_KEYS: tuple[tuple[str, ...], ...] = (("model", "init"), ("model", "features_init"), ("model", "flow_init"),
+                                          ("init",))  # flow configs: the flow weights to start from
 
 
 def run_weights(reference: str, kind: str) -> str:
