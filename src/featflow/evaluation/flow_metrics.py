@@ -1,4 +1,6 @@
-"""Flow accuracy: end-point error (EPE) at full resolution on held-out pairs, and time per pair."""
+"""Flow accuracy: end-point error (EPE) at full resolution on held-out pairs, time per pair, and the photometric
+warp error (how well the key frame warped along the flow reproduces the current frame: what can be measured on
+real footage without flow ground truth)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -72,3 +75,16 @@ def evaluate_flow(estimator: FlowEstimator, pairs: list[FlowPair], desc: str | N
         epe.append(end_point_error(pred, pair.flow))
         epe_valid.append(end_point_error(pred, pair.flow, pair.valid))
     return FlowScore(float(np.mean(epe)), float(np.mean(epe_valid)), seconds / len(pairs), len(pairs))
+
+
+def photometric_error(current: np.ndarray, key: np.ndarray, flow: np.ndarray) -> float:
+    """Mean absolute colour difference (gray levels, over channels) between ``current`` and ``key`` sampled
+    bilinearly at p + ``flow``, over the pixels whose target lies inside the key frame. Zero flow gives the plain
+    frame difference."""
+    h, w = current.shape[:2]
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    map_x, map_y = xs + flow[..., 0].astype(np.float32), ys + flow[..., 1].astype(np.float32)
+    warped = cv2.remap(key, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
+    difference = np.abs(current.astype(np.float32) - warped.astype(np.float32)).mean(-1)
+    return float(difference[inside].mean()) if inside.any() else float("nan")
