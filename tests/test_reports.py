@@ -41,9 +41,18 @@ def test_flow_report_with_a_given_net(tmp_path):
                                progress=False)
     assert {p.name for p in paths} == {"flow.md", "flow.json", "flow.png"}
     data = json.loads((tmp_path / "flow.json").read_text())
-    assert set(data["scores"]) == {"degraded", "clean"}
+    assert set(data["scores"]) == {"degraded", "clean", "real textures"}
     assert {"zero flow", "DIS medium", "DIS ultrafast", "untrained"} <= set(data["scores"]["clean"])
     assert data["trained"]["untrained"]["model"] == "flownet_inception"
+    real = {(r["pair"], r["method"]): r for r in data["real_footage"]}
+    zero = real["motorcycle (Middlebury 2014)", "zero flow"]
+    dis = real["motorcycle (Middlebury 2014)", "DIS medium"]
+    assert dis["photometric"] < zero["photometric"] and dis["epe"] < zero["epe"]  # real motion, found by DIS
+    assert ("motorcycle (Middlebury 2014), x0.5", "untrained") in real
+    warp = data["feature_warp_error"]
+    assert warp["zero flow"] == pytest.approx(1.0) and "untrained (its stride-16 output)" in warp
+    assert data["features_model"] == "seg-frame-r18-synth"
+    assert "## Real footage" in (tmp_path / "flow.md").read_text()
 
 
 @pytest.mark.slow
@@ -80,9 +89,15 @@ def test_flow_report_says_what_would_close_a_gap():
         return {c: {REFERENCE: FlowScore(2.0, 1.5, 0.01, 4), "net": FlowScore(ours, ours, 0.02, 4)}
                 for c in ("degraded", "clean")}
 
-    short = _markdown(scores(2.5), {}, 4, (64, 128), "net")
+    real = [{"pair": "p", "method": "zero flow", "epe": 9.0, "photometric": 20.0, "removed": 0.0},
+            {"pair": "p", "method": REFERENCE, "epe": 2.0, "photometric": 10.0, "removed": 0.5},
+            {"pair": "p", "method": "net", "epe": 3.0, "photometric": 14.0, "removed": 0.3}]  # at least half of 50%
+    short = _markdown(scores(2.5), {}, 4, (64, 128), "net", real, {"zero flow": 1.0}, 4)
     assert "falls short of DIS medium by 0.500 px" in short and "What would close the gap" in short
-    assert "What would close the gap" not in _markdown(scores(1.5), {}, 4, (64, 128), "net")
+    assert "removes 30% of the photometric error against DIS medium's 50%" in short and ": met." in short
+    assert "What would close the gap" not in _markdown(scores(1.5), {}, 4, (64, 128), "net", real, {}, 4)
+    real[2]["removed"] = 0.2  # less than half of DIS's
+    assert ": not met." in _markdown(scores(1.5), {}, 4, (64, 128), "net", real, {}, 4)
 
 
 @pytest.mark.slow
