@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from featflow.data.detection_clips import MixedClips, VidDetectionClips, collate_clips
 from featflow.data.formats import imagenet_det as det
@@ -303,3 +304,35 @@ def test_fgfa_trains_on_vid_and_det_resized_and_evaluates_at_its_training_size(v
     with pytest.raises(SystemExit) as bad:  # argparse's check, as every option's
         main(["eval", "det", "--data", str(vid_and_det), "--weights", str(weights), "--resize", "600"])
     assert bad.value.code == 2 and "expected SHORTxLONG" in capsys.readouterr().err
+
+
+def test_the_released_training_frame_list_picks_the_current_frames(vid_and_det, tmp_path):
+    import shutil
+
+    from featflow.data.formats.vid import read_train_frames
+
+    lines = (vid_and_det / "ImageSets" / "VID" / "VID_train_15frames.txt").read_text().splitlines()
+    assert len(lines) == 6 and lines[0].endswith(" 1 0 6")  # a 6-frame video: all 6 are listed
+    listed = read_train_frames(vid_and_det / "ImageSets" / "VID" / "VID_train_15frames.txt")
+    assert [t for _, t in listed] == list(range(6))
+    videos = VidDataset(vid_and_det, "train")
+    root = tmp_path / "ilsvrc"
+    shutil.copytree(vid_and_det, root)
+    name = videos.videos[0].name
+    (root / "ImageSets" / "VID" / "two.txt").write_text(f"train/{name} 1 4 6\ntrain/{name} 1 1 6\n")
+    frames = VidDataset(root, "train").listed_frames("two.txt")
+    assert frames == [(0, 4), (0, 1)]
+    clips = VidDetectionClips(videos, ReferenceSampling(2, -9, 9), seed=0, frames=frames)
+    assert len(clips) == 2
+    assert torch.equal(clips[0]["current"], torch.from_numpy(videos.image(0, 4)).permute(2, 0, 1).float())
+    (root / "ImageSets" / "VID" / "bad.txt").write_text(f"train/{name} 1 9 6\n")
+    with pytest.raises(FeatflowError, match="bad.txt:1: frame 9 of a video of 6 frames"):
+        VidDataset(root, "train").listed_frames("bad.txt")
+    (root / "ImageSets" / "VID" / "other.txt").write_text("train/ILSVRC2015_VID_train_0009/nowhere 1 0 6\n")
+    with pytest.raises(FeatflowError, match="video ILSVRC2015_VID_train_0009/nowhere is not in"):
+        VidDataset(root, "train").listed_frames("other.txt")
+    with pytest.raises(FileNotFoundError, match="no frame list"):
+        VidDataset(root, "train").listed_frames("missing.txt")
+    from featflow.engine.det_training import DetDataConfig
+    with pytest.raises(FeatflowError, match="data.frame_list: a list of ImageNet VID training frames needs"):
+        DetDataConfig(frame_list="VID_train_15frames.txt")

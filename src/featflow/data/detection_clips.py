@@ -71,13 +71,16 @@ class SyntheticDetectionClips(Dataset):
 
 class VidDetectionClips(Dataset):
     """Samples from a VID-like source (a VID folder, a CocoVID file, ImageNet DET's one-frame videos): sample i is
-    frame i of the split's frames in order (all videos concatenated), with its own random references; with
-    ``resize`` its frames and boxes scaled as the papers do (shorter side 600, longer at most 1000)."""
+    frame i of the split's frames in order (all videos concatenated; or of ``frames``, (video, frame) pairs), with
+    its own random references drawn from the whole video; with ``resize`` its frames and boxes scaled as the papers
+    do (shorter side 600, longer at most 1000)."""
 
     def __init__(self, data: VideoBoxesBase, references: ReferenceSampling = ReferenceSampling(), seed: int = 0,
-                 resize: Resize | None = None) -> None:
+                 resize: Resize | None = None, frames: list[tuple[int, int]] | None = None) -> None:
         self.data, self.references, self.seed, self.resize = data, references, seed, resize
-        self.index = [(v, t) for v in range(len(data)) for t in range(data.num_frames(v))]
+        # the current frames (video, frame): every frame, or a list's (the released code's 15 per video)
+        self.index = frames if frames is not None else [(v, t) for v in range(len(data))
+                                                         for t in range(data.num_frames(v))]
 
     def __len__(self) -> int:
         return len(self.index)

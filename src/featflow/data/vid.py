@@ -108,6 +108,23 @@ class VidDataset(VideoBoxesBase):
         video = self.videos[v]
         return self.root / "Data" / "VID" / self.split / video.name / f"{video.frames[t]}.JPEG"
 
+    def listed_frames(self, name: str) -> list[tuple[int, int]]:
+        """The (video, frame) pairs an ``ImageSets/VID/{name}`` list names (``VID_train_15frames.txt``: the frames
+        the released code trains on); a video or frame the folder lacks is an error naming the list."""
+        path = self.root / "ImageSets" / "VID" / name
+        if not path.is_file():
+            raise MissingInput(f"no frame list {path}")
+        by_name = {video.name: v for v, video in enumerate(self.videos)}
+        frames = []
+        for folder, t in vid.read_train_frames(path):
+            if folder not in by_name:
+                raise FeatflowError(f"{path}: video {folder} is not in {self.root / 'Data' / 'VID' / self.split}")
+            if t >= self.num_frames(by_name[folder]):
+                raise FeatflowError(f"{path}: {folder} has {self.num_frames(by_name[folder])} frames, the list names "
+                                    f"frame {t}")
+            frames.append((by_name[folder], t))
+        return frames
+
     def annotation(self, v: int, t: int) -> vid.VidAnnotation | None:
         video = self.videos[v]
         path = self.root / "Annotations" / "VID" / self.split / video.name / f"{video.frames[t]}.xml"

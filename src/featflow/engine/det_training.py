@@ -52,12 +52,20 @@ class DetDataConfig(DataConfig):
     ``det_share``: the share of training samples that are ImageNet DET images (``Data/DET``, ``Annotations/DET`` and
     ``ImageSets/DET_train_30classes.txt`` in the same folder; only the VID classes' boxes), each a one-frame video
     whose key / reference frames are the image itself. 0: VID alone. The released DFF and FGFA code train on the
-    concatenation of DET_train_30classes (about 54K images) and VID_train_15frames (57,930 frames): about 0.5."""
+    concatenation of DET_train_30classes (about 54K images) and VID_train_15frames (57,930 frames): about 0.5.
+    ``frame_list``: the VID training frames, from a list in ``ImageSets/VID`` (``VID_train_15frames.txt``, as the
+    released code), or every frame (null)."""
 
     det_share: float = 0.0
+    # a folder: the list of training frames in ImageSets/VID (VID_train_15frames.txt: the 15 per video the released
+    # code trains on; references still come from the whole video); null: every frame of VID train
+    frame_list: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.frame_list and self.source == "synthetic":
+            raise FeatflowError("data.frame_list: a list of ImageNet VID training frames needs an ILSVRC2015 folder "
+                                "(data.source); set it to null for synthetic data")
         if not 0.0 <= self.det_share < 1.0:
             raise FeatflowError(f"data.det_share: the share of ImageNet DET images must be in [0, 1), "
                                 f"got {self.det_share}")
@@ -143,7 +151,8 @@ def _datasets(cfg: DetTrainConfig, refs: ReferenceSampling
     val_set = VidDetectionClips(val_data, refs, cfg.data.seed, resize)
     stride = max(len(val_set) // cfg.eval.samples, 1)
     samples = [val_set[i] for i in range(0, len(val_set), stride)][: cfg.eval.samples]
-    train_set: torch.utils.data.Dataset = VidDetectionClips(train_data, refs, cfg.data.seed, resize)
+    frames = train_data.listed_frames(cfg.data.frame_list) if cfg.data.frame_list else None
+    train_set: torch.utils.data.Dataset = VidDetectionClips(train_data, refs, cfg.data.seed, resize, frames)
     if cfg.data.det_share:
         try:  # labelled with the VID folder's class map, so a label is the same class in both
             det = DetDataset(root, train_data.classes)

@@ -203,3 +203,18 @@ def read_frame_list(path: str | os.PathLike) -> list[tuple[str, str, int]]:
         folder, frame = parts[0].split("/", 1)[1].rsplit("/", 1)
         rows.append((folder, frame, int(parts[1])))
     return rows
+
+
+def read_train_frames(path: str | os.PathLike) -> list[tuple[str, int]]:
+    """``ImageSets/VID/VID_train_15frames.txt`` (``train/{video} 1 {frame} {frames}`` lines: the frames the released
+    DFF / FGFA code trains on, 15 per video) -> (video folder inside the split, 0-based frame index) per line."""
+    path = Path(path)
+    rows = []
+    for n, line, parts in _fields(path):
+        if len(parts) != 4 or not all(p.isdigit() for p in parts[1:]) or "/" not in parts[0]:
+            raise FeatflowError(f"{path}:{n}: expected 'SPLIT/VIDEO 1 FRAME FRAMES', got {line!r}")
+        frame, frames = int(parts[2]), int(parts[3])
+        if frame >= frames:
+            raise FeatflowError(f"{path}:{n}: frame {frame} of a video of {frames} frames")
+        rows.append((parts[0].split("/", 1)[1], frame))
+    return rows
