@@ -13,15 +13,6 @@ PRECISION_HELP = ("fp32 (default), bf16 (CPUs with AVX512-BF16 / AMX, GPUs) or f
                   "fp32 with a warning where the device lacks it")
 
 
-def resize_option(text: str) -> tuple[int, int]:
-    """'600x1000' -> (600, 1000): a shorter side and the longer side's limit, each at least 16."""
-    try:
-        return options.size(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected SHORTxLONG (e.g. 600x1000), each at least 16, got {text!r}") \
-            from None
-
-
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate models on data in a real dataset layout")
     what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
@@ -71,7 +62,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     det.add_argument("--save-detections", type=Path, default=None,
                      help="write detections in the ImageNet VID results format (frame_id class score x1 y1 x2 y2)")
     det.add_argument("--precision", choices=PRECISIONS, default="fp32", help=PRECISION_HELP)
-    det.add_argument("--resize", type=resize_option, default=None, metavar="SHORTxLONG",
+    det.add_argument("--resize", type=options.resize, default=None, metavar="SHORTxLONG",
                      help="resize each frame so that its shorter side is SHORT and its longer at most LONG (the "
                           "papers': 600x1000); boxes are scored in the original pixels (default: as the weights "
                           "were trained: a folder-trained detector's data.size, frames at their own size for one "

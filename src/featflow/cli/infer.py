@@ -42,6 +42,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", type=options.non_negative, default=0,
                    help="skip the source's first N frames (JSON frame indices stay those of the source)")
     p.add_argument("--max-frames", type=options.positive, default=None, help="process at most M frames")
+    resize = p.add_mutually_exclusive_group()
+    resize.add_argument("--resize", type=options.resize, default=None, metavar="SHORTxLONG",
+                        help="detection: resize each frame so that its shorter side is SHORT and its longer at most "
+                             "LONG before the model (boxes come back in the frame's pixels); default: as the weights "
+                             "were trained (a folder-trained detector: its data.size, e.g. 600x1000)")
+    resize.add_argument("--no-resize", action="store_true", help="detection: frames at their own size")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -140,6 +146,14 @@ def run(args: argparse.Namespace) -> int:
                             f"needs a {'segmenter' if args.task == 'seg' else 'detector'}")
     if args.out is None and args.json is None:
         out = Path(f"{Path(args.source).stem}_{args.task}_{args.method or model.default_method}.mp4")
+    if (args.resize or args.no_resize) and model.task != "det":
+        raise FeatflowError("--resize / --no-resize: segmenters see the frames at their own size")
+    if args.resize:
+        from featflow.data.resize import Resize
+
+        model.resize = Resize.from_size(args.resize)
+    elif args.no_resize:
+        model.resize = None
     with _Signals() as signals, _core_share(args.device) as share:
         summary = run_infer(source, model, args.method, args.key_interval, args.window, args.online, out, args.json,
                             progress=not args.quiet, min_score=args.min_score, start=args.start,

@@ -82,3 +82,12 @@ def named_path(text: str) -> tuple[str, Path]:
 def command_line() -> str:
     """The command as typed, for reports to say how to reproduce them."""
     return "featflow " + " ".join(sys.argv[1:])
+
+
+def resize(text: str) -> tuple[int, int]:
+    """'600x1000' -> (600, 1000): a shorter side and the longer side's limit, each at least 16."""
+    try:
+        return size(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected SHORTxLONG (e.g. 600x1000), each at least 16, got {text!r}") \
+            from None

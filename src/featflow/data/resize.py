@@ -8,12 +8,14 @@ evaluation compares them with the annotations.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from featflow.errors import FeatflowError
+from featflow.structures import Detections
 
 
 @dataclass(frozen=True)
@@ -68,3 +70,28 @@ def boxes_to_original(boxes: np.ndarray, scale: float, height: int | None = None
     if height is not None:
         out[:, 1::2] = out[:, 1::2].clip(0, height - 1)
     return out.astype(np.float32)
+
+
+class ResizedStream:
+    """Frames resized for a model as they stream through it, and its detections brought back: ``frames(frames)``
+    yields each frame resized (``resize``; None: as it is) and keeps its factor and original size until
+    ``to_original(index, detections)`` takes them back (streams may answer late: FGFA offline, K frames)."""
+
+    def __init__(self, resize: Resize | None) -> None:
+        self.resize = resize
+        self.pending: dict[int, tuple[float, int, int]] = {}  # frame index -> (factor, height, width)
+
+    def frames(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for index, image in enumerate(frames):
+            height, width = image.shape[:2]
+            scale = 1.0 if self.resize is None else self.resize.scale(height, width)
+            self.pending[index] = (scale, height, width)
+            yield resize_image(image, scale)
+
+    def to_original(self, index: int, detections: Detections) -> Detections:
+        """Frame ``index``'s detections on its resized frame -> in its original pixels (clipped to it)."""
+        scale, height, width = self.pending.pop(index)
+        if scale == 1.0:
+            return detections
+        return Detections(boxes_to_original(detections.boxes, scale, height, width), detections.scores,
+                          detections.labels)

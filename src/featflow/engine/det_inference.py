@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from featflow.data.resize import Resize, boxes_to_original, resize_image
+from featflow.data.resize import Resize, ResizedStream
 from featflow.data.vid import VideoBoxesBase
 from featflow.engine.distributed import context, gather, shard
 from featflow.errors import FeatflowError
@@ -105,17 +105,6 @@ def trained_resize(metadata: dict[str, str]) -> Resize | None:
     return Resize.from_size(tuple(data["size"]))
 
 
-def _resized_frames(data: VideoBoxesBase, v: int, resize: Resize | None,
-                    originals: list[tuple[float, int, int]]) -> Iterator[np.ndarray]:
-    """Video ``v``'s frames as the model sees them; each frame's (factor, height, width) appended to ``originals``."""
-    for t in range(data.num_frames(v)):
-        image = data.image(v, t)
-        height, width = image.shape[:2]
-        scale = 1.0 if resize is None else resize.scale(height, width)
-        originals.append((scale, height, width))
-        yield resize_image(image, scale)
-
-
 @torch.no_grad()
 def detect_dataset(model: VideoDetector, data: VideoBoxesBase, config: DetStreamConfig,
                    progress: bool = True, resize: Resize | None = None) -> tuple[list[VideoDetections], float]:
@@ -130,12 +119,10 @@ def detect_dataset(model: VideoDetector, data: VideoBoxesBase, config: DetStream
     for v in tqdm(shard(list(range(len(data))), ctx), desc=f"detect {config.method}",
                   disable=not (progress and ctx.is_main), leave=False):
         video: VideoDetections = [Detections.empty()] * data.num_frames(v)
-        originals: list[tuple[float, int, int]] = []  # per frame, filled as the stream reads it
-        for index, dets in detect_stream(model, _resized_frames(data, v, resize, originals), config, timing):
-            scale, height, width = originals[index]
-            if scale != 1.0:
-                dets = Detections(boxes_to_original(dets.boxes, scale, height, width), dets.scores, dets.labels)
-            video[index] = dets
+        resized = ResizedStream(resize)
+        frames = (data.image(v, t) for t in range(data.num_frames(v)))
+        for index, dets in detect_stream(model, resized.frames(frames), config, timing):
+            video[index] = resized.to_original(index, dets)
         mine[v] = video
     parts = gather((mine, sum(timing)), ctx)  # under torchrun: every rank's videos, merged in video order
     merged = {v: video for videos, _ in parts for v, video in videos.items()}

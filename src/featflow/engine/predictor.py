@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from featflow.data.resize import Resize, ResizedStream
 from featflow.data.video import to_rgb
 from featflow.engine.checkpoint import DETECTOR, load_model, task_of
+from featflow.engine.det_inference import trained_resize
 from featflow.errors import FeatflowError
 from featflow.methods.schedulers import FixedInterval
 from featflow.methods.streams import StreamOptions, run_stream, supported
@@ -57,6 +59,10 @@ class Model:
         self.metadata, self.source = metadata, source
         self.task = "det" if task_of(net) is DETECTOR else "seg"
         self.class_names: list[str] = json.loads(metadata.get("class_names", "[]"))
+        #: How frames are resized before the model (a detector trained on a folder: as its training resized them,
+        #: e.g. shorter side 600, longer at most 1000); its boxes come back in the frames' own pixels. None: frames
+        #: as they come. Set it to change that (``featflow infer --resize``).
+        self.resize: Resize | None = trained_resize(metadata) if self.task == "det" else None
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -80,7 +86,8 @@ class Model:
                key_interval: int | None = None, window: int = 10, online: bool = False,
                precision: str = "fp32") -> Iterator[FrameResult]:
         """One ``FrameResult`` per frame, in frame order (FGFA offline: ``window`` frames late). Frames are
-        (H, W, 3) RGB uint8 (grey or RGBA is converted); memory stays bounded whatever the length.
+        (H, W, 3) RGB uint8 (grey or RGBA is converted); memory stays bounded whatever the length. A detector sees
+        them resized as ``self.resize`` says and gives its boxes in their own pixels.
         ``precision`` "bf16" autocasts the feature computation where the device runs bfloat16 natively
         (``featflow.modeling.precision``; fp32 with a warning elsewhere)."""
         method = method or self.default_method
@@ -90,11 +97,14 @@ class Model:
         if interval < 1:
             raise FeatflowError(f"the key interval must be at least 1, got {interval}")
         options = StreamOptions(FixedInterval(interval), window, online, precision=precision)
-        for item, output, seconds in run_stream(self.net, _frames(frames), method, options):
-            if self.task == "seg":
+        if self.task == "seg":
+            for item, output, seconds in run_stream(self.net, _frames(frames), method, options):
                 yield FrameResult(item.index, 1000 * seconds, item.is_key, labels=output.cpu().numpy())
-            else:
-                yield FrameResult(item.index, 1000 * seconds, item.is_key, detections=output)
+            return
+        resized = ResizedStream(self.resize)
+        for item, output, seconds in run_stream(self.net, resized.frames(_frames(frames)), method, options):
+            yield FrameResult(item.index, 1000 * seconds, item.is_key,
+                              detections=resized.to_original(item.index, output))
 
 
 def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> Model:
