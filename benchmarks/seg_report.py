@@ -26,7 +26,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.cells import difference  # noqa: E402
-from benchmarks.training import earlier_records, training_lines, training_records  # noqa: E402
+from benchmarks.training import (  # noqa: E402
+    chain_curve,
+    chain_plateau_gain,
+    curves_plot,
+    earlier_records,
+    training_lines,
+    training_records,
+)
 from featflow.analysis.reports import machine_description, save_figure, write_report  # noqa: E402
 from featflow.analysis.speed import dff_speedup, format_row, measure_speed  # noqa: E402
 from featflow.data.cityscapes import CityscapesVideo  # noqa: E402
@@ -221,6 +228,18 @@ def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], cur
         lines += [f"| {c['other']} | {c['base']} | {difference(c['miou'])} |" for c in comparisons]
     if records:
         lines += training_lines(records)
+        lines += ["", "Convergence of each row's model along its whole init chain: the held-out mIoU during training "
+                      "(the trainer's own held-out synthetic samples) over the last quarter of the chain's samples (a "
+                      "model has plateaued when it rose by under 1 point).", "",
+                  "| row | weights | chain samples | last-quarter gain (points) | plateau |", "|---|---|---|---|---|"]
+        for row in plan.rows:
+            record = next((r for r in records if r["weights"] == (row.trained_as or row.weights)), None)
+            points = chain_curve(record, records, "val_miou") if record else []
+            gain = chain_plateau_gain(points)
+            plateau = "-" if gain is None else ("yes" if gain < 0.01 else "no")
+            lines.append(f"| {row.name} | `{row.weights}` | {points[-1][0] if points else '-'} | "
+                         f"{'-' if gain is None else f'{100 * gain:+.1f}'} | {plateau} |")
+        lines += ["", f"![held-out curves]({plan.stem}_training.png)"]
     return "\n".join(lines)
 
 
@@ -250,4 +269,6 @@ def run_segmentation_report(plan: SegReportPlan, report: str | os.PathLike = "re
         frame = next((r for r in rows if r["method"] == "frame"), None)
         _plot(report / f"{plan.stem}.png", curves, frame["miou"] if frame else None)
         paths.append(report / f"{plan.stem}.png")
+    if records and curves_plot(report / f"{plan.stem}_training.png", records, "val_miou", "held-out mIoU (%)"):
+        paths.append(report / f"{plan.stem}_training.png")
     return paths

@@ -121,6 +121,33 @@ def plateau_gain(curve: list[dict], metric: str) -> float | None:
     return None if not before else points[-1][1] - before[-1]
 
 
+def chain_curve(record: dict, records: list[dict], metric: str) -> list[tuple[int, float]]:
+    """The held-out ``metric`` along a run's whole init chain: (training samples seen, value) of every evaluation of
+    every run in it, the first run's first."""
+    by_weights = {r["weights"]: r for r in records}
+    chain, run, seen = [], record, set()
+    while run is not None and run["weights"] not in seen:
+        seen.add(run["weights"])
+        chain.append(run)
+        run = by_weights.get(run["init"]) if run["init"] else None
+    points, offset = [], 0
+    for run in reversed(chain):
+        points += [(offset + h["iteration"] * run["batch_size"], h[metric]) for h in run["curve"]
+                   if h.get(metric) is not None]
+        offset += run["samples"]
+    return points
+
+
+def chain_plateau_gain(points: list[tuple[int, float]]) -> float | None:
+    """How much the metric rose over the last quarter of a chain's samples (``chain_curve``): under 1 point is the
+    plateau the reports ask of a headline model; None without an evaluation before the last quarter."""
+    if len(points) < 2:
+        return None
+    last = points[-1][0]
+    before = [v for samples, v in points if samples <= 0.75 * last]
+    return None if not before else points[-1][1] - before[-1]
+
+
 def curves_plot(path: Path, records: list[dict], metric: str, label: str) -> bool:
     """Held-out ``metric`` against total samples seen (init chains joined), one line per run; False when no run
     has a curve."""

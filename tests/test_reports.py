@@ -157,7 +157,15 @@ def test_speed_row_and_segmentation_report(tmp_path):
 
 
 def test_training_budgets_add_up_along_init_chains_and_plateau_is_read_off_the_curve(tmp_path):
-    from benchmarks.training import curves_plot, earlier_records, plateau_gain, training_lines, training_records
+    from benchmarks.training import (
+        chain_curve,
+        chain_plateau_gain,
+        curves_plot,
+        earlier_records,
+        plateau_gain,
+        training_lines,
+        training_records,
+    )
 
     def run(name: str, init: str | None, iterations: int, batch: int, minutes: float, curve: list[float]) -> str:
         folder = tmp_path / name
@@ -178,6 +186,10 @@ def test_training_budgets_add_up_along_init_chains_and_plateau_is_read_off_the_c
     assert (records[video]["total_samples"], records[video]["total_minutes"]) == (800 + 200, 30.0)
     assert plateau_gain(records[base]["curve"], "val_map") == pytest.approx(0.005)  # iteration 75 -> 100
     assert plateau_gain([{"iteration": 10, "val_map": 0.1}], "val_map") is None
+    points = chain_curve(records[video], list(records.values()), "val_map")  # the chain's curve, in samples seen
+    assert points == [(200, 0.1), (400, 0.2), (600, 0.3), (800, 0.305), (900, 0.32), (1000, 0.34)]
+    assert chain_plateau_gain(points) == pytest.approx(0.04)  # samples 600 (<= 750) -> 1000
+    assert chain_plateau_gain(points[:1]) is None
     lines = "\n".join(training_lines(list(records.values())))
     assert "| N_feat from `seg-dff-r18-synth` | 100 | 10.0 | 800 | 10.0 |" in lines
     assert curves_plot(tmp_path / "curves.png", list(records.values()), "val_map", "mAP")
