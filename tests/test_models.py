@@ -8,11 +8,12 @@ import pytest
 import torch
 import yaml
 
+from featflow.data.references import ReferenceSampling
 from featflow.engine.checkpoint import load_model, save_detector, save_segmenter
 from featflow.engine.config import from_dict, load_config
 from featflow.engine.det_training import DetTrainConfig
 from featflow.engine.models import DetModelConfig, ModelConfig, SegModelConfig, build_video_model
-from featflow.engine.seg_training import SegTrainConfig, train_segmentation
+from featflow.engine.seg_training import SegTrainConfig
 from featflow.errors import FeatflowError
 from featflow.methods.detection import VideoDetector
 from featflow.methods.segmentation import VideoSegmenter
@@ -70,10 +71,9 @@ def test_a_segmenter_with_aggregation_from_a_per_frame_checkpoint(tmp_path):
                                        init=str(tmp_path / "fgfa.safetensors")), 4)
     for name, value in model.state_dict().items():
         torch.testing.assert_close(again.state_dict()[name], value, msg=name)
-    # segmentation training samples frame pairs: it says so at once instead of training an unused aggregator
-    with pytest.raises(FeatflowError, match=r"^model\.aggregation: ") as err:
-        train_segmentation(cfg, tmp_path / "run", progress=False)
-    assert "\n" not in str(err.value)
+    # it trains on clips of two neighbours on either side (tests/test_segmentation.py trains one)
+    assert cfg.model.references(4) == ReferenceSampling(2, -4, 4)
+    assert SegModelConfig(flow_net=FLOW).references(4) == ReferenceSampling(1, -4, 0)
 
 
 def test_an_init_that_does_not_fit_names_the_keys_in_one_line(tmp_path):
@@ -163,3 +163,16 @@ def test_freeze_stem_fixes_conv1_and_res2_and_their_statistics():
     assert net.res3[0].conv1.weight.grad is not None and net.conv1.weight.grad is None
     # off by default
     assert all(p.requires_grad for p in build_video_model(SegModelConfig(channels=16), 3).feature_net.parameters())
+
+
+def test_a_checkpoint_refuses_a_flow_net_without_a_registry_name(tmp_path):
+    from featflow.methods.segmentation import VideoSegmenter
+    from featflow.modeling.flow_net import FlowNetInception
+
+    model = VideoSegmenter(3, "resnet18", 16)
+    model.flow_net = FlowNetInception(scale_channels=16)  # made by hand: no name, so a file could not rebuild it
+    with pytest.raises(ValueError, match="flow network has no registry name"):
+        save_segmenter(tmp_path / "m.safetensors", model, ["a", "b", "c"])
+    assert not (tmp_path / "m.safetensors").exists()
+    model.flow_net.name = "flownet_inception"
+    save_segmenter(tmp_path / "m.safetensors", model, ["a", "b", "c"])

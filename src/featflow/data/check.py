@@ -22,7 +22,7 @@ import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -36,6 +36,8 @@ from featflow.data.io import read_image, read_label_image
 from featflow.data.vid import VidDataset
 from featflow.errors import FeatflowError, MissingInput
 from featflow.structures import GroundTruth, VideoGroundTruth
+
+T = TypeVar("T")
 
 #: Layout names and how reports spell them.
 LAYOUTS: dict[str, str] = {"cityscapes": "Cityscapes", "vid": "ImageNet VID", "det": "ImageNet DET",
@@ -180,13 +182,19 @@ def _named(path: Path, err: Exception) -> str:
     return text if str(path) in text else f"{path}: {text}"
 
 
+def _opened(open_data: Callable[[], T], errors: list[str], path: Path | None = None) -> T | None:
+    """``open_data()``, or None with its error recorded (named after ``path`` when given)."""
+    try:
+        return open_data()
+    except FeatflowError as err:
+        errors.append(_named(path, err) if path is not None else str(err))
+        return None
+
+
 def _decoded_size(path: Path, errors: list[str]) -> tuple[int, int] | None:
     """(height, width) of an image, or None with the error recorded when it is missing or cannot be decoded."""
-    try:
-        return read_image(path).shape[:2]
-    except FeatflowError as err:
-        errors.append(_named(path, err))
-        return None
+    image = _opened(lambda: read_image(path), errors, path)
+    return None if image is None else image.shape[:2]
 
 
 def _add_splits(report: "DataReport", names: list[str], missing: str,
@@ -404,10 +412,8 @@ def _orphan_annotations(data: VidDataset, seen: set[Path], errors: list[str]) ->
 
 def _check_vid_split(root: Path, split: str, motion: MotionFn | None, decode: bool, progress: bool,
                      errors: list[str]) -> SplitReport | None:
-    try:
-        data = VidDataset(root, split)
-    except FeatflowError as err:
-        errors.append(str(err))
+    data = _opened(lambda: VidDataset(root, split), errors)
+    if data is None:
         return None
     frames_file = root / "ImageSets" / "VID" / f"VID_{split}_frames.txt"
     listed = frames_file if frames_file.is_file() else None
@@ -471,10 +477,8 @@ def _det_image(data: DetDataset, v: int, decode: bool, report: SplitReport, erro
 def _check_det_split(root: Path, classes: tuple[tuple[str, str], ...], decode: bool, progress: bool,
                      errors: list[str]) -> SplitReport | None:
     """The ImageNet DET images of ``ImageSets/DET_train_30classes.txt``, read as ``DetDataset`` reads them."""
-    try:
-        data = DetDataset(root, classes)
-    except FeatflowError as err:
-        errors.append(str(err))
+    data = _opened(lambda: DetDataset(root, classes), errors)
+    if data is None:
         return None
     report = SplitReport(DET_SPLIT, "images", units=len(data), frames=len(data),
                          classes=dict.fromkeys(data.class_names, 0), class_frames=dict.fromkeys(data.class_names, 0))
@@ -596,10 +600,8 @@ def _check_cocovid_file(path: Path, doc: dict, image_root: Path, motion: MotionF
                         progress: bool, errors: list[str]) -> SplitReport | None:
     if not _cocovid_structure(path, doc, errors):
         return None
-    try:
-        data = CocoVidDataset(path, image_root)
-    except FeatflowError as err:
-        errors.append(_named(path, err))
+    data = _opened(lambda: CocoVidDataset(path, image_root), errors, path)
+    if data is None:
         return None
     boxes = _cocovid_boxes(path, doc, len(data.classes), errors)
     images = {im["id"]: im for im in doc["images"]}

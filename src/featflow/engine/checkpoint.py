@@ -206,6 +206,10 @@ def save_task_model(path: str | os.PathLike, model: TaskModel, class_names: list
     """Save a segmenter or detector with what is needed to rebuild it: the shared settings, the task's own
     (``TaskKind.settings``) and ``extra`` (training records its iteration and config there)."""
     task = task_of(model)
+    for part, name in (("flow network", model.flow_name), ("aggregation", model.aggregation)):
+        if name == "":  # built by hand, not by build_flow_net / build_aggregation: the file could not rebuild it
+            raise ValueError(f"the model's {part} has no registry name (build it with featflow's builder or set "
+                             f"its .name), so its weights could not be loaded back")
     metadata = {"featflow.kind": task.kind, "arch": model.arch, "channels": str(model.channels),
                 "norm": model.norm, "flow_net": model.flow_name or "", "aggregation": model.aggregation or "",
                 "num_classes": str(model.num_classes), "class_names": json.dumps(class_names),
