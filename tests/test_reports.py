@@ -370,7 +370,8 @@ def test_every_plan_loads_by_name_and_by_path():
     from benchmarks.seg_report import SegReportPlan
     from featflow.errors import MissingInput
 
-    assert benchmarks.plan_names() == ["detection", "detection_vid", "segmentation", "segmentation_budget"]
+    assert benchmarks.plan_names() == ["detection", "detection_vid", "segmentation", "segmentation_budget",
+                                      "segmentation_long"]
     for name in benchmarks.plan_names():
         cls = DetReportPlan if name.startswith("detection") else SegReportPlan
         plan = benchmarks.load_plan(cls, name)
