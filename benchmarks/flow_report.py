@@ -167,18 +167,20 @@ def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict],
               "| flow | feature warp error |", "|---|---|"]
     lines += [f"| {name} | {value:.3f} |" for name, value in warp.items()]
     if trained:
-        lines += ["", "Trained networks, all from scratch on synthetic pairs on this CPU with "
-                      "`featflow train flow --config NAME --iterations N --time-limit MIN` (the packaged configs; "
-                      "training stops at whichever limit comes first, the learning rate decaying to match):", "",
-                  "| name | network | iterations done | limits (iterations, minutes) | batch | training size "
-                  "| weights |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["", "Trained networks, on this CPU with `featflow train flow --config NAME` (the packaged configs; "
+                      "training stops at the iteration or the time limit, whichever comes first, the learning rate "
+                      "decaying to match), from scratch or from the weights named; *real-texture share*: the share "
+                      "of its pairs built on real photographs (`data.real_share`), the rest synthetic:", "",
+                  "| name | network | starts from | iterations done | limits (iterations, minutes) | batch "
+                  "| training size | real-texture share | weights |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for name, info in trained.items():
             cfg = info["config"]
-            train = cfg.get("train", {})
-            lines.append(f"| {name} | {info['model']} | {info['iterations']} | {train.get('iterations', '?')}, "
-                         f"{train.get('time_limit_minutes', '-')} | {train.get('batch_size', '?')} "
-                         f"| {'x'.join(map(str, cfg.get('data', {}).get('size', [])))} | `{info['weights']}` |")
+            train, data = cfg.get("train", {}), cfg.get("data", {})
+            lines.append(f"| {name} | {info['model']} | {cfg.get('init') or 'scratch'} | {info['iterations']} | "
+                         f"{train.get('iterations', '?')}, {train.get('time_limit_minutes', '-')} | "
+                         f"{train.get('batch_size', '?')} | {'x'.join(map(str, data.get('size', [])))} | "
+                         f"{data.get('real_share', 0.0):g} | `{info['weights']}` |")
     if shipped is not None:
         lines += ["", "## Against the target", ""]
         for pair, rows in by_pair.items():
