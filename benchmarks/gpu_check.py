@@ -106,9 +106,11 @@ def _training_case(task: str, method: str, sizes: Sizes, device: torch.device
         model: torch.nn.Module = VideoSegmenter(CITYSCAPES_CLASSES, sizes.feature_net, sizes.channels, flow_net)
         h, w = sizes.seg_size
 
+        count = 0 if flow_net is None else 1  # a clip: per frame none, DFF one key frame
+
         def seg_batch() -> dict:
-            return {"current": image(1, 3, h, w), "key": image(1, 3, h, w),
-                    "same": torch.zeros(1, dtype=torch.bool, device=device),
+            return {"current": image(1, 3, h, w), "references": image(1, count, 3, h, w),
+                    "same": torch.zeros(1, count, dtype=torch.bool, device=device),
                     "label": torch.randint(0, CITYSCAPES_CLASSES, (1, h, w), generator=generator).to(device)}
 
         return model, seg_batch, training_loss
