@@ -274,3 +274,20 @@ def test_fgfa_segmentation_through_the_shared_aggregation(tmp_path):
     features = aggregated_features(loaded, frames[2], [frames[0], frames[4]])
     loaded.head(features, (48, 64)).logsumexp(1).mean().backward()
     assert loaded.aggregator.embedding.layers[0].weight.grad.abs().sum() > 0
+
+
+def test_same_share_makes_that_share_of_keys_the_current_frame():
+    rng = np.random.default_rng(0)
+    plain, mixed = ReferenceSampling(1, -9, 0), ReferenceSampling(1, -9, 0, same_share=0.5)
+    same = np.mean([mixed.draw(rng, 20, 30)[0] == 20 for _ in range(4000)])
+    assert abs(same - (0.5 + 0.5 / 10)) < 0.03  # the extra share on top of U{-9..0}'s offset 0
+    # the papers' sampling (0) keeps its random stream: a resumed or re-run default config draws the same keys
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert [plain.draw(a, 20, 30) for _ in range(20)] == [ReferenceSampling(1, -9, 0, 0.0).draw(b, 20, 30)
+                                                         for _ in range(20)]
+    cfg = load_config(SegTrainConfig, "dff_r18_inception_mix", "seg")
+    assert cfg.model.references(cfg.data.max_offset, cfg.data.same_share) == mixed
+    with pytest.raises(FeatflowError, match="same_share"):
+        load_config(SegTrainConfig, "frame_r18", "seg", ["data.same_share=1.0"])
+    with pytest.raises(ValueError):
+        ReferenceSampling(1, -9, 0, same_share=-0.1)

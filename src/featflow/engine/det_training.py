@@ -169,7 +169,7 @@ def train_detection(cfg: DetTrainConfig, out: Path | None = None, resume: bool =
     check_sources(cfg.model)  # before any work: a clear error for an unknown features_init
     out = Path(out or cfg.output)
     torch.manual_seed(cfg.data.seed)
-    refs = cfg.model.references(cfg.data.max_offset)
+    refs = cfg.model.references(cfg.data.max_offset, cfg.data.same_share)
     train_set, val_samples, class_names, finite = _datasets(cfg, refs)
     model = cast(VideoDetector, build_video_model(cfg.model, len(class_names)))
     config = to_dict(cfg)

@@ -68,14 +68,15 @@ class ModelConfig:
         if self.init and self.features_init:
             raise FeatflowError("init and features_init are alternatives (init already holds N_feat)")
 
-    def references(self, max_offset: int) -> ReferenceSampling:
+    def references(self, max_offset: int, same_share: float = 0.0) -> ReferenceSampling:
         """What a training sample holds besides the current frame, by method: FGFA two frames at current +
-        U{-max_offset..max_offset}, DFF one key frame at current + U{-max_offset..0}, per frame none."""
+        U{-max_offset..max_offset}, DFF one key frame at current + U{-max_offset..0}, per frame none; each
+        reference is the current frame itself with probability ``same_share`` on top."""
         if self.aggregation:
-            return ReferenceSampling(2, -max_offset, max_offset)
+            return ReferenceSampling(2, -max_offset, max_offset, same_share)
         if self.flow_net is None:
             return ReferenceSampling(0)
-        return ReferenceSampling(1, -max_offset, 0)
+        return ReferenceSampling(1, -max_offset, 0, same_share)
 
     def task_options(self) -> dict[str, Any]:
         """The task model's own constructor options (beyond the shared ones)."""

@@ -112,7 +112,8 @@ def train_segmentation(cfg: SegTrainConfig, out: Path | None = None, resume: boo
     check_sources(cfg.model)
     out = Path(out or cfg.output)
     torch.manual_seed(cfg.data.seed)
-    train_set, val_samples, class_names, finite = _datasets(cfg, cfg.model.references(cfg.data.max_offset))
+    refs = cfg.model.references(cfg.data.max_offset, cfg.data.same_share)
+    train_set, val_samples, class_names, finite = _datasets(cfg, refs)
     model = cast(VideoSegmenter, build_video_model(cfg.model, len(class_names)))
     labels = np.concatenate([s["label"].numpy().ravel() for s in val_samples])
     if (labels[labels != IGNORE] >= len(class_names)).any():

@@ -126,11 +126,17 @@ class DataConfig:
     geometry: str = "shapes"  # synthetic only: "shapes" (many small objects) or "vid" (ImageNet VID's geometry)
     degradations: str = "default"
     max_offset: int = 9  # other frames (key or reference) up to this many frames from the current one
+    # the share of DFF keys (FGFA references) drawn as the current frame itself, beyond U{..}'s offset 0:
+    # about that share of DFF samples then trains N_feat per frame (0: the papers' sampling)
+    same_share: float = 0.0
     frames_per_video: int = 8
     seed: int = 0
 
     def __post_init__(self) -> None:
         from featflow.data.synthetic import Degradations
+
+        if not 0.0 <= self.same_share < 1.0:
+            raise FeatflowError(f"data.same_share: must be in [0, 1), got {self.same_share}")
 
         Degradations.parse(self.degradations)
         check_choice("synthetic geometry", self.geometry, GEOMETRIES, key="data.geometry")
