@@ -111,3 +111,18 @@ def test_aggregation_ablations_without_flow_and_without_adaptive_weights():
     assert [item.index for item in stream.push(frames[0][:1])] == [0]
     with pytest.raises(ValueError, match="unknown aggregation"):
         small_detector(aggregation="max")
+
+
+@pytest.mark.parametrize("name", ["adaptive", "mean"])
+def test_the_in_place_sum_is_the_weighted_sum_and_trains(name):
+    torch.manual_seed(0)
+    agg = build_aggregation(name, 8)
+    features = [torch.randn(2, 8, 5, 6, requires_grad=True) for _ in range(3)]
+    sims = [torch.rand(2, 1, 5, 6) * 2 - 1 for _ in range(3)] if name == "adaptive" else [None] * 3
+    weights = aggregation_weights(torch.stack(sims, 1)).unbind(1) if name == "adaptive" else [1 / 3] * 3
+    out = agg(features, sims)
+    torch.testing.assert_close(out, sum(f * w for f, w in zip(features, weights)))
+    out.sum().backward()  # the accumulation in place keeps every frame's gradient
+    for f, w in zip(features, weights):
+        expected = w if name == "adaptive" else torch.full((2, 1, 5, 6), w)
+        torch.testing.assert_close(f.grad, expected.expand(2, 8, 5, 6))

@@ -174,13 +174,13 @@ def test_train_cli(tmp_path, capsys):
 
 
 def test_real_texture_pairs_mix_into_the_synthetic_ones(tmp_path):
-    from featflow.data.flow_pairs import MixedPairs
+    from featflow.data.mixing import Mixed
     from featflow.engine.flow_training import _train_dataset
 
     cfg = load_config(FlowTrainConfig, _write_config(tmp_path / "mix.yaml", {"data": {"real_share": 0.25}}),
                       kind="flow")
     data = _train_dataset(cfg)
-    assert isinstance(data, MixedPairs) and len(data) == 4 * 2
+    assert isinstance(data, Mixed) and len(data) == 11  # the 8 synthetic pairs the run reads, and 2 real among them
     assert [data.from_second(i) for i in range(8)] == [False, False, False, True] * 2  # one in four, evenly
     synthetic = SyntheticFlowPairs(SynthConfig(height=48, width=64), 8, max_gap=3, pairs_per_video=2)
     assert torch.equal(data[4]["current"], synthetic[3]["current"])  # the synthetic pairs keep their order

@@ -1,18 +1,20 @@
 """ImageNet DET: the layout reader (``data/formats/imagenet_det.py``) and its dataset of one-frame videos
-(``data/imagenet_det.py``), the DET + VID mix of detection training (``MixedClips``, ``data.det_share``), and the
+(``data/imagenet_det.py``), the DET + VID mix of detection training (``Mixed``, ``data.det_share``), and the
 papers' resize of a folder's frames (``data/resize.py``) in training and in VID evaluation."""
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from featflow.data.detection_clips import MixedClips, VidDetectionClips, collate_clips
+from featflow.data.detection_clips import VidDetectionClips, collate_clips
 from featflow.data.formats import imagenet_det as det
 from featflow.data.formats.vid import VID_CLASSES
 from featflow.data.imagenet_det import DetDataset
 from featflow.data.io import write_image
+from featflow.data.mixing import Mixed
 from featflow.data.references import ReferenceSampling
 from featflow.data.resize import Resize, boxes_to_original, resize_image, scale_boxes
 from featflow.data.synthetic import SynthConfig
@@ -136,8 +138,11 @@ def test_the_mix_holds_det_at_its_share_and_every_sample_of_both(vid_and_det, sh
     videos = VidDataset(vid_and_det, "train")
     vid_clips = VidDetectionClips(videos, ReferenceSampling(2, -9, 9), seed=0)
     det_clips = VidDetectionClips(DetDataset(vid_and_det, videos.classes), ReferenceSampling(2, -9, 9), seed=0)
-    mix = MixedClips(vid_clips, det_clips, share)
+    mix = Mixed(vid_clips, det_clips, share)
     assert len(mix) == length and sum(mix.from_second(i) for i in range(length)) == from_det
+    # spread evenly: any 4 samples in a row hold floor or ceil of 4 x share DET images
+    counts = {sum(mix.from_second(j) for j in range(i, i + 4)) for i in range(length - 4)}
+    assert counts <= {math.floor(4 * share), math.ceil(4 * share)}
     samples = [mix[i] for i in range(length)]
     det_samples = [s for i, s in enumerate(samples) if mix.from_second(i)]
     assert {tuple(s["current"].shape[-2:]) for s in det_samples} == {(24, 32)}  # the DET images' own size
@@ -148,7 +153,7 @@ def test_the_mix_holds_det_at_its_share_and_every_sample_of_both(vid_and_det, sh
     with pytest.raises(IndexError):
         mix[len(mix)]
     with pytest.raises(ValueError, match="share"):
-        MixedClips(vid_clips, det_clips, 1.0)
+        Mixed(vid_clips, det_clips, 1.0)
 
 
 def test_frames_of_different_sizes_cannot_share_a_batch(vid_and_det):
@@ -168,9 +173,10 @@ def test_training_mixes_det_from_the_folder_at_data_det_share(vid_and_det, tmp_p
     cfg = from_dict(DetTrainConfig, {"model": {"arch": "resnet18", "channels": 16, "flow_net": "flownet_inception",
                                                "aggregation": "adaptive"}, "data": data, "eval": {"samples": 2}})
     train_set, held_out, names, finite = _datasets(cfg, cfg.model.references(cfg.data.max_offset))
-    assert isinstance(train_set, MixedClips) and finite and len(names) == 8
-    assert len(train_set) == 12 and train_set.second_count == 6  # 6 VID frames, 3 DET images (each twice)
-    det_sample = train_set[len(train_set) - 1]
+    assert isinstance(train_set, Mixed) and finite and len(names) == 8
+    # 6 VID frames, 3 DET images (each twice)
+    assert len(train_set) == 12 and sum(map(train_set.from_second, range(12))) == 6
+    det_sample = train_set[1]  # every other sample
     assert det_sample["same"].all() and det_sample["current"].shape == (3, 96, 128)  # 24x32 resized by 4
     vid_sample = train_set[0]
     assert vid_sample["current"].shape == (3, 96, 128) and float(vid_sample["scale"]) == 2.0  # 48x64 by 2
@@ -270,7 +276,7 @@ def test_evaluation_of_resized_frames_reports_boxes_in_the_original_pixels(vid_a
 
 
 def test_a_detector_is_evaluated_at_the_size_it_was_trained_at():
-    from featflow.engine.det_inference import trained_resize
+    from featflow.engine.checkpoint import trained_resize
 
     assert trained_resize({}) is None  # no training record: frames at their own size
     assert trained_resize({"config": '{"data": {"source": "synthetic", "size": [224, 384]}}'}) is None

@@ -105,8 +105,8 @@ def run_det(args: argparse.Namespace) -> None:
     from featflow.data.formats.cocovid import CocoVidDataset
     from featflow.data.resize import Resize
     from featflow.data.vid import VidDataset
-    from featflow.engine.checkpoint import load_detector
-    from featflow.engine.det_inference import DetStreamConfig, evaluate_detection, trained_resize
+    from featflow.engine.checkpoint import load_detector, trained_resize
+    from featflow.engine.det_inference import DetStreamConfig, evaluate_detection
     from featflow.engine.distributed import context
 
     config = DetStreamConfig(args.method, args.key_interval, args.window, args.online, args.precision)

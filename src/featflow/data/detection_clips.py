@@ -7,12 +7,9 @@ are clipped to the video: an ImageNet DET image is a video of one frame, so its 
 ``same`` (R,) bool, ``boxes`` (n, 4) float32 in inclusive pixels of the frames as given, ``labels`` (n,) int64
 1..C, ``scale`` () float32: the factor a folder's frames were resized by (``resize``, from ``data.size``; 1 when
 not resized), so that boxes found on them divide by it to come back in the original image's pixels.
-``MixedClips`` puts two sets of samples together at a given share (VID clips and DET images).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -95,39 +92,6 @@ class VidDetectionClips(Dataset):
                 images[r] = self.data.image(v, r)
         return _clip(images[t], [images[r] for r in refs], [r == t for r in refs], self.data.targets(v, t),
                      self.resize)
-
-
-class MixedClips(Dataset):
-    """Two sample sets as one, ``share`` of its samples from ``second`` (ImageNet DET images among VID clips).
-
-    Its length is the smallest that holds every sample of both at that share: ``first``'s samples fill the first
-    ``len(self) - round(share * len(self))`` indices in turn (cycling), ``second``'s the rest; the trainer shuffles
-    the indices every epoch, so any stretch of training sees ``second`` at ``share`` in expectation."""
-
-    def __init__(self, first: Dataset, second: Dataset, share: float) -> None:
-        if not 0.0 < share < 1.0:
-            raise ValueError(f"share must be in (0, 1), got {share}")
-        if len(first) == 0 or len(second) == 0:
-            raise ValueError("both sample sets must hold samples")
-        self.first, self.second, self.share = first, second, share
-        # the 1e-9: 6 / (1 - 0.9) is 60.000000000000014 in floating point, and 60 samples hold 6 at 10%
-        length = max(math.ceil(len(first) / (1.0 - share) - 1e-9), math.ceil(len(second) / share - 1e-9))
-        self.second_count = round(length * share)
-        self.first_count = length - self.second_count
-
-    def __len__(self) -> int:
-        return self.first_count + self.second_count
-
-    def from_second(self, index: int) -> bool:
-        """Whether sample ``index`` comes from ``second``."""
-        return index >= self.first_count
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        if self.from_second(index):
-            return self.second[(index - self.first_count) % len(self.second)]
-        return self.first[index % len(self.first)]
 
 
 def collate_clips(samples: list[dict]) -> dict:

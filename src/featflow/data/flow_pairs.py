@@ -7,7 +7,6 @@ occluded or leaves the frame).
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import replace
 
@@ -19,6 +18,7 @@ from torch.utils.data import Dataset
 from featflow.data.formats.flo import read_flo
 from featflow.data.formats.flyingchairs import list_pairs
 from featflow.data.io import read_image
+from featflow.data.references import image_tensor
 from featflow.data.synthetic import SynthConfig, SyntheticVideo
 from featflow.errors import FeatflowError
 
@@ -26,8 +26,8 @@ from featflow.errors import FeatflowError
 def flow_sample(current: np.ndarray, key: np.ndarray, flow: np.ndarray, valid: np.ndarray) -> dict[str, Tensor]:
     """Arrays (images (H, W, 3) uint8, flow (H, W, 2), valid (H, W)) -> a sample as the module docstring says."""
     return {
-        "current": torch.from_numpy(np.ascontiguousarray(current)).permute(2, 0, 1).float(),
-        "key": torch.from_numpy(np.ascontiguousarray(key)).permute(2, 0, 1).float(),
+        "current": image_tensor(current),
+        "key": image_tensor(key),
         "flow": torch.from_numpy(np.ascontiguousarray(flow)).permute(2, 0, 1),
         "valid": torch.from_numpy(np.ascontiguousarray(valid)),
     }
@@ -93,26 +93,3 @@ class FlyingChairsPairs(Dataset):
         return flow_sample(current, key, flow, np.ones(flow.shape[:2], bool))
 
 
-class MixedPairs(Dataset):
-    """``first``'s samples with ``share`` of them replaced by ``second``'s, spread evenly: sample i is the next of
-    ``second`` when floor((i + 1) * share) steps up, else the next of ``first``. Each keeps its own order, so
-    synthetic pairs read in order still share their videos (no shuffling needed)."""
-
-    def __init__(self, first: Dataset, second: Dataset, share: float) -> None:
-        if not 0.0 < share < 1.0:
-            raise ValueError(f"share must be in (0, 1), got {share}")
-        self.first, self.second, self.share = first, second, share
-
-    def __len__(self) -> int:
-        return len(self.first)
-
-    def from_second(self, index: int) -> bool:
-        return math.floor((index + 1) * self.share) > math.floor(index * self.share)
-
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        before = math.floor(index * self.share)  # samples of second before this one
-        if self.from_second(index):
-            return self.second[before % len(self.second)]
-        return self.first[(index - before) % len(self.first)]

@@ -21,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from featflow.data.resize import Resize
 from featflow.errors import FeatflowError, MissingInput
 from featflow.methods.detection import VideoDetector
 from featflow.methods.segmentation import VideoSegmenter
@@ -283,3 +284,13 @@ def load_flow_into(model: VideoModel, path: str | os.PathLike | None) -> None:
 def load_model(path: str | os.PathLike) -> tuple[TaskModel, dict[str, str]]:
     """Whichever task model a checkpoint holds (segmenter or detector), rebuilt from its own metadata."""
     return load_task_model(path)
+
+
+def trained_resize(metadata: dict[str, str]) -> Resize | None:
+    """The resize a detector's training applied, from its checkpoint's training config: a folder-trained one saw its
+    frames resized per ``data.size`` (``det_training.DetDataConfig``); a synthetic-trained one (or one without a
+    training record) saw frames at their own size: None."""
+    data = json.loads(metadata.get("config") or "{}").get("data") or {}
+    if data.get("source", "synthetic") == "synthetic" or not data.get("size"):
+        return None
+    return Resize.from_size(tuple(data["size"]))

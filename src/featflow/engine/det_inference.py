@@ -7,14 +7,13 @@ Methods (one detector, different ways to get a frame's features):
 - ``fgfa``: features of frames t-K..t+K warped to frame t and aggregated (``online``: t-K..t).
 Post-processing (``featflow.postprocess``) runs on each video's detections: ``seq-nms``, ``mgp`` (motion-guided
 propagation along DIS flow) or ``tubelet`` (tubelet rescoring).
-With a ``Resize`` (the papers' shorter side 600, longer at most 1000; ``trained_resize`` gives a detector's own) the
-model sees each frame resized, and its boxes are divided back into the original frame's pixels before
-post-processing and evaluation, where the annotations are.
+With a ``Resize`` (the papers' shorter side 600, longer at most 1000; ``checkpoint.trained_resize`` gives a
+detector's own) the model sees each frame resized, and its boxes are divided back into the original frame's
+pixels before post-processing and evaluation, where the annotations are.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -93,16 +92,6 @@ class DetEvaluation:
         return {"method": self.config.method, "key_interval": self.config.key_interval, "window": self.config.window,
                 "online": self.config.online, "postprocess": self.postprocess, "frames": self.frames,
                 "ms_per_frame": self.ms_per_frame, "resize": resize, **self.result.to_json()}
-
-
-def trained_resize(metadata: dict[str, str]) -> Resize | None:
-    """The resize a detector's training applied, from its checkpoint's training config: a folder-trained one saw its
-    frames resized per ``data.size`` (``det_training.DetDataConfig``); a synthetic-trained one (or one without a
-    training record) saw frames at their own size: None."""
-    data = json.loads(metadata.get("config") or "{}").get("data") or {}
-    if data.get("source", "synthetic") == "synthetic" or not data.get("size"):
-        return None
-    return Resize.from_size(tuple(data["size"]))
 
 
 @torch.no_grad()

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from featflow.data.detection_clips import MixedClips, SyntheticDetectionClips, VidDetectionClips, collate_clips
+from featflow.data.detection_clips import SyntheticDetectionClips, VidDetectionClips, collate_clips
 from featflow.data.imagenet_det import DetDataset
+from featflow.data.mixing import Mixed
 from featflow.data.references import ReferenceSampling
 from featflow.data.resize import Resize, boxes_to_original
 from featflow.data.synthetic import CLASS_NAMES, Degradations, SynthConfig
@@ -158,7 +159,7 @@ def _datasets(cfg: DetTrainConfig, refs: ReferenceSampling
             det = DetDataset(root, train_data.classes)
         except MissingInput as err:
             raise MissingInput(f"data.det_share: {err}") from None
-        train_set = MixedClips(train_set, VidDetectionClips(det, refs, cfg.data.seed, resize), cfg.data.det_share)
+        train_set = Mixed(train_set, VidDetectionClips(det, refs, cfg.data.seed, resize), cfg.data.det_share)
     return train_set, samples, train_data.class_names, True
 
 

@@ -18,6 +18,7 @@ writes) and for the stride-16 output DFF uses.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from featflow.data.flow_pairs import FlyingChairsPairs, MixedPairs, SyntheticFlowPairs
+from featflow.data.flow_pairs import FlyingChairsPairs, SyntheticFlowPairs
+from featflow.data.mixing import Mixed
 from featflow.data.real_textures import RealTexturePairs
 from featflow.data.synthetic import Degradations, SynthConfig
 from featflow.data.video_pairs import VideoFramePairs
@@ -133,8 +135,10 @@ def _train_dataset(cfg: FlowTrainConfig, progress: bool = False) -> Dataset:
                                    max_gap=cfg.data.max_gap, pairs_per_video=cfg.data.pairs_per_video)
     if not cfg.data.real_share:
         return synthetic
-    real = RealTexturePairs(samples, cfg.data.size, seed=cfg.data.seed, split="train")
-    return MixedPairs(synthetic, real, cfg.data.real_share)
+    # as many real pairs as the run reads: the first `samples` of the mix hold them at the share
+    real = RealTexturePairs(math.ceil(samples * cfg.data.real_share), cfg.data.size, seed=cfg.data.seed,
+                            split="train")
+    return Mixed(synthetic, real, cfg.data.real_share)
 
 
 def _charbonnier(x: Tensor, eps: float = 1e-3, alpha: float = 0.45) -> Tensor:

@@ -22,8 +22,7 @@ import torch
 
 from featflow.data.resize import Resize, ResizedStream
 from featflow.data.video import to_rgb
-from featflow.engine.checkpoint import DETECTOR, load_model, task_of
-from featflow.engine.det_inference import trained_resize
+from featflow.engine.checkpoint import DETECTOR, load_model, task_of, trained_resize
 from featflow.errors import FeatflowError
 from featflow.methods.schedulers import FixedInterval
 from featflow.methods.streams import StreamOptions, run_stream, supported

@@ -127,8 +127,11 @@ class FlowGuidedAggregation(nn.Module):
         else:
             weights = [1.0 / len(features)] * len(features)
         out = features[0] * weights[0]
-        for f, w in zip(features[1:], weights[1:]):  # accumulated: no (N, T, C, h, w) copy of the features
-            out = out + f * w
+        for f, w in zip(features[1:], weights[1:]):  # accumulated in place: no (N, T, C, h, w) copy, no temporaries
+            if isinstance(w, Tensor):
+                out.addcmul_(f, w)
+            else:
+                out.add_(f, alpha=w)
         return out
 
     def aggregate(self, current_embedding: Tensor, features: Sequence[Tensor], embeddings: Sequence[Tensor]) -> Tensor:
