@@ -68,3 +68,15 @@ def test_bench_profile_cli(tmp_path, capsys):
     report = json.loads((tmp_path / "speed.json").read_text())
     assert report["command"] and report["profiles"][0]["task"] == "det" and "machine" in report
     assert "# Speed" in (tmp_path / "speed.md").read_text()
+
+
+def test_a_compiled_profile_counts_the_same_work_and_the_report_sets_it_beside_eager():
+    eager = profile_method("seg", "dff", "resnet18", "flownet_inception", (48, 64), key_interval=4, repeats=1)
+    compiled = profile_method("seg", "dff", "resnet18", "flownet_inception", (48, 64), key_interval=4, repeats=1,
+                              compile=True)
+    assert compiled.compiled and not eager.compiled
+    assert [s.multiply_adds for s in compiled.stages] == [s.multiply_adds for s in eager.stages]
+    assert all(s.ms_per_call > 0 for s in compiled.stages)
+    text = speed_markdown([eager, compiled])
+    assert "| seg DFF resnet18 + flownet_inception, 48x64, l=4 |" in text and ", compiled" in text
+    assert json.loads(json.dumps(compiled.to_json()))["compiled"] is True

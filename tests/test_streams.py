@@ -196,3 +196,19 @@ def test_streams_prepare_each_frames_flow_input_once(monkeypatch):
     keyed = KeyFrameFeatures(model, propagate=True, scheduler=FixedInterval(3))
     streamed = [keyed.step(f)[0] for f in frames[:3]]
     torch.testing.assert_close(streamed[2], model.features(frames[2], frames[0]), atol=1e-5, rtol=1e-5)
+
+
+def test_a_compiled_model_streams_what_the_eager_one_does():
+    torch.manual_seed(0)
+    eager = small_detector(flow_net="flownet_inception", aggregation="adaptive").for_inference()
+    compiled = small_detector(flow_net="flownet_inception", aggregation="adaptive")
+    compiled.load_state_dict(eager.state_dict())
+    compiled.for_inference(compile=True)
+    assert list(compiled.state_dict()) == list(eager.state_dict())  # compiled in place: checkpoints unchanged
+    frames = [torch.rand(1, 3, 32, 48) * 255 for _ in range(4)]
+    outputs = []
+    for model in (eager, compiled):
+        stream = AggregatedFeatures(model, window=1)
+        outputs.append([o.features for f in frames for o in stream.push(f)] + [o.features for o in stream.finish()])
+    for x, y in zip(*outputs, strict=True):
+        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)

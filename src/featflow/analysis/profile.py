@@ -9,7 +9,9 @@ on the paper-sized model (random weights, ``analysis.speed``):
 - split by operator: the shares of torch.profiler's self time of the operators the stage ran, applied to the
   timed milliseconds; each operator goes to the category of its outermost recognised caller (convolution,
   transposed convolution, warp sampling, RoI pooling, NMS, normalisation, activation, memory-layout copies, other);
-- counted: the multiply-adds of its conv and deconv layers (the cost table's rule, ``analysis.cost``).
+- counted: the multiply-adds of its conv and deconv layers (the cost table's rule, ``analysis.cost``), on the
+  eager model before any compilation (``compile``: then N_feat, F and the embedding run through ``torch.compile``
+  with frozen weights, ``VideoModel.for_inference``, and the warm-up call compiles).
 
 A stage's GMAC/s beside N_feat's names the stage that runs far from its arithmetic.
 """
@@ -86,6 +88,7 @@ class MethodProfile:
     repeats: int
     threads: int
     device: str
+    compiled: bool = False  # N_feat, F and the embedding through torch.compile (frozen weights)
 
     @property
     def ms_per_frame(self) -> float:
@@ -134,10 +137,16 @@ def _category(event) -> str:
     return found
 
 
-def _profile_stage(name: str, run: Callable[[], object], model: VideoModel, calls_per_frame: float, repeats: int,
-                   sync: Callable[[], None]) -> StageProfile:
+def _count(run: Callable[[], object], model: VideoModel) -> int:
+    """The conv and deconv multiply-adds of one call of a stage (on the eager model: hooks see every layer)."""
     with MultiplyAddCounter(model) as counter:
-        run()  # warm-up (kernel selection, allocations), and the count of one call
+        run()
+    return counter.total
+
+
+def _profile_stage(name: str, run: Callable[[], object], multiply_adds: int, calls_per_frame: float, repeats: int,
+                   sync: Callable[[], None]) -> StageProfile:
+    run()  # warm-up: kernel selection, allocations (and the compilation of a compiled model)
     sync()
     start = time.perf_counter()
     for _ in range(repeats):
@@ -156,14 +165,15 @@ def _profile_stage(name: str, run: Callable[[], object], model: VideoModel, call
     # the profiled run's shares of the timed run's milliseconds (the profiler's own overhead left out)
     total = sum(self_time.values()) or 1.0
     operators = {k: ms * v / total for k, v in sorted(self_time.items(), key=lambda kv: -kv[1])}
-    return StageProfile(name, calls_per_frame, ms, counter.total, operators)
+    return StageProfile(name, calls_per_frame, ms, multiply_adds, operators)
 
 
 @torch.no_grad()
 def profile_method(task: str = "seg", method: str = "dff", feature_net: str = "resnet101", flow_net: str = "flownet",
                    size: tuple[int, int] = (512, 1024), key_interval: int = 5, window: int = 10, repeats: int = 3,
-                   device: str = "cpu", seed: int = 0) -> MethodProfile:
-    """Profile ``method`` stage by stage on the paper-sized ``task`` model (random weights) at ``size``."""
+                   device: str = "cpu", seed: int = 0, compile: bool = False) -> MethodProfile:
+    """Profile ``method`` stage by stage on the paper-sized ``task`` model (random weights) at ``size``
+    (``compile``: its networks through ``torch.compile``)."""
     check_choice("task", task, TASKS)
     check_choice("method", method, PROFILED_METHODS)
     if method == "fgfa" and task != "det":
@@ -203,10 +213,14 @@ def profile_method(task: str = "seg", method: str = "dff", feature_net: str = "r
                   ("W (warp of features and embedding)", lambda: warp(maps, flow), pairs),
                   ("weights and sum", weigh_and_sum, 1.0),
                   ("head", lambda: model.predict(features, size), 1.0)]
-    profiled = tuple(_profile_stage(name, run, model, calls, repeats, sync) for name, run, calls in stages)
+    counts = [_count(run, model) for _, run, _ in stages]
+    if compile:
+        model.for_inference(device, compile=True)
+    profiled = tuple(_profile_stage(name, run, macs, calls, repeats, sync)
+                     for (name, run, calls), macs in zip(stages, counts))
     return MethodProfile(task, method, feature_net, flow_net, tuple(size), key_interval if method == "dff" else 1,
                          window if method == "fgfa" else 0, profiled, repeats, torch.get_num_threads(),
-                         torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu")
+                         torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu", compile)
 
 
 def profile_markdown(result: MethodProfile) -> str:
@@ -222,7 +236,7 @@ def profile_markdown(result: MethodProfile) -> str:
         ratio = (f"{result.measured_ratio:.2f}x its cost, where multiply-adds alone would make it "
                  f"{result.arithmetic_ratio:.2f}x")
     lines = [f"### {result.task} {result.method.upper()}: {result.feature_net} + {result.flow_net}, "
-             f"{result.size[0]}x{result.size[1]}, {setting}", "",
+             f"{result.size[0]}x{result.size[1]}, {setting}{', compiled' if result.compiled else ''}", "",
              f"{result.ms_per_frame:.0f} ms per frame on average against {result.single_frame_ms:.0f} ms for the "
              f"single-frame model: {ratio} ({result.device}, {result.threads} threads, mean of {result.repeats} "
              "calls per stage, the stages summed).", "",
@@ -247,6 +261,12 @@ REPORT_SETTINGS: tuple[dict, ...] = (
 )
 
 
+def _setting(result: MethodProfile) -> str:
+    window = f"l={result.key_interval}" if result.method == "dff" else f"K={result.window}"
+    return (f"{result.task} {result.method.upper()} {result.feature_net} + {result.flow_net}, "
+            f"{result.size[0]}x{result.size[1]}, {window}")
+
+
 def speed_markdown(results: list[MethodProfile]) -> str:
     """The speed report: one profile table per setting, and the stage furthest from its arithmetic in each."""
     lines = ["# Speed: where a frame's time goes", "",
@@ -254,7 +274,19 @@ def speed_markdown(results: list[MethodProfile]) -> str:
              "figures only, no accuracy. Each stage is run on its own and timed; GMAC/s is its multiply-adds "
              "(conv and deconv layers, the cost table's rule) per second, and 'vs N_feat' that rate as a share of "
              "N_feat's, so a stage far below 1 runs far from its arithmetic. The operator split is torch.profiler's "
-             "self time, each operator put in the category of its outermost recognised caller.", ""]
+             "self time, each operator put in the category of its outermost recognised caller. *compiled*: N_feat, F "
+             "and the embedding net run through torch.compile with frozen weights (featflow infer --compile), "
+             "the multiply-adds counted on the eager model.", ""]
+    if any(r.compiled for r in results):
+        lines += ["| setting | eager: ms / frame | single frame | ratio | compiled: ms / frame | single frame | ratio "
+                  "| multiply-adds |", "|---|---|---|---|---|---|---|---|"]
+        eager = {_setting(r): r for r in results if not r.compiled}
+        for c in (r for r in results if r.compiled):
+            e = eager.get(_setting(c))
+            cells = (f"{e.ms_per_frame:.0f} | {e.single_frame_ms:.0f} | {e.measured_ratio:.2f}x" if e else "- | - | -")
+            lines.append(f"| {_setting(c)} | {cells} | {c.ms_per_frame:.0f} | {c.single_frame_ms:.0f} | "
+                         f"{c.measured_ratio:.2f}x | {c.arithmetic_ratio:.2f}x |")
+        lines += ["", "Ratio: DFF's speed-up over the single-frame model, FGFA's cost as a multiple of it.", ""]
     for result in results:
         lines += [profile_markdown(result), ""]
         reference = next((s.gmacs_per_second for s in result.stages if s.name == "N_feat"), None)

@@ -70,6 +70,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     prof.add_argument("--window", type=options.non_negative, default=10, help="FGFA's K (2K+1 frames)")
     prof.add_argument("--repeats", type=options.positive, default=3, help="timed calls per stage")
     prof.add_argument("--device", default="cpu")
+    prof.add_argument("--compile", action="store_true",
+                      help="one setting through torch.compile (frozen weights); the report profiles each setting "
+                           "both ways")
     prof.add_argument("--report", type=Path, default=None, help="write speed.md and speed.json into this folder")
     prof.set_defaults(func=run_profile)
     seg = bench.add_parser("seg", help="the segmentation report: ablation table, trade-off curves, paper-size speed",
@@ -251,9 +254,9 @@ def run_profile(args: argparse.Namespace) -> None:
 
     if args.task is None and args.report is None:
         raise FeatflowError("bench profile: give --task (one setting) or --report (the report's settings)")
-    settings = list(REPORT_SETTINGS) if args.task is None else [
+    settings = [{**s, "compile": c} for s in REPORT_SETTINGS for c in (False, True)] if args.task is None else [
         {"task": args.task, "method": args.method, "flow_net": args.flow_net, "size": args.size,
-         "key_interval": args.key_interval, "window": args.window}]
+         "key_interval": args.key_interval, "window": args.window, "compile": args.compile}]
     results = []
     for setting in settings:
         result = profile_method(feature_net=args.feature_net, repeats=args.repeats, device=args.device, **setting)

@@ -35,6 +35,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default), bf16 (CPUs with AVX512-BF16 / AMX, GPUs) or fp16 (GPUs): autocast of the "
                         "feature computation; falls back to fp32 with a warning where the device lacks it"),
+    p.add_argument("--compile", action="store_true",
+                   help="run N_feat, F and the embedding net through torch.compile with frozen weights: on the CPU "
+                        "20-33%% faster per frame at the papers' sizes, after a first frame that compiles (seconds "
+                        "to a minute): for long videos")
     p.add_argument("--fps", type=options.positive_number, default=None,
                    help="frame rate of an image folder (default 25)")
     p.add_argument("--min-score", type=options.probability, default=0.3,
@@ -140,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     if source.num_frames is not None and args.start >= source.num_frames:
         raise FeatflowError(f"--start {args.start}: {args.source} has {source.num_frames} frames")
     name = args.weights or default_model(args.task, args.method)
-    model = load(name, args.device)
+    model = load(name, args.device, compile=args.compile)
     if model.task != args.task:
         raise FeatflowError(f"{name} holds a {'segmenter' if model.task == 'seg' else 'detector'}; --task {args.task} "
                             f"needs a {'segmenter' if args.task == 'seg' else 'detector'}")

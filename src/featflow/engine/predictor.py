@@ -77,8 +77,9 @@ class Model:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
-    def to(self, device: str | torch.device) -> "Model":
-        self.net.for_inference(device)
+    def to(self, device: str | torch.device, compile: bool = False) -> "Model":
+        """On ``device`` for inference; ``compile``: through ``torch.compile`` (``VideoModel.for_inference``)."""
+        self.net.for_inference(device, compile)
         return self
 
     def stream(self, frames: Iterable[np.ndarray | torch.Tensor], method: str | None = None,
@@ -106,10 +107,11 @@ class Model:
                               detections=resized.to_original(item.index, output))
 
 
-def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> Model:
-    """A shipped model by name (``featflow.shipped_models()``) or a checkpoint path -> a ``Model`` on ``device``.
+def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", compile: bool = False) -> Model:
+    """A shipped model by name (``featflow.shipped_models()``) or a checkpoint path -> a ``Model`` on ``device``
+    (``compile``: its networks through ``torch.compile``, faster after the first frame's compilation).
     Weights that are not a featflow segmenter or detector, or do not fit the model their metadata describes
     (another architecture, class count, a truncated file), raise ``ValueError`` naming what does not match."""
     path = resolve_weights(name_or_path)
     net, metadata = load_model(path)
-    return Model(net, metadata, path).to(device)
+    return Model(net, metadata, path).to(device, compile)

@@ -79,13 +79,23 @@ class VideoModel(nn.Module):
                 part.train(False)
         return self
 
-    def for_inference(self, device: torch.device | str | None = None) -> "VideoModel":
+    def for_inference(self, device: torch.device | str | None = None, compile: bool = False) -> "VideoModel":
         """Evaluation mode on ``device`` (default: where the model is). On the CPU the weights are stored
-        channels-last, oneDNN's fast layout for convolutions (ResNet-101 at 600x1000: 1.43 s -> 1.16 s)."""
+        channels-last, oneDNN's fast layout for convolutions (ResNet-101 at 600x1000: 1.43 s -> 1.16 s).
+
+        ``compile``: N_feat, F and the embedding network go through ``torch.compile`` with frozen weights (inductor's
+        freezing: weights become constants, prepacked for oneDNN), which on this project's 2-core CPU ran ResNet-101
+        at 600x1000 in 1.51 s instead of 1.90 and FlowNet in 132 ms instead of 197 (``reports/speed.md``). The first
+        call at each input size pays the compilation (seconds to a minute); the weights must not change after."""
         device = torch.device(device) if device is not None else next(self.parameters()).device
         self.eval().to(device)
         if device.type == "cpu":
             self.to(memory_format=torch.channels_last)
+        if compile:
+            embedding = self.aggregator.embedding if self.aggregator is not None else None
+            for part in (self.feature_net, self.flow_net, embedding):
+                if part is not None:
+                    part.compile(options={"freezing": True})
         return self
 
     # the shared steps ---------------------------------------------------------------------------------------
