@@ -37,8 +37,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                         "feature computation; falls back to fp32 with a warning where the device lacks it"),
     p.add_argument("--compile", action="store_true",
                    help="run N_feat, F and the embedding net through torch.compile with frozen weights: on the CPU "
-                        "20-33%% faster per frame at the papers' sizes, after a first frame that compiles (seconds "
-                        "to a minute): for long videos")
+                        "up to 17%% faster per frame at the papers' sizes (reports/speed.md), after a first frame "
+                        "that compiles (seconds to a minute): for long videos")
     p.add_argument("--fps", type=options.positive_number, default=None,
                    help="frame rate of an image folder (default 25)")
     p.add_argument("--min-score", type=options.probability, default=0.3,

@@ -85,7 +85,7 @@ class VideoModel(nn.Module):
 
         ``compile``: N_feat, F and the embedding network go through ``torch.compile`` with frozen weights (inductor's
         freezing: weights become constants, prepacked for oneDNN), which on this project's 2-core CPU ran ResNet-101
-        at 600x1000 in 1.51 s instead of 1.90 and FlowNet in 132 ms instead of 197 (``reports/speed.md``). The first
+        at 600x1000 in 1.77 s instead of 2.08 and FlowNet in 154 ms instead of 191 (``reports/speed.md``). The first
         call at each input size pays the compilation (seconds to a minute); the weights must not change after."""
         device = torch.device(device) if device is not None else next(self.parameters()).device
         self.eval().to(device)
