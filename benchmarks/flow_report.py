@@ -32,10 +32,12 @@ from featflow.data.real_footage import RealPair, stereo_motorcycle  # noqa: E402
 from featflow.data.synthetic import Degradations, SynthConfig  # noqa: E402
 from featflow.engine.checkpoint import load_flow_net, load_segmenter, shipped_flow_weights  # noqa: E402
 from featflow.engine.flow_inference import FlowNetEstimator  # noqa: E402
+from featflow.engine.flow_training import FlowDataConfig  # noqa: E402
 from featflow.errors import FeatflowError  # noqa: E402
 from featflow.evaluation.flow_metrics import (  # noqa: E402
     FlowScore,
     end_point_error,
+    error_by_displacement,
     evaluate_flow,
     held_out_pairs,
     photometric_error,
@@ -51,6 +53,8 @@ REFERENCE = "DIS medium"
 FEATURES_MODEL = "seg-frame-r18-synth"
 #: The real footage: the stereo pair at its size and at half of it (disparities 7-60 and 4-30 px).
 REAL_SCALES = (1.0, 0.5)
+#: Bins of the real pair's true motion (px at its full size; scaled with the pair) for the error by displacement.
+DISPLACEMENT_EDGES = (0.0, 16.0, 32.0, 48.0, 64.0)
 
 
 def _methods(weights: dict[str, Path]) -> tuple[dict[str, object], dict[str, dict]]:
@@ -93,8 +97,11 @@ def _real_footage(methods: dict[str, object], progress: bool) -> list[dict]:
         pair: RealPair = stereo_motorcycle(scale)
         for name, estimator in methods.items():
             flow = estimator(pair.current, pair.key)
+            edges = tuple(scale * e for e in DISPLACEMENT_EDGES)
             rows.append({"pair": pair.name, "method": name, "epe": end_point_error(flow, pair.flow, pair.valid),
-                         "photometric": photometric_error(pair.current, pair.key, flow)})
+                         "photometric": photometric_error(pair.current, pair.key, flow),
+                         "by_displacement": [asdict(b) for b in error_by_displacement(flow, pair.flow, edges,
+                                                                                      pair.valid)]})
         zero = next(r["photometric"] for r in rows if r["pair"] == pair.name and r["method"] == "zero flow")
         for r in rows:
             if r["pair"] == pair.name:  # the share of the frame difference the flow removes
@@ -156,6 +163,20 @@ def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict],
         for r in rows:
             lines.append(f"| {r['method']} | {r['epe']:.2f} | {r['photometric']:.2f} | {100 * r['removed']:.0f}% |")
         lines.append("")
+    lines += ["### Error by displacement", "",
+              "The same pairs by the length of the true motion (px at the pair's size): EPE, and the mean length "
+              "of the predicted flow along the true motion's direction against the true mean (*predicted / true*). "
+              "A flow that stops short of large motions shows here, where the mean EPE above hides it.", ""]
+    for pair, rows in by_pair.items():
+        bins = rows[0]["by_displacement"]
+        lines += [f"**{pair}**", "",
+                  "| method | " + " | ".join(f"{b['low']:g}-{b['high']:g} px ({100 * b['share']:.0f}%)"
+                                           for b in bins) + " |",
+                  "|---|" + "---|" * len(bins)]
+        for r in rows:
+            lines.append(f"| {r['method']} | " + " | ".join(
+                f"{b['epe']:.1f} ({b['predicted']:.1f} / {b['true']:.1f})" for b in r["by_displacement"]) + " |")
+        lines.append("")
     lines += ["## Feature warp error", "",
               f"How well each flow carries N_feat's features of the key frame onto the current frame, at the stride "
               f"DFF warps with: ||W(N_feat(key), flow) - N_feat(current)|| / ||N_feat(key) - N_feat(current)|| over "
@@ -172,15 +193,18 @@ def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict],
                       "decaying to match), from scratch or from the weights named; *real-texture share*: the share "
                       "of its pairs built on real photographs (`data.real_share`), the rest synthetic:", "",
                   "| name | network | starts from | iterations done | limits (iterations, minutes) | batch "
-                  "| training size | real-texture share | weights |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| training size | real-texture share | real-texture motion up to (px) | weights |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        default_motion = FlowDataConfig.real_max_motion  # runs from before the setting existed had this bound
         for name, info in trained.items():
             cfg = info["config"]
             train, data = cfg.get("train", {}), cfg.get("data", {})
             lines.append(f"| {name} | {info['model']} | {cfg.get('init') or 'scratch'} | {info['iterations']} | "
                          f"{train.get('iterations', '?')}, {train.get('time_limit_minutes', '-')} | "
                          f"{train.get('batch_size', '?')} | {'x'.join(map(str, data.get('size', [])))} | "
-                         f"{data.get('real_share', 0.0):g} | `{info['weights']}` |")
+                         f"{data.get('real_share', 0.0):g} | "
+                         f"{data.get('real_max_motion', default_motion) if data.get('real_share') else '-'} | "
+                         f"`{info['weights']}` |")
     if shipped is not None:
         lines += ["", "## Against the target", ""]
         for pair, rows in by_pair.items():

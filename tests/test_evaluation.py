@@ -6,7 +6,7 @@ from featflow.data.references import ReferenceSampling
 from featflow.data.segmentation_clips import SyntheticSegmentationClips
 from featflow.data.synthetic import NUM_CLASSES, SynthConfig
 from featflow.errors import FeatflowError
-from featflow.evaluation.flow_metrics import end_point_error, evaluate_flow, held_out_pairs
+from featflow.evaluation.flow_metrics import end_point_error, error_by_displacement, evaluate_flow, held_out_pairs
 from featflow.evaluation.motion_iou import motion_category, motion_iou
 from featflow.evaluation.segmentation import ConfusionMatrix
 from featflow.methods.segmentation import VideoSegmenter
@@ -98,3 +98,19 @@ def test_flow_estimators_beat_zero_flow_on_synthetic_pairs():
         DISFlow()(pairs[0].current, pairs[0].current[:10])
     with pytest.raises(ValueError, match="preset"):
         DISFlow("slowest")
+
+
+def test_error_by_displacement_shows_a_flow_that_stops_short():
+    truth = np.zeros((4, 10, 2), np.float32)
+    truth[:, :5, 0] = -4.0  # small motion on the left half
+    truth[:, 5:, 0] = -40.0  # large motion on the right half
+    pred = np.clip(truth, -10, None)  # a flow that never predicts more than 10 px
+    bins = error_by_displacement(pred, truth, (0, 16, 64))
+    assert [(b.low, b.high, b.share) for b in bins] == [(0, 16, 0.5), (16, 64, 0.5)]
+    assert bins[0].epe == 0 and bins[0].predicted == pytest.approx(4) and bins[0].true == pytest.approx(4)
+    assert bins[1].epe == pytest.approx(30) and bins[1].predicted == pytest.approx(10) and bins[1].true == 40
+    mask = np.zeros((4, 10), bool)
+    mask[:, :5] = True
+    assert len(error_by_displacement(pred, truth, (0, 16, 64), mask)) == 1  # empty bins are left out
+    with pytest.raises(ValueError, match="edges must rise"):
+        error_by_displacement(pred, truth, (16, 0))

@@ -186,6 +186,13 @@ def test_real_texture_pairs_mix_into_the_synthetic_ones(tmp_path):
     assert torch.equal(data[4]["current"], synthetic[3]["current"])  # the synthetic pairs keep their order
     assert data[3]["flow"].shape == (2, 48, 64) and data[3]["valid"].dtype == torch.bool
     assert train_flow(cfg, out=tmp_path / "run", progress=False).iterations == 4
+    # data.real_max_motion bounds the real-texture pairs' translations: a wider range moves the cut-outs further
+    wide = load_config(FlowTrainConfig, _write_config(tmp_path / "wide.yaml", {"data": {
+        "real_share": 0.25, "real_max_motion": 48.0}}), kind="flow")
+    assert data.second.max_motion == 24.0 and _train_dataset(wide).second.max_motion == 48.0
+    with pytest.raises(FeatflowError, match="real_max_motion: a translation bound in pixels"):
+        load_config(FlowTrainConfig, _write_config(tmp_path / "neg.yaml", {"data": {"real_max_motion": -1}}),
+                    kind="flow")
     with pytest.raises(FeatflowError, match="real_share: real-texture pairs are mixed into the synthetic source"):
         load_config(FlowTrainConfig, _write_config(tmp_path / "bad.yaml", {"data": {"real_share": 0.5,
                                                                               "source": str(tmp_path)}}), kind="flow")

@@ -53,6 +53,8 @@ def test_flow_report_with_a_given_net(tmp_path):
     assert warp["zero flow"] == pytest.approx(1.0) and "untrained (its stride-16 output)" in warp
     assert data["features_model"] == "seg-frame-r18-synth"
     assert "## Real footage" in (tmp_path / "flow.md").read_text()
+    assert "### Error by displacement" in (tmp_path / "flow.md").read_text()
+    assert sum(b["share"] for b in dis["by_displacement"]) == pytest.approx(1.0)  # 0-64 px hold every disparity
 
 
 @pytest.mark.slow
@@ -89,10 +91,19 @@ def test_flow_report_says_what_would_close_a_gap():
         return {c: {REFERENCE: FlowScore(2.0, 1.5, 0.01, 4), "net": FlowScore(ours, ours, 0.02, 4)}
                 for c in ("degraded", "clean")}
 
-    real = [{"pair": "p", "method": "zero flow", "epe": 9.0, "photometric": 20.0, "removed": 0.0},
-            {"pair": "p", "method": REFERENCE, "epe": 2.0, "photometric": 10.0, "removed": 0.5},
-            {"pair": "p", "method": "net", "epe": 3.0, "photometric": 14.0, "removed": 0.3}]  # at least half of 50%
+    def bins(predicted: float) -> list[dict]:
+        return [{"low": 0.0, "high": 16.0, "share": 0.25, "epe": 1.0, "predicted": 8.0, "true": 8.5},
+                {"low": 16.0, "high": 32.0, "share": 0.75, "epe": 9.0, "predicted": predicted, "true": 25.0}]
+
+    real = [{"pair": "p", "method": "zero flow", "epe": 9.0, "photometric": 20.0, "removed": 0.0, "by_displacement":
+             bins(0.0)},
+            {"pair": "p", "method": REFERENCE, "epe": 2.0, "photometric": 10.0, "removed": 0.5, "by_displacement":
+             bins(24.0)},
+            {"pair": "p", "method": "net", "epe": 3.0, "photometric": 14.0, "removed": 0.3,  # at least half of 50%
+             "by_displacement": bins(15.0)}]
     short = _markdown(scores(2.5), {}, 4, (64, 128), "net", real, {"zero flow": 1.0}, 4)
+    assert "| method | 0-16 px (25%) | 16-32 px (75%) |" in short
+    assert "| net | 1.0 (8.0 / 8.5) | 9.0 (15.0 / 25.0) |" in short
     assert "falls short of DIS medium by 0.500 px" in short and "What would close the gap" in short
     assert "removes 30% of the photometric error against DIS medium's 50%" in short and ": met." in short
     assert "What would close the gap" not in _markdown(scores(1.5), {}, 4, (64, 128), "net", real, {}, 4)

@@ -182,6 +182,8 @@ def test_train_frame_then_dff_then_evaluate(tmp_path, cityscapes_root, capsys):
     video = CityscapesVideo(cityscapes_root, "val")
     ev = evaluate_segmentation(model, video, "dff", key_interval=3, save_predictions=tmp_path / "pred", progress=False)
     assert len(ev.miou_by_offset) == 3 and ev.fps > 0 and 0 <= ev.miou <= 1
+    untimed = evaluate_segmentation(model, video, "dff", key_interval=3, fps_snippets=0, progress=False)
+    assert untimed.fps is None and untimed.miou_by_offset == ev.miou_by_offset  # the report times rows itself
     # per-snippet confusions (for intervals over snippets) add up to the per-offset mIoUs
     assert ev.snippet_confusion.shape == (3, len(video), video.num_classes, video.num_classes)
     assert miou_interval(ev.snippet_confusion, samples=10).value == pytest.approx(100 * ev.miou)

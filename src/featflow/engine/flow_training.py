@@ -59,12 +59,17 @@ class FlowDataConfig:
     pairs_per_video: int = 4
     seed: int = 0
     real_share: float = 0.0  # synthetic source: this share of the pairs on real photographs (FlyingChairs style)
+    # real-texture pairs: a cut-out's translation bound in pixels at `size` (the background's is half of it)
+    real_max_motion: float = 24.0
     max_frames: int = 300  # a folder of videos: the frames of each kept in memory
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.real_share < 1.0:
             raise FeatflowError(f"data.real_share: the share of real-texture pairs must be in [0, 1), "
                                 f"got {self.real_share}")
+        if self.real_max_motion < 0:
+            raise FeatflowError(f"data.real_max_motion: a translation bound in pixels, must not be negative, "
+                                f"got {self.real_max_motion}")
         if self.real_share and self.source != "synthetic":
             raise FeatflowError("data.real_share: real-texture pairs are mixed into the synthetic source only")
 
@@ -137,7 +142,7 @@ def _train_dataset(cfg: FlowTrainConfig, progress: bool = False) -> Dataset:
         return synthetic
     # as many real pairs as the run reads: the first `samples` of the mix hold them at the share
     real = RealTexturePairs(math.ceil(samples * cfg.data.real_share), cfg.data.size, seed=cfg.data.seed,
-                            split="train")
+                            split="train", max_motion=cfg.data.real_max_motion)
     return Mixed(synthetic, real, cfg.data.real_share)
 
 

@@ -80,7 +80,7 @@ class SegEvaluation:
     miou: float  # mean over key offsets of each offset's mIoU
     iou: list[float]  # per class, pooled over offsets (NaN: class absent)
     miou_by_offset: list[float]
-    fps: float  # frames per second of the stream on this machine
+    fps: float | None  # frames per second of the stream on this machine (None: not timed)
     class_names: list[str] = field(default_factory=list)
     # (offsets, snippets, C, C) int64: each snippet's confusion at each key offset (for intervals; not in to_json)
     snippet_confusion: np.ndarray | None = field(default=None, repr=False)
@@ -217,7 +217,8 @@ def evaluate_segmentation(model: VideoSegmenter, video: CityscapesVideo, method:
                           progress: bool = True, window: Window = Window()) -> SegEvaluation:
     """The DFF protocol: the labelled frame of every snippet is predicted from key frames 0..l-1 frames
     before it; mIoU is computed per offset and averaged (per frame and FGFA, which runs N_feat on every frame,
-    have one offset)."""
+    have one offset). The stream is then timed over ``fps_snippets`` snippets; 0 skips the timing (fps None), for
+    callers that time the streams themselves."""
     if key_interval < 1 or key_interval > video.frames_before + 1:
         raise FeatflowError(f"key interval must be in 1..{video.frames_before + 1} for 30-frame snippets")
     interval = 1 if method in ("frame", "fgfa") else key_interval
@@ -226,6 +227,6 @@ def evaluate_segmentation(model: VideoSegmenter, video: CityscapesVideo, method:
     pooled = ConfusionMatrix(video.num_classes)
     pooled.matrix = counts.sum((0, 1))
     by_offset = [m.miou() for m in matrices]
-    fps = time_stream(model, video, method, interval, fps_snippets, window).fps
+    fps = time_stream(model, video, method, interval, fps_snippets, window).fps if fps_snippets > 0 else None
     return SegEvaluation(method, interval, float(np.mean(by_offset)), pooled.iou().tolist(), by_offset, fps,
                          video.table.class_names, counts)

@@ -42,6 +42,41 @@ def end_point_error(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None
     return float(err[mask].mean() if mask is not None else err.mean())
 
 
+@dataclass(frozen=True)
+class DisplacementBin:
+    """The error of a flow over the pixels whose true motion is ``low`` <= |motion| < ``high`` pixels."""
+
+    low: float
+    high: float
+    share: float  # of the masked pixels
+    epe: float
+    predicted: float  # mean length of the predicted flow along the true motion's direction
+    true: float  # mean length of the true motion
+
+
+def error_by_displacement(pred: np.ndarray, truth: np.ndarray, edges: tuple[float, ...],
+                          mask: np.ndarray | None = None) -> list[DisplacementBin]:
+    """EPE of (H, W, 2) flows by the true motion's length, in the bins between consecutive ``edges`` (empty bins
+    left out). ``predicted`` against ``true`` shows a flow that stops short of large motions, which a mean EPE
+    hides."""
+    if pred.shape != truth.shape:
+        raise ValueError(f"predicted flow {pred.shape} and ground truth {truth.shape} differ in shape")
+    if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"edges must rise, at least two of them, got {edges}")
+    truth = truth.astype(np.float64)
+    length = np.linalg.norm(truth, axis=-1)
+    err = np.linalg.norm(pred.astype(np.float64) - truth, axis=-1)
+    along = (pred * truth).sum(-1) / np.maximum(length, 1e-9)  # the prediction projected on the true direction
+    keep = np.ones(length.shape, bool) if mask is None else mask
+    bins = []
+    for low, high in zip(edges, edges[1:]):
+        m = keep & (length >= low) & (length < high)
+        if m.any():
+            bins.append(DisplacementBin(float(low), float(high), float(m.sum() / keep.sum()), float(err[m].mean()),
+                                        float(along[m].mean()), float(length[m].mean())))
+    return bins
+
+
 def held_out_pairs(config: SynthConfig, count: int, seed: int = 0, split: str = "test",
                    max_gap: int = 9) -> list[FlowPair]:
     """``count`` synthetic pairs (one per video) of a split the flow networks never train on."""
