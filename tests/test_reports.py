@@ -382,7 +382,7 @@ def test_every_plan_loads_by_name_and_by_path():
     from featflow.errors import MissingInput
 
     assert benchmarks.plan_names() == ["detection", "detection_vid", "segmentation", "segmentation_budget",
-                                      "segmentation_long"]
+                                      "segmentation_converge", "segmentation_long"]
     for name in benchmarks.plan_names():
         cls = DetReportPlan if name.startswith("detection") else SegReportPlan
         plan = benchmarks.load_plan(cls, name)
