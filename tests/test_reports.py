@@ -54,6 +54,10 @@ def test_flow_report_with_a_given_net(tmp_path):
     assert data["features_model"] == "seg-frame-r18-synth"
     assert "## Real footage" in (tmp_path / "flow.md").read_text()
     assert "### Error by displacement" in (tmp_path / "flow.md").read_text()
+    videos = [r for r in data["real_videos"] if r["method"] == "DIS medium"]
+    assert {r["video"] for r in videos} == {"bikes", "carphone"} and len(videos) >= 30
+    assert np.mean([r["removed"] for r in videos]) > 0.2  # real motion that DIS aligns
+    assert "## Real video" in (tmp_path / "flow.md").read_text()
     assert sum(b["share"] for b in dis["by_displacement"]) == pytest.approx(1.0)  # 0-64 px hold every disparity
 
 
@@ -109,6 +113,12 @@ def test_flow_report_says_what_would_close_a_gap():
     assert "What would close the gap" not in _markdown(scores(1.5), {}, 4, (64, 128), "net", real, {}, 4)
     real[2]["removed"] = 0.2  # less than half of DIS's
     assert ": not met." in _markdown(scores(1.5), {}, 4, (64, 128), "net", real, {}, 4)
+    # real video: the target holds pair by pair
+    videos = [{"pair": f"v, frame {i}", "video": "v", "gap": 1, "method": m, "photometric": 1.0, "removed": r}
+              for i, ours in enumerate((0.3, 0.1)) for m, r in (("zero flow", 0.0), (REFERENCE, 0.4), ("net", ours))]
+    text = _markdown(scores(1.5), {}, 4, (64, 128), "net", real, {}, 4, videos)
+    assert "| net | 2 | 1.00 | 20% | 1 / 2 | v, frame 1: 10% vs 40% |" in text
+    assert "adds none, on 1 of 2 pairs (target: every pair): not met." in text
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from featflow.data.real_footage import FOOTAGE_PREFIX, resolve_video
 from featflow.data.references import image_tensor
 from featflow.data.video import VIDEO_SUFFIXES, open_source
 from featflow.errors import FeatflowError, MissingInput
@@ -30,7 +31,10 @@ log = logging.getLogger(__name__)
 
 def video_entries(root: str | os.PathLike) -> list[Path]:
     """The videos of a folder: its video files and its sub-folders of images, sorted by name. A folder that holds
-    images itself (and no videos) is one video."""
+    images itself (and no videos) is one video; ``footage:NAME`` is one video featflow knows
+    (``featflow.data.real_footage.PACKAGE_VIDEOS``)."""
+    if str(root).startswith(FOOTAGE_PREFIX):
+        return [resolve_video(str(root))]
     root = Path(root)
     if not root.is_dir():
         raise MissingInput(f"no such folder of videos: {root}")
