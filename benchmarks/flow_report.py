@@ -288,7 +288,11 @@ def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict],
                 lines.append(f"- {condition}: the shipped net ({shipped}) falls short of {REFERENCE} by "
                              f"{ours - ref:.3f} px ({ours:.3f} vs {ref:.3f}, {100 * (ours - ref) / ref:.1f}% higher).")
         if any(scores[c][shipped].epe >= scores[c][REFERENCE].epe for c in ("degraded", "clean")):
-            lines += ["", "What would close the gap (not yet tried here):", "",
+            lines += ["", "What would close the gap. Tried here, with their rows above: a wider training motion "
+                          "(`flownet_inception_wide`: real-texture cut-outs moving up to 64 px, for the motions the "
+                          "error-by-displacement table shows F stopping short of) and unsupervised fine-tuning on "
+                          "video (`flownet_inception_bbb`, `flownet_inception_bbb_far`: Big Buck Bunny, the one video "
+                          "trained on). Not yet tried:", "",
                       "- Longer training. The nets above had minutes to an hour and a half on 2 CPU cores; FlowNet was "
                       "trained for hundreds of thousands of iterations on a GPU. See each run's validation EPE "
                       "history (`runs/flow/NAME/metrics.json`): where it still falls at the end, more iterations help.",
