@@ -159,6 +159,27 @@ def _feature_warp(weights: dict[str, Path], methods: dict[str, object], data: li
             for name, source in sources.items()}
 
 
+def _target_table(scores: dict[str, dict[str, FlowScore]], nets: list[str], by_pair: dict[str, list[dict]],
+                  videos: list[dict] | None) -> list[str]:
+    """Every trained net and the reference on the targets' tests side by side: EPE on the synthetic conditions,
+    the share of the stereo pair's photometric error removed, and the real-video pairs held."""
+    methods = [REFERENCE] + nets
+    conditions = [c for c in ("degraded", "clean") if c in scores]
+    header = ([f"EPE {c}" for c in conditions] + [f"removed, {pair}" for pair in by_pair]
+              + (["real-video pairs held"] if videos else []))
+    lines = ["", f"Each net against the targets' tests ({REFERENCE} the reference; the tables above in one place):",
+             "", "| method | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    for method in methods:
+        cells = [f"{scores[c][method].epe:.3f}" for c in conditions]
+        cells += [f"{100 * next(r['removed'] for r in rows if r['method'] == method):.0f}%"
+                  for rows in by_pair.values()]
+        if videos:
+            summary = video_summary(videos, method)
+            cells.append(f"{summary['held']} / {summary['pairs']}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict], pairs: int,
               size: tuple[int, int], shipped: str | None, real: list[dict], warp: dict[str, float],
               warp_pairs: int, videos: list[dict] | None = None) -> str:
@@ -265,6 +286,7 @@ def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict],
                          f"{data.get('real_share', 0.0):g} | "
                          f"{data.get('real_max_motion', default_motion) if data.get('real_share') else '-'} | "
                          f"`{info['weights']}` |")
+        lines += _target_table(scores, list(trained), by_pair, videos)
     if shipped is not None:
         lines += ["", "## Against the target", ""]
         for pair, rows in by_pair.items():

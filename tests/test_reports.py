@@ -58,6 +58,9 @@ def test_flow_report_with_a_given_net(tmp_path):
     assert {r["video"] for r in videos} == {"bikes", "carphone"} and len(videos) >= 30
     assert np.mean([r["removed"] for r in videos]) > 0.2  # real motion that DIS aligns
     assert "## Real video" in (tmp_path / "flow.md").read_text()
+    side_by_side = (tmp_path / "flow.md").read_text().split("Each net against the targets' tests")[1]
+    pairs = sum(1 for r in data["real_videos"] if r["method"] == "untrained")
+    assert "| untrained |" in side_by_side and f"/ {pairs} |" in side_by_side
     assert sum(b["share"] for b in dis["by_displacement"]) == pytest.approx(1.0)  # 0-64 px hold every disparity
 
 
