@@ -124,11 +124,11 @@ def _real_videos(methods: dict[str, object], progress: bool) -> list[dict]:
     rows = []
     for video in EVALUATION_VIDEOS:
         for pair in footage_pairs(video):
-            zero = photometric_error(pair.current, pair.key, np.zeros((*pair.current.shape[:2], 2), np.float32))
-            for name, estimator in methods.items():
-                error = photometric_error(pair.current, pair.key, estimator(pair.current, pair.key))
-                rows.append({"pair": pair.name, "video": video, "gap": pair.gap, "method": name,
-                             "photometric": error, "removed": (zero - error) / zero if zero > 0 else 0.0})
+            errors = {name: photometric_error(pair.current, pair.key, estimator(pair.current, pair.key))
+                      for name, estimator in methods.items()}
+            zero = errors["zero flow"]  # the plain frame difference
+            rows += [{"pair": pair.name, "video": video, "gap": pair.gap, "method": name, "photometric": error,
+                      "removed": (zero - error) / zero if zero > 0 else 0.0} for name, error in errors.items()]
         if progress:
             print(f"real video: {video} done", flush=True)
     return rows
