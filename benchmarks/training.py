@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from featflow.analysis.reports import save_figure
+from featflow.registry import shipped_models
 
 
 def training_record(weights: str) -> dict | None:
@@ -25,13 +26,26 @@ def training_record(weights: str) -> dict | None:
     config = metrics.get("config", {})
     model = config.get("model", {})
     batch = int(config.get("train", {}).get("batch_size", 0))
-    init = model.get("init") or None
+    init = shipped_run(model.get("init") or None)
     return {"weights": weights, "init": init, "features_init": model.get("features_init") or None,
             "iterations": metrics["iterations"], "batch_size": batch,
             "samples": metrics["iterations"] * batch, "minutes": metrics["wall_seconds"] / 60,
             "final": metrics.get("final", {}),
             "curve": [{k: v for k, v in h.items() if k in ("iteration", "wall_seconds") or k.startswith("val_")}
                       for h in metrics.get("history", [])]}
+
+
+def shipped_run(init: str | None) -> str | None:
+    """A starting checkpoint as the chain knows it: a shipped model's packaged file (where a config's
+    ``model.init`` names the model) becomes the run weights it was packed from (models.json ``trained_as``), so that
+    its chain continues through that run's record; any other path is kept."""
+    if init is None:
+        return None
+    path = Path(init)
+    for info in shipped_models():
+        if info.trained_as and path.parent.name == "weights" and path.name == info.file:
+            return info.trained_as
+    return init
 
 
 def earlier_records(reports: Sequence[str | os.PathLike]) -> dict[str, dict]:

@@ -263,7 +263,7 @@ def test_a_missing_pre_training_step_names_the_command_that_makes_it(tmp_path, m
     assert producer_hint(tmp_path / "elsewhere.safetensors") == ""
 
 
-def test_run_references_name_another_configs_weights_and_packaged_configs_use_them(tmp_path):
+def test_run_references_and_shipped_names_resolve_to_weights_and_packaged_configs_use_them(tmp_path):
     import re
     from importlib import resources
 
@@ -279,6 +279,12 @@ def test_run_references_name_another_configs_weights_and_packaged_configs_use_th
     (tmp_path / "bad.yaml").write_text("_base_: vid_frame_r18_long\nmodel: {init: 'run:det/nonesuch'}\n")
     with pytest.raises(FeatflowError, match="no packaged det config 'nonesuch'"):
         load_config(DetTrainConfig, tmp_path / "bad.yaml", "det")
+    # a shipped model's name continues from its packaged file
+    from featflow.registry import shipped_models
+
+    shipped = next(m for m in shipped_models() if m.name == "seg-frame-r18-long")
+    cont = load_config(DetTrainConfig, "vid_frame_r18_long", "det", ["model.init=seg-frame-r18-long"])
+    assert cont.model.init == str(shipped.path) and shipped.path.is_file()
     # no packaged config names a weights file by a path relative to the working directory
     root = resources.files("featflow") / "configs"
     for kind in ("det", "seg", "flow"):

@@ -228,6 +228,17 @@ def test_training_budgets_add_up_along_init_chains_and_plateau_is_read_off_the_c
     records = training_records(["runs/seg/frame_r18_long/model.safetensors"], earlier_records([earlier]))
     assert [(r["samples"], r["total_samples"], r["total_minutes"]) for r in records] == [(80, 120, 3.0), (40, 40, 1.0)]
     assert training_records(["runs/seg/frame_r18_long/model.safetensors"]) == []  # no record, no guess
+    # a run that continued a shipped model (model.init: seg-frame-r18-long, resolved to the packaged file, wherever
+    # the package lies): its chain goes on through the run that model was packed from (models.json trained_as)
+    from featflow.registry import shipped_models
+
+    shipped = next(m for m in shipped_models() if m.name == "seg-frame-r18-long")
+    earlier.write_text(json.dumps({"training": [
+        {"weights": shipped.trained_as, "init": None, "iterations": 10, "batch_size": 8, "minutes": 2.0}]}))
+    cont = run("cont", str(tmp_path / "copy" / "featflow" / "weights" / shipped.file), 20, 8, 3.0, [0.5, 0.6])
+    records = {r["weights"]: r for r in training_records([cont], earlier_records([earlier]))}
+    assert records[cont]["init"] == shipped.trained_as
+    assert (records[cont]["total_samples"], records[cont]["total_minutes"]) == (160 + 80, 5.0)
 
 
 # ---- the detection report (moved from test_detection.py / test_fgfa.py with the harness) ------------------

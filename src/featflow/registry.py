@@ -101,6 +101,7 @@ class ModelInfo:
     size: tuple[int, int]
     description: str
     benchmark: dict[str, Any] = field(default_factory=dict)
+    trained_as: str | None = None  # the run weights it was packed from, as reports' training records name them
 
     @property
     def path(self) -> Path:
@@ -111,7 +112,7 @@ def shipped_models() -> list[ModelInfo]:
     """The models shipped in the package, from ``featflow/weights/models.json``."""
     catalog = json.loads((resources.files("featflow") / "weights" / "models.json").read_text())
     return [ModelInfo(name, m["file"], m["task"], tuple(m["methods"]), tuple(m["size"]), m["description"],
-                      m.get("benchmark", {})) for name, m in catalog.items()]
+                      m.get("benchmark", {}), m.get("trained_as")) for name, m in catalog.items()]
 
 
 #: The model ``featflow infer`` and the demo use when none is named: by task, and DFF detection apart (the FGFA

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import yaml
 
 from featflow.errors import FeatflowError, MissingInput
+from featflow.registry import shipped_models
 
 T = TypeVar("T")
 
@@ -282,7 +283,9 @@ def run_weights(reference: str, kind: str) -> str:
 
 
 def _resolve_runs(data: dict[str, Any], kind: str) -> dict[str, Any]:
-    """Replace every ``run:`` reference among the path settings by the weights path it names."""
+    """Replace every ``run:`` reference among the path settings by the weights path it names, and every shipped
+    model's name (``featflow models``) by its packaged file, so that a chain can continue from shipped weights."""
+    shipped = {info.name: str(info.path) for info in shipped_models()}
     for keys in _RUN_KEYS:
         parent = data
         for key in keys[:-1]:
@@ -290,6 +293,8 @@ def _resolve_runs(data: dict[str, Any], kind: str) -> dict[str, Any]:
         value = parent.get(keys[-1]) if isinstance(parent, dict) else None
         if isinstance(value, str) and value.startswith(RUN_PREFIX):
             parent[keys[-1]] = run_weights(value, kind)
+        elif isinstance(value, str) and value in shipped:
+            parent[keys[-1]] = shipped[value]
     return data
 
 
