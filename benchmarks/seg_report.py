@@ -19,6 +19,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -41,6 +42,7 @@ from featflow.engine.checkpoint import load_flow_into, load_segmenter  # noqa: E
 from featflow.engine.seg_inference import evaluate_segmentation, offset_matrices, time_stream  # noqa: E402
 from featflow.evaluation.bootstrap import miou_difference  # noqa: E402
 from featflow.methods.segmentation import VideoSegmenter  # noqa: E402
+from featflow.modeling.feature_net import FEATURE_STRIDE  # noqa: E402
 from featflow.registry import resolve_weights  # noqa: E402
 
 
@@ -136,6 +138,33 @@ def _comparisons(rows: list[dict], confusions: dict, samples: int) -> list[dict]
 
 
 
+def region_cells(labels: list[np.ndarray], num_classes: int) -> list[float | None]:
+    """Each class's median region size in feature cells: the shorter side of every connected region's bounding box
+    (8-connected, in the labelled frames) over N_feat's stride. None for a class that never appears. Why: a warp
+    at stride 16 moves whole cells, so a region a cell or two across loses most of its shape to a misaligned one."""
+    sides: list[list[int]] = [[] for _ in range(num_classes)]
+    for label in labels:
+        for c in range(num_classes):
+            count, _, stats, _ = cv2.connectedComponentsWithStats((label == c).astype(np.uint8), connectivity=8)
+            sides[c] += [int(min(w, h)) for w, h in stats[1:count, 2:4]]  # row 0 is the background
+    return [float(np.median(v)) / FEATURE_STRIDE if v else None for v in sides]
+
+
+def propagation_by_class(confusion: np.ndarray, class_names: list[str], cells: list[float | None]) -> list[dict]:
+    """Where propagation loses: per class, IoU at key offset 0 (N_feat on the labelled frame) and at the last
+    offset of the DFF protocol, from a row's (snippets, offsets, C, C) confusions, beside the class's share of the
+    labelled pixels and its median region size in cells (``region_cells``)."""
+    matrices = confusion.sum(0)  # (offsets, C, C) [truth, prediction]
+    tp = np.diagonal(matrices, axis1=1, axis2=2).astype(np.float64)  # (offsets, C)
+    union = matrices.sum(1) + matrices.sum(2) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+    truth = matrices[0].sum(1)  # labelled pixels per class (every offset sees the same frames)
+    return [{"class": name, "pixel_share": float(truth[c] / truth.sum()), "region_cells": cells[c],
+             "iou_key": float(iou[0, c]), "iou_last": float(iou[-1, c]), "loss": float(iou[0, c] - iou[-1, c])}
+            for c, name in enumerate(class_names) if truth[c] > 0]
+
+
 def _curves(plan: SegReportPlan, video: CityscapesVideo, progress: bool) -> list[dict]:
     curves = []
     intervals = list(range(1, plan.max_interval + 1))
@@ -182,7 +211,8 @@ def _plot(path: Path, curves: list[dict], frame_miou: float | None) -> None:
 
 
 def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], curves: list[dict], speed: list,
-              records: list[dict] | None = None, comparisons: list[dict] | None = None) -> str:
+              records: list[dict] | None = None, comparisons: list[dict] | None = None,
+              by_class: list[dict] | None = None) -> str:
     lines = [f"# {plan.title}", "",
              f"Held-out data: {len(video)} snippets of `{plan.data}` (split `{plan.split}`, Cityscapes layout), "
              f"small models trained here on the CPU (see each model's config in `featflow/configs/seg/`). mIoU follows "
@@ -217,6 +247,18 @@ def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], cur
             lines.append(f"- DFF's own N_feat run on every frame (l=1) gets {100 * own['miou'][1]:.1f} (Frame: "
                          f"{100 * frame['miou']:.1f}); propagation alone costs "
                          f"{100 * (own['miou'][1] - dff['miou']):.1f} points at l={plan.key_interval}.")
+    if by_class:
+        last = plan.key_interval - 1
+        lines += ["", "## Where propagation loses (DFF, by class)", "",
+                  f"IoU (%) of the DFF row with the key frame at offset 0 (N_feat on the labelled frame) and at offset "
+                  f"{last} (the farthest of the protocol), by class, beside the class's share of the labelled pixels "
+                  "and its median region size: the shorter side of each connected region's box, in stride-16 feature "
+                  "cells.", "", f"| class | pixel share | region (cells) | IoU, offset 0 | IoU, offset {last} | loss |",
+                  "|---|---|---|---|---|---|"]
+        for c in sorted(by_class, key=lambda c: -c["loss"]):
+            size = "-" if c["region_cells"] is None else f"{c['region_cells']:.1f}"
+            lines.append(f"| {c['class']} | {100 * c['pixel_share']:.1f}% | {size} | {100 * c['iou_key']:.1f} | "
+                         f"{100 * c['iou_last']:.1f} | {100 * c['loss']:+.1f} |")
     if curves:
         lines += ["", "## Accuracy against speed", "",
                   "mIoU (%) at key interval l, and the speedup over the per-frame model with the same N_feat "
@@ -277,13 +319,19 @@ def run_segmentation_report(plan: SegReportPlan, report: str | os.PathLike = "re
             if progress:
                 print(format_row(row))
             speed.append(row.to_json())
+    dff = next((r for r in rows if r["name"] == "DFF"), None)
+    by_class = propagation_by_class(confusions["DFF"], video.table.class_names,
+                                    region_cells([video.label(i) for i in range(len(video))], video.num_classes)
+                                    ) if dff and dff["key_interval"] > 1 else []
     weights = list(dict.fromkeys([r.trained_as or r.weights for r in plan.rows]
                                  + [w for c in plan.curves for w in (c.frame_weights, c.weights)]))
     records = training_records(weights, earlier_records(plan.earlier_training))
     report = Path(report)
-    paths = write_report(report, plan.stem, _markdown(plan, video, rows, curves, speed, records, comparisons),
+    paths = write_report(report, plan.stem,
+                         _markdown(plan, video, rows, curves, speed, records, comparisons, by_class),
                          {"plan": asdict(plan), "snippets": len(video), "ablation": rows, "comparisons": comparisons,
-                          "curves": curves, "speed": speed, "training": records, "machine": machine_description()},
+                          "curves": curves, "speed": speed, "training": records, "propagation_by_class": by_class,
+                          "machine": machine_description()},
                          command)
     if curves:
         frame = next((r for r in rows if r["method"] == "frame"), None)

@@ -178,6 +178,30 @@ def test_speed_row_and_segmentation_report(tmp_path):
         assert d["delta"] == pytest.approx(miou[other] - miou[base], abs=1e-6)
         assert d["ci_low"] - 1e-9 <= d["delta"] <= d["ci_high"] + 1e-9
     assert "## Differences with 95% bootstrap intervals" in text and "| DFF | Frame |" in text
+    assert "## Where propagation loses (DFF, by class)" in text
+    assert {c["class"] for c in data["propagation_by_class"]} <= set(names) and data["propagation_by_class"]
+
+
+def test_propagation_by_class_reads_offsets_and_region_sizes_in_cells():
+    import numpy as np
+
+    from benchmarks.seg_report import propagation_by_class, region_cells
+
+    label = np.zeros((64, 96), np.uint8)
+    label[8:40, 16:80] = 1  # one region 32 px high: 2 cells on its shorter side
+    label[50:58, 0:16] = 2  # two regions 8 px high: half a cell
+    label[50:58, 40:48] = 2
+    cells = region_cells([label], 4)
+    assert cells[1] == 2.0 and cells[2] == 0.5 and cells[3] is None
+    confusion = np.zeros((2, 3, 4, 4), np.int64)  # 2 snippets, 3 key offsets, [truth, prediction]
+    confusion[:, :, 0, 0] = 10
+    confusion[:, 0, 1, 1] = 5  # class 1: right at offset 0 ...
+    confusion[:, 2, 1, 1], confusion[:, 2, 1, 0] = 3, 2  # ... and 3 of 5 pixels at the last offset
+    rows = {r["class"]: r for r in propagation_by_class(confusion, ["a", "b", "c", "d"], cells)}
+    assert set(rows) == {"a", "b"}  # classes without labelled pixels are left out
+    assert rows["b"]["iou_key"] == pytest.approx(1.0) and rows["b"]["iou_last"] == pytest.approx(0.6)
+    assert rows["b"]["loss"] == pytest.approx(0.4) and rows["b"]["pixel_share"] == pytest.approx(5 / 15)
+    assert rows["a"]["iou_last"] == pytest.approx(10 / 12) and rows["b"]["region_cells"] == 2.0
 
 
 def test_training_budgets_add_up_along_init_chains_and_plateau_is_read_off_the_curve(tmp_path):
