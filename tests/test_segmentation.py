@@ -53,6 +53,23 @@ def test_dff_features_and_gradients():
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_heads_labels_are_the_argmax_of_its_upsampled_scores_in_either_layout(channels_last):
+    from featflow.modeling.heads import SegmentationHead
+
+    torch.manual_seed(0)
+    head = SegmentationHead(32, NUM_CLASSES).eval()
+    torch.nn.init.normal_(head.classifier.weight)  # scores far apart enough to have real winners
+    features = torch.randn(2, 32, 9, 13)
+    if channels_last:  # warped features come channels-last
+        features = features.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = head(features.contiguous(), (70, 100)).argmax(1)  # upsampled NCHW planes
+        labels = head.predict(features, (70, 100))
+    assert labels.dtype == torch.uint8 and labels.shape == (2, 70, 100)
+    assert torch.equal(labels.long(), expected)
+
+
 def test_ablation_switches_freeze_the_right_parts(tmp_path):
     frame = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16)
     save_segmenter(tmp_path / "frame.safetensors", frame, ["c"] * NUM_CLASSES)

@@ -44,8 +44,11 @@ class SegmentationHead(nn.Module):
         return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
 
     def predict(self, features: Tensor, size: tuple[int, int]) -> Tensor:
-        """Features (N, C, h, w) -> (N, H, W) uint8 class ids."""
-        return self(features, size).argmax(1).byte()
+        """Features (N, C, h, w) -> (N, H, W) uint8 class ids. The scores are computed and upsampled channels-last
+        (the layout the warp already gives), so that the argmax over classes reads each pixel's scores from
+        contiguous memory instead of striding across C planes: the same labels, several times faster on the CPU
+        at 512x1024."""
+        return self(features.contiguous(memory_format=torch.channels_last), size).argmax(1).byte()
 
 
 class DetectionHead(nn.Module):
