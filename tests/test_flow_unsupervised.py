@@ -121,6 +121,9 @@ def test_train_flow_unsupervised_from_the_shipped_weights(tmp_path, videos, caps
     assert "--unsupervised VIDEOS_DIR" in capsys.readouterr().err
     assert main(["train", "flow", "--unsupervised", str(tmp_path / "nowhere"), "--quiet"]) == 2
     assert "data.source: no such file or folder" in capsys.readouterr().err
+    # a packaged video's name passes the path check and is checked where it is resolved
+    assert main(["train", "flow", "--unsupervised", "footage:nope", "--quiet"]) == 2
+    assert "unknown packaged video 'nope'" in capsys.readouterr().err
     # the packaged recipe on Big Buck Bunny (footage:bigbuckbunny)
     assert main(["train", "flow", "--config", "flownet_inception_bbb", "--iterations", "1", "--out",
                  str(tmp_path / "bbb"), "--quiet", "--set", "data.size=[48,64]", "--set", "data.max_frames=4",

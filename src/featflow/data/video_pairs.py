@@ -21,10 +21,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from featflow.data.real_footage import FOOTAGE_PREFIX, resolve_video
+from featflow.data.real_footage import resolve_video
 from featflow.data.references import image_tensor
 from featflow.data.video import VIDEO_SUFFIXES, open_source
 from featflow.errors import FeatflowError, MissingInput
+from featflow.registry import FOOTAGE_PREFIX
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import yaml
 
 from featflow.errors import FeatflowError, MissingInput
-from featflow.registry import shipped_models
+from featflow.registry import FOOTAGE_PREFIX, shipped_models
 
 T = TypeVar("T")
 
@@ -315,12 +315,13 @@ BUILT_IN_SOURCES: tuple[str, ...] = ("synthetic", "shipped")
 
 def check_paths(config: Any, keys: tuple[str, ...]) -> None:
     """Fail before any work starts when a path setting (dotted ``keys`` such as ``model.init``) names a file or
-    folder that does not exist; the message names the key. Unset values and ``BUILT_IN_SOURCES`` pass."""
+    folder that does not exist; the message names the key. Unset values, ``BUILT_IN_SOURCES`` and packaged videos
+    (``footage:NAME``, checked where they are resolved) pass."""
     for key in keys:
         value: Any = config
         for part in key.split("."):
             value = getattr(value, part, None)
-        if value is None or value in BUILT_IN_SOURCES:
+        if value is None or value in BUILT_IN_SOURCES or str(value).startswith(FOOTAGE_PREFIX):
             continue
         if not Path(value).exists():
             raise MissingInput(f"{key}: no such file or folder: {value}{producer_hint(value)}")

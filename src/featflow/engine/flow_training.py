@@ -29,7 +29,6 @@ from torch.utils.data import Dataset
 
 from featflow.data.flow_pairs import FlyingChairsPairs, SyntheticFlowPairs
 from featflow.data.mixing import Mixed
-from featflow.data.real_footage import FOOTAGE_PREFIX
 from featflow.data.real_textures import RealTexturePairs
 from featflow.data.synthetic import Degradations, SynthConfig
 from featflow.data.video_pairs import VideoFramePairs
@@ -233,7 +232,7 @@ def _initial_net(cfg: FlowTrainConfig) -> FlowNetBase:
 def train_flow(cfg: FlowTrainConfig, out: Path | None = None, resume: bool = False,
                progress: bool = True) -> TrainResult:
     """Train ``cfg.model`` on flow pairs; checkpoints and metrics go to ``out`` (default ``cfg.output``)."""
-    check_paths(cfg, ("init",) if cfg.data.source.startswith(FOOTAGE_PREFIX) else ("data.source", "init"))
+    check_paths(cfg, ("data.source", "init"))
     torch.manual_seed(cfg.data.seed)
     net = _initial_net(cfg)
     dataset = _train_dataset(cfg, progress)
