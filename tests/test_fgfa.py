@@ -126,29 +126,3 @@ def test_the_in_place_sum_is_the_weighted_sum_and_trains(name):
     for f, w in zip(features, weights):
         expected = w if name == "adaptive" else torch.full((2, 1, 5, 6), w)
         torch.testing.assert_close(f.grad, expected.expand(2, 8, 5, 6))
-
-
-@pytest.mark.parametrize("aggregation", ["adaptive", "mean"])
-@pytest.mark.parametrize("online", [False, True])
-def test_batched_flow_passes_give_the_pair_by_pair_stream(aggregation, online):
-    """The stream runs F on a frame's 2K pairings in batches (``flow_batch``): the same features as one pass per
-    pair, at the padded ends of the video too, and as one labelled frame's test-time aggregation."""
-    from featflow.methods.fgfa import window_features
-
-    model = small_detector(flow_net="flownet_inception", aggregation=aggregation).eval()
-    frames = [torch.rand(1, 3, 64, 96) * 255 for _ in range(8)]
-
-    def run(flow_batch: int) -> list[torch.Tensor]:
-        stream = AggregatedFeatures(model, window=3, online=online, flow_batch=flow_batch)
-        items = [item for f in frames for item in stream.push(f)] + stream.finish()
-        assert [item.index for item in items] == list(range(len(frames)))
-        return [item.features for item in items]
-
-    pair_by_pair = run(1)
-    for flow_batch in (2, 10):
-        for a, b in zip(pair_by_pair, run(flow_batch)):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-    window = frames[4 - 3:4 + 1] if online else frames[4 - 3:4 + 4]
-    torch.testing.assert_close(pair_by_pair[4], window_features(model, window, 3), rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="flow_batch"):
-        AggregatedFeatures(model, window=3, flow_batch=0)

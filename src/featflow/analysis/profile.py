@@ -29,9 +29,7 @@ from torch.profiler import ProfilerActivity, profile
 from featflow.analysis.cost import MultiplyAddCounter
 from featflow.analysis.speed import paper_model
 from featflow.errors import FeatflowError
-from featflow.methods.dff import StreamFlow
 from featflow.methods.fgfa import frame_features
-from featflow.methods.streams import FLOW_BATCH
 from featflow.methods.video_model import VideoModel
 from featflow.modeling.warp import propagate, warp
 from featflow.registry import TASKS, check_choice
@@ -91,7 +89,6 @@ class MethodProfile:
     threads: int
     device: str
     compiled: bool = False  # N_feat, F and the embedding through torch.compile (frozen weights)
-    flow_batch: int = 1  # FGFA: pairs per call of F and W (the stream's batched passes)
 
     @property
     def ms_per_frame(self) -> float:
@@ -200,12 +197,9 @@ def profile_method(task: str = "seg", method: str = "dff", feature_net: str = "r
                   ("head", lambda: model.predict(propagated, size), 1.0)]
     else:
         pairs = 2 * window
-        batch = max(1, min(pairs, FLOW_BATCH))  # the stream's batched passes of F: pairs / batch of them a frame
         features, embedding = frame_features(model, key)
         maps = torch.cat([features, embedding], 1).contiguous(memory_format=torch.channels_last)
-        flows = StreamFlow(model, with_scale=False)
-        flow, _ = flows.many(current, [key] * batch)  # (batch, 2, h, w)
-        batch_maps = torch.cat([maps] * batch)
+        flow, _ = model.learned_flow(current, key, with_scale=False)
         aggregator = model.aggregator
         warped = [maps] * (2 * window + 1)
 
@@ -215,8 +209,8 @@ def profile_method(task: str = "seg", method: str = "dff", feature_net: str = "r
 
         stages = [("N_feat", lambda: model.key_features(key), 1.0),
                   ("embedding", lambda: aggregator.embed(features), 1.0),
-                  ("F (flow)", lambda: flows.many(current, [key] * batch), pairs / batch),
-                  ("W (warp of features and embedding)", lambda: warp(batch_maps, flow), pairs / batch),
+                  ("F (flow)", lambda: model.learned_flow(current, key, with_scale=False), pairs),
+                  ("W (warp of features and embedding)", lambda: warp(maps, flow), pairs),
                   ("weights and sum", weigh_and_sum, 1.0),
                   ("head", lambda: model.predict(features, size), 1.0)]
     counts = [_count(run, model) for _, run, _ in stages]
@@ -226,8 +220,7 @@ def profile_method(task: str = "seg", method: str = "dff", feature_net: str = "r
                      for (name, run, calls), macs in zip(stages, counts))
     return MethodProfile(task, method, feature_net, flow_net, tuple(size), key_interval if method == "dff" else 1,
                          window if method == "fgfa" else 0, profiled, repeats, torch.get_num_threads(),
-                         torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu", compile,
-                         batch if method == "fgfa" else 1)
+                         torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu", compile)
 
 
 def profile_markdown(result: MethodProfile) -> str:
@@ -235,7 +228,7 @@ def profile_markdown(result: MethodProfile) -> str:
     and where each stage's time goes by operator category."""
     reference = next((s.gmacs_per_second for s in result.stages if s.name == "N_feat"), None)
     setting = (f"l={result.key_interval}" if result.method == "dff" else f"K={result.window} "
-               f"({2 * result.window + 1} frames; F and W on {result.flow_batch} pairs a call)")
+               f"({2 * result.window + 1} frames)")
     if result.method == "dff":
         ratio = (f"a speed-up of {result.measured_ratio:.2f}x over it, where multiply-adds bound it at "
                  f"{result.arithmetic_ratio:.2f}x")

@@ -12,7 +12,6 @@ off-the-shelf estimator (``ShallowFlow``, the SFF baselines: no scale field, no 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
@@ -83,15 +82,6 @@ class StreamFlow:
 
     def __call__(self, current: Tensor, key: Tensor) -> tuple[Tensor, Tensor | None]:
         out = self.flow_net(self._prepared(current), self._prepared(key), with_scale=self.with_scale)
-        return out.flow, out.scale
-
-    def many(self, current: Tensor, keys: Sequence[Tensor]) -> tuple[Tensor, Tensor | None]:
-        """F from one (1, 3, H, W) frame to each of ``keys`` [(1, 3, H, W)] in one batched pass: flows (n, 2, h, w)
-        (and scales). The same numbers as one call per pair, but F's small low-resolution convolutions run on n
-        pairs at once (FGFA pairs each frame with 2K others)."""
-        prepared = self._prepared(current)  # kept here even if preparing the keys evicts it from the cache
-        references = torch.cat([self._prepared(key) for key in keys])  # (n, 3, H/2, W/2)
-        out = self.flow_net(prepared.expand(len(keys), -1, -1, -1), references, with_scale=self.with_scale)
         return out.flow, out.scale
 
 

@@ -36,7 +36,6 @@ from featflow.methods.video_model import VideoModel
 from featflow.modeling.precision import autocast, autocast_dtype
 from featflow.modeling.preprocess import image_to_tensor
 from featflow.modeling.shallow_flow import DISFlow
-from featflow.modeling.warp import warp
 from featflow.registry import STRATEGIES, check_choice
 
 
@@ -123,11 +122,6 @@ class _Entry:
     maps: Tensor  # (1, C + E, h, w): the frame's features and embedding, stacked to be warped in one pass
 
 
-#: FGFA's pairs per batched pass of F in a stream: batching runs F's small convolutions far faster than one pair at a
-#: time (reports/speed.md), and a bound keeps F's activations small at 600x1000.
-FLOW_BATCH = 10
-
-
 class AggregatedFeatures:
     """FGFA as a stream. ``push(image)`` returns the frames whose aggregated features became ready (offline:
     frame t once frame t+K has arrived; online: the frame itself); ``finish()`` the rest. N_feat runs on every
@@ -137,12 +131,9 @@ class AggregatedFeatures:
     and its cosine map are kept for the weighted sum."""
 
     def __init__(self, model: VideoModel, window: int = 10, online: bool = False,
-                 source: FlowSource | None = None, flow_batch: int = FLOW_BATCH) -> None:
+                 source: FlowSource | None = None) -> None:
         if window < 0:
             raise ValueError(f"the aggregation window K must be >= 0, got {window}")
-        if flow_batch < 1:
-            raise ValueError(f"flow_batch (pairs per batched F pass) must be >= 1, got {flow_batch}")
-        self.flow_batch = flow_batch  # pairs per batched pass of F: bounds the memory of F's activations
         if model.aggregator is None:
             raise ValueError("FGFA needs a model with an aggregation (embedding) network (an FGFA checkpoint)")
         self.model, self.window, self.online = model, window, online
@@ -165,25 +156,16 @@ class AggregatedFeatures:
         current = by_index[t]
         own_features, own_embedding = current.maps.split([self.channels, current.maps.shape[1] - self.channels], 1)
         aligned = {t: (own_features, self.aggregator.similarity(own_embedding, own_embedding))}
-        window = [min(max(j, 0), last) for j in range(t - self.window, high + 1)]  # the ends repeat frames 0 / last
-        references = [by_index[j] for j in dict.fromkeys(window) if j != t]  # F once per (current, reference) pair
-        for start in range(0, len(references), self.flow_batch):
-            chunk = references[start:start + self.flow_batch]
-            aligned.update(zip((r.index for r in chunk), self._align(current, chunk, own_embedding)))
-        return self.aggregator([aligned[j][0] for j in window], [aligned[j][1] for j in window])
-
-    def _align(self, current: _Entry, references: list[_Entry], own_embedding: Tensor
-               ) -> list[tuple[Tensor, Tensor | None]]:
-        """References warped to the current frame: each one's features (1, C, h, w) and cosine map (1, 1, h, w).
-        The learned F runs on all of them in one batch (``StreamFlow.many``); another flow source pair by pair."""
-        if not isinstance(self.source, StreamFlow):
-            return [aligned_similarity(self.model, r.maps, current.image, r.image, own_embedding, self.channels,
-                                       self.source) for r in references]
-        flows, _ = self.source.many(current.image, [r.image for r in references])  # (n, 2, h, w)
-        warped = warp(torch.cat([r.maps for r in references]), flows)  # (n, C + E, h, w)
-        features, embeddings = warped.split([self.channels, warped.shape[1] - self.channels], 1)
-        similarities = self.aggregator.similarity(own_embedding.expand_as(embeddings), embeddings)  # (n, 1, h, w)
-        return list(zip(features.split(1), [None] * len(references) if similarities is None else similarities.split(1)))
+        features, similarities = [], []
+        for j in range(t - self.window, high + 1):
+            j = min(max(j, 0), last)  # the ends repeat the first / last frame
+            if j not in aligned:  # F once per (current, reference) pair
+                ref = by_index[j]
+                aligned[j] = aligned_similarity(self.model, ref.maps, current.image, ref.image, own_embedding,
+                                                self.channels, self.source)
+            features.append(aligned[j][0])
+            similarities.append(aligned[j][1])
+        return self.aggregator(features, similarities)
 
     @torch.no_grad()
     def push(self, image: Tensor) -> list[StreamItem]:
