@@ -32,6 +32,7 @@ from benchmarks.training import (  # noqa: E402
     chain_plateau_gain,
     curves_plot,
     earlier_records,
+    shipped_run,
     training_lines,
     training_records,
 )
@@ -87,6 +88,12 @@ class SegReportPlan:
     earlier_training: tuple[str, ...] = ()  # report JSONs whose training records describe shipped rows
     title: str = "Video segmentation: per-frame, DFF and its ablations"
     findings: tuple[str, ...] = ()  # what the tables show, written by whoever ran them
+
+
+def _trained_as(row: RowPlan) -> str:
+    """The weights a row's training record is kept under: the plan's ``trained_as``, else the run a shipped model
+    was packed from (models.json), else the row's own weights."""
+    return row.trained_as or shipped_run(row.weights) or row.weights
 
 
 def _model(weights: str, flow_net: str | None = None, flow_weights: str | None = None) -> VideoSegmenter:
@@ -295,7 +302,7 @@ def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], cur
                       "model has plateaued when it rose by under 1 point).", "",
                   "| row | weights | chain samples | last-quarter gain (points) | plateau |", "|---|---|---|---|---|"]
         for row in plan.rows:
-            record = next((r for r in records if r["weights"] == (row.trained_as or row.weights)), None)
+            record = next((r for r in records if r["weights"] == _trained_as(row)), None)
             points = chain_curve(record, records, "val_miou") if record else []
             gain = chain_plateau_gain(points)
             plateau = "-" if gain is None else ("yes" if gain < 0.01 else "no")
@@ -323,7 +330,7 @@ def run_segmentation_report(plan: SegReportPlan, report: str | os.PathLike = "re
     by_class = propagation_by_class(confusions["DFF"], video.table.class_names,
                                     region_cells([video.label(i) for i in range(len(video))], video.num_classes)
                                     ) if dff and dff["key_interval"] > 1 else []
-    weights = list(dict.fromkeys([r.trained_as or r.weights for r in plan.rows]
+    weights = list(dict.fromkeys([_trained_as(r) for r in plan.rows]
                                  + [w for c in plan.curves for w in (c.frame_weights, c.weights)]))
     records = training_records(weights, earlier_records(plan.earlier_training))
     report = Path(report)

@@ -35,17 +35,17 @@ def training_record(weights: str) -> dict | None:
                       for h in metrics.get("history", [])]}
 
 
-def shipped_run(init: str | None) -> str | None:
-    """A starting checkpoint as the chain knows it: a shipped model's packaged file (where a config's
-    ``model.init`` names the model) becomes the run weights it was packed from (models.json ``trained_as``), so that
+def shipped_run(weights: str | None) -> str | None:
+    """A checkpoint as training records know it: a shipped model, by its name or its packaged file (where a config's
+    ``model.init`` named the model), becomes the run weights it was packed from (models.json ``trained_as``), so that
     its chain continues through that run's record; any other path is kept."""
-    if init is None:
+    if weights is None:
         return None
-    path = Path(init)
+    path = Path(weights)
     for info in shipped_models():
-        if info.trained_as and path.parent.name == "weights" and path.name == info.file:
+        if info.trained_as and (weights == info.name or (path.parent.name == "weights" and path.name == info.file)):
             return info.trained_as
-    return init
+    return weights
 
 
 def earlier_records(reports: Sequence[str | os.PathLike]) -> dict[str, dict]:

@@ -262,6 +262,10 @@ def test_training_budgets_add_up_along_init_chains_and_plateau_is_read_off_the_c
     cont = run("cont", str(tmp_path / "copy" / "featflow" / "weights" / shipped.file), 20, 8, 3.0, [0.5, 0.6])
     records = {r["weights"]: r for r in training_records([cont], earlier_records([earlier]))}
     assert records[cont]["init"] == shipped.trained_as
+    from benchmarks.training import shipped_run
+
+    assert shipped_run("seg-frame-r18-long") == shipped.trained_as  # by its name too (a report row's weights)
+    assert shipped_run("runs/x.safetensors") == "runs/x.safetensors"
     assert (records[cont]["total_samples"], records[cont]["total_minutes"]) == (160 + 80, 5.0)
 
 
