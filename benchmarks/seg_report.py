@@ -146,22 +146,26 @@ def _comparisons(rows: list[dict], confusions: dict, samples: int) -> list[dict]
 
 
 def region_cells(labels: list[np.ndarray], num_classes: int) -> list[float | None]:
-    """Each class's median region size in feature cells: the shorter side of every connected region's bounding box
-    (8-connected, in the labelled frames) over N_feat's stride. None for a class that never appears. Why: a warp
-    at stride 16 moves whole cells, so a region a cell or two across loses most of its shape to a misaligned one."""
-    sides: list[list[int]] = [[] for _ in range(num_classes)]
+    """Each class's region size in feature cells, as its pixels see it: the median over the class's labelled pixels
+    of the shorter side of the connected region (8-connected) that holds them, over N_feat's stride (pixel-weighted,
+    as mIoU counts pixels: a class's stray fragments do not decide it). None for a class that never appears. Why: a
+    warp at stride 16 moves whole cells, so a region a cell or two across loses most of its shape to a misaligned
+    one."""
+    sides: list[list[np.ndarray]] = [[] for _ in range(num_classes)]
     for label in labels:
         for c in range(num_classes):
             count, _, stats, _ = cv2.connectedComponentsWithStats((label == c).astype(np.uint8), connectivity=8)
-            sides[c] += [int(min(w, h)) for w, h in stats[1:count, 2:4]]  # row 0 is the background
-    return [float(np.median(v)) / FEATURE_STRIDE if v else None for v in sides]
+            regions = stats[1:count]  # row 0 is everything else
+            sides[c].append(np.repeat(np.minimum(regions[:, 2], regions[:, 3]), regions[:, 4]))  # one per pixel
+    found = [np.concatenate(v) if v else np.zeros(0) for v in sides]
+    return [float(np.median(v)) / FEATURE_STRIDE if len(v) else None for v in found]
 
 
 def propagation_by_class(confusion: np.ndarray, class_names: list[str], cells: list[float | None]) -> list[dict]:
     """Where propagation loses: per class, IoU at key offset 0 (N_feat on the labelled frame) and at the last
-    offset of the DFF protocol, from a row's (snippets, offsets, C, C) confusions, beside the class's share of the
-    labelled pixels and its median region size in cells (``region_cells``)."""
-    matrices = confusion.sum(0)  # (offsets, C, C) [truth, prediction]
+    offset of the DFF protocol, from a row's (offsets, snippets, C, C) confusions, beside the class's share of the
+    labelled pixels and its region size in cells (``region_cells``)."""
+    matrices = confusion.sum(1)  # (offsets, snippets, C, C) -> (offsets, C, C) [truth, prediction]
     tp = np.diagonal(matrices, axis1=1, axis2=2).astype(np.float64)  # (offsets, C)
     union = matrices.sum(1) + matrices.sum(2) - tp
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -259,8 +263,8 @@ def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], cur
         lines += ["", "## Where propagation loses (DFF, by class)", "",
                   f"IoU (%) of the DFF row with the key frame at offset 0 (N_feat on the labelled frame) and at offset "
                   f"{last} (the farthest of the protocol), by class, beside the class's share of the labelled pixels "
-                  "and its median region size: the shorter side of each connected region's box, in stride-16 feature "
-                  "cells.", "", f"| class | pixel share | region (cells) | IoU, offset 0 | IoU, offset {last} | loss |",
+                  "and its region size: the median over its pixels of the shorter side of the connected region's box "
+                  "that holds them, in stride-16 feature cells.", "", f"| class | pixel share | region (cells) | IoU, offset 0 | IoU, offset {last} | loss |",
                   "|---|---|---|---|---|---|"]
         for c in sorted(by_class, key=lambda c: -c["loss"]):
             size = "-" if c["region_cells"] is None else f"{c['region_cells']:.1f}"

@@ -191,12 +191,14 @@ def test_propagation_by_class_reads_offsets_and_region_sizes_in_cells():
     label[8:40, 16:80] = 1  # one region 32 px high: 2 cells on its shorter side
     label[50:58, 0:16] = 2  # two regions 8 px high: half a cell
     label[50:58, 40:48] = 2
+    label[60:64, 90:92] = 1  # a stray fragment of class 1: few pixels, so it does not move the pixel median
+    label[0:4, 0:2] = 1
     cells = region_cells([label], 4)
     assert cells[1] == 2.0 and cells[2] == 0.5 and cells[3] is None
-    confusion = np.zeros((2, 3, 4, 4), np.int64)  # 2 snippets, 3 key offsets, [truth, prediction]
+    confusion = np.zeros((3, 2, 4, 4), np.int64)  # 3 key offsets, 2 snippets, [truth, prediction]
     confusion[:, :, 0, 0] = 10
-    confusion[:, 0, 1, 1] = 5  # class 1: right at offset 0 ...
-    confusion[:, 2, 1, 1], confusion[:, 2, 1, 0] = 3, 2  # ... and 3 of 5 pixels at the last offset
+    confusion[0, :, 1, 1] = 5  # class 1: right at offset 0 ...
+    confusion[2, :, 1, 1], confusion[2, :, 1, 0] = 3, 2  # ... and 3 of 5 pixels at the last offset
     rows = {r["class"]: r for r in propagation_by_class(confusion, ["a", "b", "c", "d"], cells)}
     assert set(rows) == {"a", "b"}  # classes without labelled pixels are left out
     assert rows["b"]["iou_key"] == pytest.approx(1.0) and rows["b"]["iou_last"] == pytest.approx(0.6)
