@@ -264,7 +264,8 @@ def _markdown(plan: SegReportPlan, video: CityscapesVideo, rows: list[dict], cur
                   f"IoU (%) of the DFF row with the key frame at offset 0 (N_feat on the labelled frame) and at offset "
                   f"{last} (the farthest of the protocol), by class, beside the class's share of the labelled pixels "
                   "and its region size: the median over its pixels of the shorter side of the connected region's box "
-                  "that holds them, in stride-16 feature cells.", "", f"| class | pixel share | region (cells) | IoU, offset 0 | IoU, offset {last} | loss |",
+                  "that holds them, in stride-16 feature cells.", "",
+                  f"| class | pixel share | region (cells) | IoU, offset 0 | IoU, offset {last} | loss |",
                   "|---|---|---|---|---|---|"]
         for c in sorted(by_class, key=lambda c: -c["loss"]):
             size = "-" if c["region_cells"] is None else f"{c['region_cells']:.1f}"
