@@ -42,6 +42,7 @@ from featflow.data.cityscapes import CityscapesVideo  # noqa: E402
 from featflow.engine.checkpoint import load_flow_into, load_segmenter  # noqa: E402
 from featflow.engine.seg_inference import evaluate_segmentation, offset_matrices, time_stream  # noqa: E402
 from featflow.evaluation.bootstrap import miou_difference  # noqa: E402
+from featflow.evaluation.segmentation import ConfusionMatrix  # noqa: E402
 from featflow.methods.segmentation import VideoSegmenter  # noqa: E402
 from featflow.modeling.feature_net import FEATURE_STRIDE  # noqa: E402
 from featflow.registry import resolve_weights  # noqa: E402
@@ -165,14 +166,12 @@ def propagation_by_class(confusion: np.ndarray, class_names: list[str], cells: l
     """Where propagation loses: per class, IoU at key offset 0 (N_feat on the labelled frame) and at the last
     offset of the DFF protocol, from a row's (offsets, snippets, C, C) confusions, beside the class's share of the
     labelled pixels and its region size in cells (``region_cells``)."""
-    matrices = confusion.sum(1)  # (offsets, snippets, C, C) -> (offsets, C, C) [truth, prediction]
-    tp = np.diagonal(matrices, axis1=1, axis2=2).astype(np.float64)  # (offsets, C)
-    union = matrices.sum(1) + matrices.sum(2) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, tp / union, np.nan)
-    truth = matrices[0].sum(1)  # labelled pixels per class (every offset sees the same frames)
+    key, last = ConfusionMatrix(confusion.shape[-1]), ConfusionMatrix(confusion.shape[-1])
+    key.matrix, last.matrix = confusion[0].sum(0), confusion[-1].sum(0)  # over snippets: (C, C) [truth, prediction]
+    iou_key, iou_last = key.iou(), last.iou()
+    truth = key.matrix.sum(1)  # labelled pixels per class (every offset sees the same frames)
     return [{"class": name, "pixel_share": float(truth[c] / truth.sum()), "region_cells": cells[c],
-             "iou_key": float(iou[0, c]), "iou_last": float(iou[-1, c]), "loss": float(iou[0, c] - iou[-1, c])}
+             "iou_key": float(iou_key[c]), "iou_last": float(iou_last[c]), "loss": float(iou_key[c] - iou_last[c])}
             for c, name in enumerate(class_names) if truth[c] > 0]
 
 
