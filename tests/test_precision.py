@@ -30,6 +30,24 @@ def test_autocast_types_and_fallbacks(monkeypatch, caplog):
         DetStreamConfig("frame", precision="fp8")
 
 
+def test_auto_is_bf16_where_native_and_fp32_elsewhere_without_a_warning(monkeypatch, caplog):
+    cpu = torch.device("cpu")
+    with caplog.at_level(logging.WARNING, logger="featflow.modeling.precision"):
+        monkeypatch.setattr(precision, "bf16_supported", lambda device: True)
+        assert precision.autocast_dtype("auto", cpu) == torch.bfloat16
+        monkeypatch.setattr(precision, "bf16_supported", lambda device: False)
+        assert precision.autocast_dtype("auto", cpu) is None
+    assert caplog.text == ""
+
+
+def test_infer_defaults_to_auto_and_eval_to_fp32():
+    from featflow.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["infer", "clip.mp4"]).precision == "auto"
+    assert parser.parse_args(["eval", "seg", "--data", "d", "--weights", "w"]).precision == "fp32"
+
+
 def _clip(n: int = 6) -> list[np.ndarray]:
     video = SyntheticVideo(SynthConfig(96, 160, n), seed=3, index=0, split="val")
     return [video.frame(t) for t in range(n)]

@@ -66,7 +66,8 @@ POSTPROCESS: tuple[str, ...] = ("seq-nms", "mgp", "tubelet")
 # ---- training --------------------------------------------------------------------------------------------------
 
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+#: "auto": bf16 where the device runs it natively, else fp32 (the inference default of featflow infer).
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 #: Learning-rate schedules after the warm-up: cosine decay to 1%, or steps (x gamma at fractions of the run).
 SCHEDULES: tuple[str, ...] = ("cosine", "step")
 

@@ -9,8 +9,8 @@ from featflow.cli import options
 from featflow.errors import FeatflowError
 from featflow.registry import DET_METHODS, FLOW_NETS, POSTPROCESS, PRECISIONS, SEG_METHODS, resolve_weights
 
-PRECISION_HELP = ("fp32 (default), bf16 (CPUs with AVX512-BF16 / AMX, GPUs) or fp16 (GPUs): autocast of the model; "
-                  "fp32 with a warning where the device lacks it")
+PRECISION_HELP = ("fp32 (default), auto (bf16 where native, else fp32), bf16 (CPUs with AVX512-BF16 / AMX, GPUs) "
+                  "or fp16 (GPUs): autocast of the model; fp32 with a warning where the device lacks it")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
