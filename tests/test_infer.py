@@ -220,3 +220,27 @@ def test_models_command(capsys):
     assert main(["models"]) == 0
     printed = capsys.readouterr().out
     assert all(info.name in printed for info in featflow.shipped_models())
+
+
+def test_offline_dff_writes_the_frame_by_frame_results(tmp_path, tiny_models, capsys):
+    """featflow infer --flow-batch: F on a key interval's frames at once; every frame's labels as without it,
+    in frame order, the key frames marked the same."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(_clip(7, 32, 48, seed=4)):
+        cv2.imwrite(str(folder / f"{t:03d}.png"), frame)
+    seg, _ = tiny_models
+    out = {}
+    for batch in ("1", "3"):
+        out[batch] = tmp_path / f"b{batch}.jsonl"
+        assert main(["infer", str(folder), "--task", "seg", "--weights", str(seg), "--method", "dff",
+                     "--key-interval", "4", "--flow-batch", batch, "--precision", "fp32",
+                     "--json", str(out[batch]), "--quiet"]) == 0, capsys.readouterr().err
+    lines = {b: [json.loads(line) for line in p.read_text().splitlines()] for b, p in out.items()}
+    assert [r["frame"] for r in lines["3"]] == list(range(7))
+    assert [r["key"] for r in lines["3"]] == [r["key"] for r in lines["1"]] == [True, False, False, False,
+                                                                                True, False, False]
+    agree = [np.mean(decode_labels(a["mask"]) == decode_labels(b["mask"])) for a, b in zip(lines["1"], lines["3"])]
+    assert min(agree) > 0.999, agree
+    with pytest.raises(SystemExit):  # argparse: a batch is at least one frame
+        main(["infer", str(folder), "--flow-batch", "0"])

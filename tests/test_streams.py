@@ -212,3 +212,38 @@ def test_a_compiled_model_streams_what_the_eager_one_does():
         outputs.append([o.features for f in frames for o in stream.push(f)] + [o.features for o in stream.finish()])
     for x, y in zip(*outputs, strict=True):
         torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["dff", "sff-fast"])
+def test_offline_dff_batches_a_key_intervals_flow_and_gives_the_same_features(method):
+    """flow_batch b: propagated frames wait for b of them (or the next key frame, or the end), F runs on them in
+    one call, and every frame's features are those of the frame-by-frame stream, in frame order."""
+    model = _models()["seg"]
+    frames = _frames(9)
+    images = [torch.from_numpy(f).permute(2, 0, 1)[None].float() for f in frames]
+    reference = build_stream(method, model, StreamOptions(FixedInterval(4)))
+    expected = [reference.push(image)[0] for image in images]
+    batched = build_stream(method, model, StreamOptions(FixedInterval(4), flow_batch=2))
+    given = [[item.index for item in batched.push(image)] for image in images]
+    # keys 0, 4, 8 at once; frames 1-2 and 5-6 in pairs, 3 and 7 when the next key frame comes
+    assert given == [[0], [], [1, 2], [], [3, 4], [], [5, 6], [], [7, 8]]
+    batched.reset()
+    items = [item for image in images for item in batched.push(image)] + batched.finish()
+    assert [i.index for i in items] == list(range(9))
+    assert [i.is_key for i in items] == [i.is_key for i in expected]
+    for got, want in zip(items, expected):
+        torch.testing.assert_close(got.features, want.features, rtol=1e-4, atol=1e-4)
+    tail = build_stream(method, model, StreamOptions(FixedInterval(4), flow_batch=3))
+    assert [len(tail.push(image)) for image in images[:3]] == [1, 0, 0]
+    assert [i.index for i in tail.finish()] == [1, 2]  # the end gives out the frames still waiting
+
+
+def test_offline_dff_calls_the_flow_once_per_batch():
+    model = _models()["det"]
+    flow = _CountingZeroFlow()
+    options = StreamOptions(FixedInterval(5), flow_batch=4, source=flow)
+    out = list(run_stream(model, _frames(10), "dff", options))
+    assert [item.index for item, _, _ in out] == list(range(10))
+    assert flow.calls == 2  # frames 1-4 and 6-9, one call each
+    with pytest.raises(FeatflowError, match="flow_batch must be at least 1"):
+        StreamOptions(flow_batch=0)

@@ -74,3 +74,16 @@ def test_matches_bilinear_grid_sampling_with_zero_padding(channels_last):
     expected = torch.nn.functional.grid_sample(features, torch.stack([gx, gy], -1), mode="bilinear",
                                                padding_mode="zeros", align_corners=False)
     torch.testing.assert_close(warp(features, flow), expected, atol=1e-5, rtol=0)
+
+
+def test_one_frames_features_serve_a_batch_of_flows():
+    """Offline DFF warps one key frame's features along several frames' flows in one call: the same as warping a
+    copy of the features for each flow."""
+    torch.manual_seed(0)
+    features = torch.randn(1, 6, 5, 7)
+    flow = torch.randn(3, 2, 5, 7) * 2
+    shared = warp(features, flow)
+    assert shared.shape == (3, 6, 5, 7)
+    torch.testing.assert_close(shared, warp(features.expand(3, -1, -1, -1).contiguous(), flow))
+    with pytest.raises(ValueError, match="does not match"):
+        warp(torch.randn(2, 6, 5, 7), flow)

@@ -89,7 +89,7 @@ def run_infer(source: FrameSource, model: Model, method: str | None = None, key_
               window: int = 10, online: bool = False, out_video: str | os.PathLike | None = None,
               out_json: str | os.PathLike | None = None, progress: bool = True, min_score: float = 0.3,
               start: int = 0, max_frames: int | None = None,
-              stop: Callable[[], bool] | None = None, precision: str = "fp32",
+              stop: Callable[[], bool] | None = None, precision: str = "fp32", flow_batch: int = 1,
               between_frames: Callable[[], object] | None = None) -> InferSummary:
     """Run ``model`` over ``source`` (from frame ``start``, at most ``max_frames`` frames), writing the annotated
     video and / or the JSON lines (boxes scoring >= ``min_score``); -> the summary.
@@ -127,7 +127,7 @@ def run_infer(source: FrameSource, model: Model, method: str | None = None, key_
             damage.append(err)
 
     def annotated(lines) -> Iterator[TimedFrame]:  # at the source's times: the output plays in sync with it
-        for result in model.stream(frames(), method, key_interval, window, online, precision):
+        for result in model.stream(frames(), method, key_interval, window, online, precision, flow_batch):
             if stop is not None and stop():
                 stopped.append(True)
                 if counts["frames"] == 0:

@@ -32,9 +32,13 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="annotated video: .mp4, .mkv, .webm, .avi or .gif (default SOURCE_TASK_METHOD.mp4)")
     p.add_argument("--json", type=Path, default=None, help="per-frame results as JSON lines")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp32 (default), bf16 (CPUs with AVX512-BF16 / AMX, GPUs) or fp16 (GPUs): autocast of the "
-                        "feature computation; falls back to fp32 with a warning where the device lacks it"),
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto (default: bf16 where the device runs it natively, else fp32), fp32, bf16 (CPUs with "
+                        "AVX512-BF16 / AMX, GPUs) or fp16 (GPUs): autocast of the feature computation; an explicit "
+                        "bf16 or fp16 falls back to fp32 with a warning where the device lacks it"),
+    p.add_argument("--flow-batch", type=options.positive, default=1,
+                   help="DFF / SFF offline: F on this many propagated frames of a key interval at once (up to l - 1; "
+                        "faster on the CPU, reports/speed.md), those frames written up to that many frames late")
     p.add_argument("--compile", action="store_true",
                    help="run N_feat, F and the embedding net through torch.compile with frozen weights: on the CPU "
                         "up to 17%% faster per frame at the papers' sizes (reports/speed.md), after a first frame "
@@ -162,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         summary = run_infer(source, model, args.method, args.key_interval, args.window, args.online, out, args.json,
                             progress=not args.quiet, min_score=args.min_score, start=args.start,
                             max_frames=args.max_frames, stop=signals, precision=args.precision,
+                            flow_batch=args.flow_batch,
                             between_frames=share.update if share else None)
     if summary.interrupted:
         what = " and ".join(str(p) for p in (summary.video, summary.json) if p) or "nothing"

@@ -84,19 +84,20 @@ class Model:
 
     def stream(self, frames: Iterable[np.ndarray | torch.Tensor], method: str | None = None,
                key_interval: int | None = None, window: int = 10, online: bool = False,
-               precision: str = "fp32") -> Iterator[FrameResult]:
+               precision: str = "fp32", flow_batch: int = 1) -> Iterator[FrameResult]:
         """One ``FrameResult`` per frame, in frame order (FGFA offline: ``window`` frames late). Frames are
         (H, W, 3) RGB uint8 (grey or RGBA is converted); memory stays bounded whatever the length. A detector sees
         them resized as ``self.resize`` says and gives its boxes in their own pixels.
         ``precision`` "bf16" autocasts the feature computation where the device runs bfloat16 natively
-        (``featflow.modeling.precision``; fp32 with a warning elsewhere)."""
+        (``featflow.modeling.precision``; fp32 with a warning elsewhere). ``flow_batch`` b > 1 runs DFF / SFF
+        offline: F on b propagated frames of a key interval at once, those frames up to b - 1 frames late."""
         method = method or self.default_method
         if method not in self.methods:
             raise FeatflowError(f"this {self.task} model runs {', '.join(self.methods)}; not {method!r}")
         interval = DEFAULT_KEY_INTERVAL[self.task] if key_interval is None else key_interval
         if interval < 1:
             raise FeatflowError(f"the key interval must be at least 1, got {interval}")
-        options = StreamOptions(FixedInterval(interval), window, online, precision=precision)
+        options = StreamOptions(FixedInterval(interval), window, online, precision=precision, flow_batch=flow_batch)
         if self.task == "seg":
             for item, output, seconds in run_stream(self.net, _frames(frames), method, options):
                 yield FrameResult(item.index, 1000 * seconds, item.is_key, labels=output.cpu().numpy())

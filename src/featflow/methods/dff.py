@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 class FlowSource(Protocol):
     def __call__(self, current: Tensor, key: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(N, 3, H, W) RGB frames in [0, 255] -> (flow (N, 2, h, w) in feature pixels, scale or None)."""
+        """(N, 3, H, W) RGB frames in [0, 255] and their key frames (N, or 1 shared by all N) -> (flow (N, 2, h, w)
+        in feature pixels, scale or None)."""
 
 
 class ShallowFlow:
@@ -43,7 +44,7 @@ class ShallowFlow:
     @torch.no_grad()
     def __call__(self, current: Tensor, key: Tensor) -> tuple[Tensor, None]:
         flows = []
-        for cur, k in zip(current, key):  # (3, H, W) each
+        for cur, k in zip(current, key.expand_as(current)):  # (3, H, W) each
             a = cur.permute(1, 2, 0).clamp(0, 255).round().byte().cpu().numpy()
             b = k.permute(1, 2, 0).clamp(0, 255).round().byte().cpu().numpy()
             flows.append(torch.from_numpy(self.estimator(a, b)).permute(2, 0, 1))
@@ -81,14 +82,16 @@ class StreamFlow:
         return prepared
 
     def __call__(self, current: Tensor, key: Tensor) -> tuple[Tensor, Tensor | None]:
-        out = self.flow_net(self._prepared(current), self._prepared(key), with_scale=self.with_scale)
+        prepared = self._prepared(current)
+        out = self.flow_net(prepared, self._prepared(key).expand_as(prepared), with_scale=self.with_scale)
         return out.flow, out.scale
 
 
 def propagate_features(model: "VideoModel", key_features: Tensor, current: Tensor, key: Tensor,
                        source: FlowSource | None = None) -> Tensor:
     """Features of ``current`` warped from the key frame's: W(key_features, flow) * scale, the flow (and scale
-    field) from ``source`` or else the model's F."""
+    field) from ``source`` or else the model's F. ``current`` (N, 3, H, W) may be N frames of one key frame
+    (``key`` and ``key_features`` of batch 1): F then runs on the N pairs in one batch (offline DFF)."""
     flow, scale = (source or model.learned_flow)(current, key)
     return propagate(key_features, flow, scale)
 

@@ -9,7 +9,9 @@ can run. A new way of getting features is one class here (or anywhere) and one l
 
 - ``KeyFrameFeatures``: per-frame (every frame a key frame) and DFF (the scheduler picks key frames; the
   others propagate the key frame's features). Holds the key frame's image and features. ``PerFrame``, ``DFF``
-  and ``SFFSlow`` / ``SFFFast`` (propagation along OpenCV's DIS flow) are its named forms.
+  and ``SFFSlow`` / ``SFFFast`` (propagation along OpenCV's DIS flow) are its named forms. With
+  ``flow_batch`` b > 1 it runs offline: propagated frames wait until b of them share a key frame (or the next key
+  frame or the end comes), and F runs on them in one batch, which reads F's weights once for b frames.
 - ``AggregatedFeatures``: FGFA over the window t-K..t+K (offline: output delayed K frames, the ends padded
   by repeating the first / last frame) or t-K..t (online: no delay). Holds a ring buffer of the last 2K+1
   frames' images, features and embeddings, each computed once; F runs once per (current, reference) pair.
@@ -72,18 +74,26 @@ class StreamOptions:
     online: bool = False  # FGFA on frames t-K..t only
     source: FlowSource | None = None
     precision: str = "fp32"
+    flow_batch: int = 1  # DFF / SFF: propagated frames per flow call (> 1: offline, up to flow_batch - 1 frames late)
+
+    def __post_init__(self) -> None:
+        if self.flow_batch < 1:
+            raise FeatflowError(f"flow_batch must be at least 1, got {self.flow_batch}")
 
 
 class KeyFrameFeatures:
     """(1, 3, H, W) frames -> (features (1, C, h, w), whether the frame was a key frame): ``step`` for one frame
-    at a time, ``push`` / ``finish`` as a ``FeatureStream`` (no delay: every push gives out its own frame)."""
+    at a time, ``push`` / ``finish`` as a ``FeatureStream`` (no delay: every push gives out its own frame, unless
+    ``flow_batch`` > 1: then propagated frames come out in batches, see ``push``)."""
 
     def __init__(self, model: VideoModel, propagate: bool, scheduler: KeyFrameScheduler | None = None,
-                 source: FlowSource | None = None) -> None:
+                 source: FlowSource | None = None, flow_batch: int = 1) -> None:
         if propagate and model.flow_net is None and source is None:
             raise ValueError("propagating features needs a model with a flow network (a DFF checkpoint) "
                              "or a flow source")
-        self.model, self.propagate = model, propagate
+        if flow_batch < 1:
+            raise ValueError(f"flow_batch must be at least 1, got {flow_batch}")
+        self.model, self.propagate, self.flow_batch = model, propagate, flow_batch
         # the key frame's input to F is prepared once, not once per frame that propagates from it
         self.source = source or (StreamFlow(model, with_scale=True, capacity=2) if propagate else None)
         self.scheduler = scheduler or FixedInterval(1)
@@ -93,6 +103,7 @@ class KeyFrameFeatures:
         self.index = 0
         self.key_image: Tensor | None = None
         self.key_features: Tensor | None = None
+        self.pending: list[tuple[int, Tensor]] = []  # (index, image) of propagated frames not yet given out
         self.scheduler.reset()
 
     @torch.no_grad()
@@ -107,12 +118,40 @@ class KeyFrameFeatures:
         return features, is_key
 
     def push(self, image: Tensor) -> list[StreamItem]:
-        index = self.index
-        features, is_key = self.step(image)
-        return [StreamItem(index, features, is_key)]
+        """The frame's features at once (``flow_batch`` 1); else a key frame comes out at once, after the
+        propagated frames still waiting from the previous key frame, and propagated frames wait until
+        ``flow_batch`` of them are there."""
+        if self.flow_batch == 1:
+            index = self.index
+            features, is_key = self.step(image)
+            return [StreamItem(index, features, is_key)]
+        is_key = not self.propagate or self.key_features is None or self.scheduler.is_key(self.index)
+        ready: list[StreamItem] = []
+        if is_key:
+            ready = self._propagate_pending()
+            self.key_image, self.key_features = image, self.model.key_features(image)
+            ready.append(StreamItem(self.index, self.key_features, True))
+        else:
+            self.pending.append((self.index, image))
+            if len(self.pending) == self.flow_batch:
+                ready = self._propagate_pending()
+        self.index += 1
+        return ready
+
+    @torch.no_grad()
+    def _propagate_pending(self) -> list[StreamItem]:
+        """The waiting frames' features, propagated from the current key frame with one flow call on all of
+        them."""
+        if not self.pending:
+            return []
+        indices, images = zip(*self.pending)
+        self.pending = []
+        features = propagate_features(self.model, self.key_features, torch.cat(images), self.key_image,
+                                      self.source)  # (b, C, h, w)
+        return [StreamItem(index, features[j:j + 1], False) for j, index in enumerate(indices)]
 
     def finish(self) -> list[StreamItem]:
-        return []
+        return self._propagate_pending()
 
 
 @dataclass
@@ -210,7 +249,7 @@ class DFF(KeyFrameFeatures):
     """``dff``: N_feat on the scheduler's key frames, the others warped from it along F (x the scale field)."""
 
     def __init__(self, model: VideoModel, options: StreamOptions = StreamOptions()) -> None:
-        super().__init__(model, True, options.scheduler, options.source)
+        super().__init__(model, True, options.scheduler, options.source, options.flow_batch)
 
     @staticmethod
     def unsupported(model: VideoModel) -> str | None:
@@ -223,7 +262,8 @@ class SFFSlow(KeyFrameFeatures):
     preset = "medium"
 
     def __init__(self, model: VideoModel, options: StreamOptions = StreamOptions()) -> None:
-        super().__init__(model, True, options.scheduler, options.source or ShallowFlow(DISFlow(self.preset)))
+        super().__init__(model, True, options.scheduler, options.source or ShallowFlow(DISFlow(self.preset)),
+                         options.flow_batch)
 
     @staticmethod
     def unsupported(model: VideoModel) -> str | None:

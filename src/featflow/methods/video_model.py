@@ -105,10 +105,12 @@ class VideoModel(nn.Module):
         return self.feature_net(feature_input(images))
 
     def learned_flow(self, current: Tensor, key: Tensor, with_scale: bool = True) -> tuple[Tensor, Tensor | None]:
-        """F: the current -> key flow (feature pixels) and the scale field (None unless ``with_scale``)."""
+        """F: the current -> key flow (feature pixels) and the scale field (None unless ``with_scale``); one key
+        frame (batch 1) may serve every current frame."""
         if self.flow_net is None:
             raise RuntimeError("this model has no flow network: it can only run per frame")
-        out = self.flow_net(flow_input(current), flow_input(key), with_scale=with_scale)
+        prepared = flow_input(current)
+        out = self.flow_net(prepared, flow_input(key).expand_as(prepared), with_scale=with_scale)
         return out.flow, out.scale
 
     def features(self, current: Tensor, key: Tensor | None = None, same: Tensor | None = None,

@@ -25,6 +25,7 @@ def pixel_grid(height: int, width: int, like: Tensor) -> Tensor:
 
 def warp(features: Tensor, flow: Tensor) -> Tensor:
     """W(features, flow): (N, C, h, w) key-frame features, (N, 2, h, w) flow -> (N, C, h, w), channels-last.
+    Features of one frame (1, C, h, w) are shared by all N flows (N frames warped from one key frame).
 
     Each output pixel is the weighted sum of (at most) four feature vectors, so the warp is one fused
     gather-and-sum over whole pixels (``embedding_bag`` with per-sample weights) on a channels-last view:
@@ -34,14 +35,16 @@ def warp(features: Tensor, flow: Tensor) -> Tensor:
     if features.dim() != 4 or flow.dim() != 4 or flow.shape[1] != 2:
         raise ValueError(f"expected features (N, C, h, w) and flow (N, 2, h, w), got {tuple(features.shape)} "
                          f"and {tuple(flow.shape)}")
-    n, c, h, w = features.shape
-    if flow.shape[0] != n or flow.shape[-2:] != (h, w):
+    frames, c, h, w = features.shape
+    n = flow.shape[0]
+    if frames not in (1, n) or flow.shape[-2:] != (h, w):
         raise ValueError(f"flow {tuple(flow.shape)} does not match features {tuple(features.shape)}")
     target = pixel_grid(h, w, flow) + flow  # (N, 2, h, w): where each pixel reads from, in pixels
     x, y = target[:, 0], target[:, 1]  # (N, h, w) each
     x0, y0 = x.floor(), y.floor()
     fx, fy = x - x0, y - y0  # the bilinear fractions carry the gradient to the flow
-    base = torch.arange(n, device=flow.device).view(n, 1, 1) * (h * w)  # first row of each frame in the table
+    # first row of each flow's frame in the table (all 0 when one frame's features serve every flow)
+    base = torch.arange(n, device=flow.device).view(n, 1, 1) * (h * w if frames == n else 0)
     indices, weights = [], []
     for dx, dy, weight in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
         xi, yi = x0 + dx, y0 + dy
@@ -49,7 +52,7 @@ def warp(features: Tensor, flow: Tensor) -> Tensor:
         row = yi.clamp(0, h - 1).long() * w + xi.clamp(0, w - 1).long()
         indices.append(base + row)
         weights.append(weight * inside)
-    table = features.permute(0, 2, 3, 1).reshape(n * h * w, c)  # (N*h*w, C): a view when channels-last
+    table = features.permute(0, 2, 3, 1).reshape(frames * h * w, c)  # (N*h*w, C): a view when channels-last
     out = F.embedding_bag(torch.stack(indices, -1).view(-1, 4), table,
                           per_sample_weights=torch.stack(weights, -1).view(-1, 4).to(features.dtype), mode="sum")
     return out.view(n, h, w, c).permute(0, 3, 1, 2)  # (N, C, h, w) in channels-last memory
