@@ -6,7 +6,16 @@ from types import SimpleNamespace
 import pytest
 
 from featflow.analysis.cost import feature_net_cost, flow_net_cost
-from featflow.analysis.profile import _category, profile_markdown, profile_method, speed_markdown
+from featflow.analysis.profile import (
+    REPORT_SETTINGS,
+    _category,
+    profile_markdown,
+    profile_method,
+    report_runs,
+    speed_markdown,
+)
+from featflow.errors import FeatflowError
+from featflow.modeling.precision import bf16_supported
 
 
 def test_dff_profile_has_each_stage_at_its_share_of_a_frame():
@@ -78,5 +87,36 @@ def test_a_compiled_profile_counts_the_same_work_and_the_report_sets_it_beside_e
     assert [s.multiply_adds for s in compiled.stages] == [s.multiply_adds for s in eager.stages]
     assert all(s.ms_per_call > 0 for s in compiled.stages)
     text = speed_markdown([eager, compiled])
-    assert "| seg DFF resnet18 + flownet_inception, 48x64, l=4 |" in text and ", compiled" in text
+    assert "| seg DFF resnet18 + flownet_inception, 48x64, l=4 | fp32 eager |" in text
+    assert "| seg DFF resnet18 + flownet_inception, 48x64, l=4 | fp32 compiled |" in text
     assert json.loads(json.dumps(compiled.to_json()))["compiled"] is True
+
+
+def test_offline_dff_profiles_f_once_per_batch_and_keeps_the_arithmetic():
+    """flow_batch b: one F call serves b propagated frames, so it runs (l-1)/l / b times a frame and counts b
+    frames' multiply-adds; the multiply-add bound is the frame-by-frame one."""
+    eager = profile_method("seg", "dff", "resnet18", "flownet_inception", (48, 64), key_interval=4, repeats=1)
+    batched = profile_method("seg", "dff", "resnet18", "flownet_inception", (48, 64), key_interval=4, repeats=1,
+                             flow_batch=3)
+    f_eager, f_batched = eager.stages[1], batched.stages[1]
+    assert f_batched.name == "F (flow and scale field), 3 frames a call"
+    assert f_batched.calls_per_frame == pytest.approx(0.25) and f_batched.multiply_adds == 3 * f_eager.multiply_adds
+    assert batched.arithmetic_ratio == pytest.approx(eager.arithmetic_ratio)
+    assert "fp32 eager, F on 3 frames a call" in speed_markdown([eager, batched])
+    with pytest.raises(FeatflowError, match="flow_batch 4"):
+        profile_method("seg", "dff", "resnet18", "flownet_inception", (48, 64), key_interval=4, flow_batch=4)
+
+
+def test_a_bf16_profile_says_its_precision_and_the_report_runs_every_variant():
+    result = profile_method("det", "dff", "resnet18", "flownet_inception", (48, 64), key_interval=2, repeats=1,
+                            precision="bf16")
+    import torch
+
+    assert result.precision == ("bf16" if bf16_supported(torch.device("cpu")) else "fp32")
+    assert json.loads(json.dumps(result.to_json()))["precision"] == result.precision
+    runs = report_runs()
+    dff = [s for s in REPORT_SETTINGS if s["method"] == "dff"]
+    assert len(runs) == 3 * len(REPORT_SETTINGS) + 2 * len(dff)
+    batched = [r for r in runs if r.get("flow_batch")]
+    assert {(r["task"], r["flow_batch"]) for r in batched} == {(s["task"], s["key_interval"] - 1) for s in dff}
+    assert {r.get("precision", "fp32") for r in batched} == {"fp32", "bf16"}

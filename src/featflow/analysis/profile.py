@@ -13,6 +13,10 @@ on the paper-sized model (random weights, ``analysis.speed``):
   eager model before any compilation (``compile``: then N_feat, F and the embedding run through ``torch.compile``
   with frozen weights, ``VideoModel.for_inference``, and the warm-up call compiles).
 
+``precision`` autocasts every stage as the streams do (``featflow.modeling.precision``); ``flow_batch`` b > 1
+profiles offline DFF (``StreamOptions.flow_batch``): F runs on b frames of one key frame per call, so a call
+serves b frames.
+
 A stage's GMAC/s beside N_feat's names the stage that runs far from its arithmetic.
 """
 
@@ -31,6 +35,7 @@ from featflow.analysis.speed import paper_model
 from featflow.errors import FeatflowError
 from featflow.methods.fgfa import frame_features
 from featflow.methods.video_model import VideoModel
+from featflow.modeling.precision import autocast, autocast_dtype
 from featflow.modeling.warp import propagate, warp
 from featflow.registry import TASKS, check_choice
 
@@ -89,6 +94,8 @@ class MethodProfile:
     threads: int
     device: str
     compiled: bool = False  # N_feat, F and the embedding through torch.compile (frozen weights)
+    precision: str = "fp32"  # the autocast of every stage ("bf16": bfloat16 where native)
+    flow_batch: int = 1  # DFF's F on this many frames per call (offline DFF)
 
     @property
     def ms_per_frame(self) -> float:
@@ -115,7 +122,8 @@ class MethodProfile:
         talk's cost rule); FGFA: the floor (N_feat + embedding + 2K F + head) / (N_feat + head)."""
         single = self._macs("N_feat", "head")
         if self.method == "dff":
-            r = sum(s.multiply_adds for s in self.stages if s.name.startswith("F ")) / self._macs("N_feat")
+            flow = sum(s.multiply_adds for s in self.stages if s.name.startswith("F ")) / self.flow_batch  # a frame's
+            r = flow / self._macs("N_feat")
             return self.key_interval / (1 + (self.key_interval - 1) * r)
         return sum(s.calls_per_frame * s.multiply_adds for s in self.stages) / single
 
@@ -144,8 +152,12 @@ def _count(run: Callable[[], object], model: VideoModel) -> int:
     return counter.total
 
 
-def _profile_stage(name: str, run: Callable[[], object], multiply_adds: int, calls_per_frame: float, repeats: int,
-                   sync: Callable[[], None]) -> StageProfile:
+def _profile_stage(name: str, stage: Callable[[], object], multiply_adds: int, calls_per_frame: float,
+                   repeats: int, sync: Callable[[], None], cast: torch.dtype | None, device: str) -> StageProfile:
+    def run() -> object:
+        with autocast(torch.device(device), cast):
+            return stage()
+
     run()  # warm-up: kernel selection, allocations (and the compilation of a compiled model)
     sync()
     start = time.perf_counter()
@@ -171,28 +183,36 @@ def _profile_stage(name: str, run: Callable[[], object], multiply_adds: int, cal
 @torch.no_grad()
 def profile_method(task: str = "seg", method: str = "dff", feature_net: str = "resnet101", flow_net: str = "flownet",
                    size: tuple[int, int] = (512, 1024), key_interval: int = 5, window: int = 10, repeats: int = 3,
-                   device: str = "cpu", seed: int = 0, compile: bool = False) -> MethodProfile:
+                   device: str = "cpu", seed: int = 0, compile: bool = False, precision: str = "fp32",
+                   flow_batch: int = 1) -> MethodProfile:
     """Profile ``method`` stage by stage on the paper-sized ``task`` model (random weights) at ``size``
-    (``compile``: its networks through ``torch.compile``)."""
+    (``compile``: its networks through ``torch.compile``; ``precision``: their autocast; ``flow_batch``: DFF's F
+    on that many frames per call)."""
     check_choice("task", task, TASKS)
     check_choice("method", method, PROFILED_METHODS)
     if method == "fgfa" and task != "det":
         raise FeatflowError("the FGFA profile is for --task det")
     if key_interval < 1 or window < 0 or repeats < 1:
         raise FeatflowError("key interval and repeats must be at least 1, the window at least 0")
+    if not 1 <= flow_batch <= max(key_interval - 1, 1) or (flow_batch > 1 and method != "dff"):
+        raise FeatflowError(f"flow_batch {flow_batch}: DFF batches at most the l - 1 = {key_interval - 1} frames "
+                            "of a key interval (FGFA: 1)")
+    cast = autocast_dtype(precision, torch.device(device), purpose="profiling")
     torch.manual_seed(seed)
     model, _ = paper_model(task, feature_net, flow_net, aggregation="adaptive" if method == "fgfa" else None)
     model.for_inference(device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     current, key = (torch.rand(1, 3, *size, device=device) * 255 for _ in range(2))
+    currents = torch.rand(flow_batch, 3, *size, device=device) * 255  # a key interval's frames (offline DFF)
     key_features = model.key_features(key)
     stages: list[tuple[str, Callable[[], object], float]]  # (name, one call, calls per frame)
     if method == "dff":
         flow, scale = model.learned_flow(current, key)
         propagated = propagate(key_features, flow, scale)
         others = (key_interval - 1) / key_interval
+        name = "F (flow and scale field)" + (f", {flow_batch} frames a call" if flow_batch > 1 else "")
         stages = [("N_feat", lambda: model.key_features(key), 1 / key_interval),
-                  ("F (flow and scale field)", lambda: model.learned_flow(current, key), others),
+                  (name, lambda: model.learned_flow(currents, key), others / flow_batch),
                   ("W (warp x scale)", lambda: propagate(key_features, flow, scale), others),
                   ("head", lambda: model.predict(propagated, size), 1.0)]
     else:
@@ -216,11 +236,13 @@ def profile_method(task: str = "seg", method: str = "dff", feature_net: str = "r
     counts = [_count(run, model) for _, run, _ in stages]
     if compile:
         model.for_inference(device, compile=True)
-    profiled = tuple(_profile_stage(name, run, macs, calls, repeats, sync)
+    profiled = tuple(_profile_stage(name, run, macs, calls, repeats, sync, cast, device)
                      for (name, run, calls), macs in zip(stages, counts))
     return MethodProfile(task, method, feature_net, flow_net, tuple(size), key_interval if method == "dff" else 1,
                          window if method == "fgfa" else 0, profiled, repeats, torch.get_num_threads(),
-                         torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu", compile)
+                         torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu", compile,
+                         "bf16" if cast == torch.bfloat16 else "fp16" if cast == torch.float16 else "fp32",
+                         flow_batch)
 
 
 def profile_markdown(result: MethodProfile) -> str:
@@ -236,7 +258,7 @@ def profile_markdown(result: MethodProfile) -> str:
         ratio = (f"{result.measured_ratio:.2f}x its cost, where multiply-adds alone would make it "
                  f"{result.arithmetic_ratio:.2f}x")
     lines = [f"### {result.task} {result.method.upper()}: {result.feature_net} + {result.flow_net}, "
-             f"{result.size[0]}x{result.size[1]}, {setting}{', compiled' if result.compiled else ''}", "",
+             f"{result.size[0]}x{result.size[1]}, {setting}, {_variant(result)}", "",
              f"{result.ms_per_frame:.0f} ms per frame on average against {result.single_frame_ms:.0f} ms for the "
              f"single-frame model: {ratio} ({result.device}, {result.threads} threads, mean of {result.repeats} "
              "calls per stage, the stages summed).", "",
@@ -261,10 +283,34 @@ REPORT_SETTINGS: tuple[dict, ...] = (
 )
 
 
+#: How ``featflow bench profile --report`` runs each setting: eager float32, compiled, bfloat16 and (DFF) offline with F
+#: batched over the key interval's l - 1 propagated frames, in both precisions ("interval": l - 1).
+REPORT_VARIANTS: tuple[dict, ...] = ({}, {"compile": True}, {"precision": "bf16"}, {"flow_batch": "interval"},
+                                     {"precision": "bf16", "flow_batch": "interval"})
+
+
+def report_runs() -> list[dict]:
+    """Every (setting, variant) the report profiles, as ``profile_method`` keyword arguments."""
+    runs = []
+    for setting in REPORT_SETTINGS:
+        for variant in REPORT_VARIANTS:
+            if "flow_batch" in variant and setting["method"] != "dff":
+                continue
+            batch = {"flow_batch": setting["key_interval"] - 1} if "flow_batch" in variant else {}
+            runs.append({**setting, **variant, **batch})
+    return runs
+
+
 def _setting(result: MethodProfile) -> str:
     window = f"l={result.key_interval}" if result.method == "dff" else f"K={result.window}"
     return (f"{result.task} {result.method.upper()} {result.feature_net} + {result.flow_net}, "
             f"{result.size[0]}x{result.size[1]}, {window}")
+
+
+def _variant(result: MethodProfile) -> str:
+    """How the setting ran: "fp32 eager", "fp32 compiled", "bf16 eager, F on 4 frames a call", ..."""
+    text = f"{result.precision} {'compiled' if result.compiled else 'eager'}"
+    return text + (f", F on {result.flow_batch} frames a call" if result.flow_batch > 1 else "")
 
 
 def speed_markdown(results: list[MethodProfile]) -> str:
@@ -277,16 +323,16 @@ def speed_markdown(results: list[MethodProfile]) -> str:
              "self time, each operator put in the category of its outermost recognised caller. *compiled*: N_feat, F "
              "and the embedding net run through torch.compile with frozen weights (featflow infer --compile), "
              "the multiply-adds counted on the eager model.", ""]
-    if any(r.compiled for r in results):
-        lines += ["| setting | eager: ms / frame | single frame | ratio | compiled: ms / frame | single frame | ratio "
-                  "| multiply-adds |", "|---|---|---|---|---|---|---|---|"]
-        eager = {_setting(r): r for r in results if not r.compiled}
-        for c in (r for r in results if r.compiled):
-            e = eager.get(_setting(c))
-            cells = (f"{e.ms_per_frame:.0f} | {e.single_frame_ms:.0f} | {e.measured_ratio:.2f}x" if e else "- | - | -")
-            lines.append(f"| {_setting(c)} | {cells} | {c.ms_per_frame:.0f} | {c.single_frame_ms:.0f} | "
-                         f"{c.measured_ratio:.2f}x | {c.arithmetic_ratio:.2f}x |")
-        lines += ["", "Ratio: DFF's speed-up over the single-frame model, FGFA's cost as a multiple of it.", ""]
+    if len(results) > 1:
+        lines += ["| setting | run | ms / frame | single frame (ms) | ratio | multiply-adds |",
+                  "|---|---|---|---|---|---|"]
+        for r in sorted(results, key=lambda r: [_setting(x) for x in results].index(_setting(r))):
+            lines.append(f"| {_setting(r)} | {_variant(r)} | {r.ms_per_frame:.0f} | {r.single_frame_ms:.0f} | "
+                         f"{r.measured_ratio:.2f}x | {r.arithmetic_ratio:.2f}x |")
+        lines += ["", "Ratio: DFF's speed-up over the single-frame model, FGFA's cost as a multiple of it; the "
+                  "single-frame model runs in the row's precision and compilation (N_feat and the head on every "
+                  "frame: batching F does not change it). *F on b frames a call*: offline DFF "
+                  "(`featflow infer --flow-batch`), whose propagated frames come out up to b - 1 frames late.", ""]
     for result in results:
         lines += [profile_markdown(result), ""]
         reference = next((s.gmacs_per_second for s in result.stages if s.name == "N_feat"), None)

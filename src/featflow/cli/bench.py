@@ -17,7 +17,7 @@ from types import ModuleType
 import featflow
 from featflow.cli import options
 from featflow.errors import FeatflowError
-from featflow.registry import FEATURE_NETS, FLOW_NETS, TASKS
+from featflow.registry import FEATURE_NETS, FLOW_NETS, PRECISIONS, TASKS
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +73,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     prof.add_argument("--compile", action="store_true",
                       help="one setting through torch.compile (frozen weights); the report profiles each setting "
                            "both ways")
-    prof.add_argument("--report", type=Path, default=None, help="write speed.md and speed.json into this folder")
+    prof.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast of every stage")
+    prof.add_argument("--flow-batch", type=options.positive, default=1,
+                      help="offline DFF: F on this many frames of a key interval per call (at most l - 1)")
+    prof.add_argument("--report", type=Path, default=None,
+                      help="write speed.md and speed.json into this folder: every report setting eager, compiled, "
+                           "in bf16, and (DFF) with F batched over the key interval")
     prof.set_defaults(func=run_profile)
     seg = bench.add_parser("seg", help="the segmentation report: ablation table, trade-off curves, paper-size speed",
                            description="Evaluate the trained segmenters a plan names (per-frame, DFF, ablations, SFF) "
@@ -249,14 +254,15 @@ def run_speed(args: argparse.Namespace) -> None:
 
 
 def run_profile(args: argparse.Namespace) -> None:
-    from featflow.analysis.profile import REPORT_SETTINGS, profile_markdown, profile_method, speed_markdown
+    from featflow.analysis.profile import profile_markdown, profile_method, report_runs, speed_markdown
     from featflow.analysis.reports import machine_description, write_report
 
     if args.task is None and args.report is None:
         raise FeatflowError("bench profile: give --task (one setting) or --report (the report's settings)")
-    settings = [{**s, "compile": c} for s in REPORT_SETTINGS for c in (False, True)] if args.task is None else [
+    settings = report_runs() if args.task is None else [
         {"task": args.task, "method": args.method, "flow_net": args.flow_net, "size": args.size,
-         "key_interval": args.key_interval, "window": args.window, "compile": args.compile}]
+         "key_interval": args.key_interval, "window": args.window, "compile": args.compile,
+         "precision": args.precision, "flow_batch": args.flow_batch}]
     results = []
     for setting in settings:
         result = profile_method(feature_net=args.feature_net, repeats=args.repeats, device=args.device, **setting)
