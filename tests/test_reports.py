@@ -436,8 +436,9 @@ def test_every_plan_loads_by_name_and_by_path():
     from benchmarks.seg_report import SegReportPlan
     from featflow.errors import MissingInput
 
-    assert benchmarks.plan_names() == ["detection", "detection_vid", "segmentation", "segmentation_budget",
-                                      "segmentation_converge", "segmentation_long", "segmentation_plateau"]
+    assert benchmarks.plan_names() == ["detection", "detection_vid", "detection_vid_converge", "segmentation",
+                                      "segmentation_budget", "segmentation_converge", "segmentation_long",
+                                      "segmentation_plateau"]
     for name in benchmarks.plan_names():
         cls = DetReportPlan if name.startswith("detection") else SegReportPlan
         plan = benchmarks.load_plan(cls, name)
@@ -445,7 +446,8 @@ def test_every_plan_loads_by_name_and_by_path():
     plan = benchmarks.load_plan(DetReportPlan, "detection_vid")
     assert plan.stem == "detection_vid" and plan.bootstrap_samples >= 1000
     assert benchmarks.load_plan(SegReportPlan, "segmentation_budget").earlier_training == ("reports/segmentation.json",)
-    with pytest.raises(MissingInput, match="no plan file nothing .*detection, detection_vid, segmentation"):
+    with pytest.raises(MissingInput,
+                       match="no plan file nothing .*detection, detection_vid, detection_vid_converge, segmentation"):
         benchmarks.load_plan(DetReportPlan, "nothing")
 
 
