@@ -37,8 +37,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                         "AVX512-BF16 / AMX, GPUs) or fp16 (GPUs): autocast of the feature computation; an explicit "
                         "bf16 or fp16 falls back to fp32 with a warning where the device lacks it"),
     p.add_argument("--flow-batch", type=options.positive, default=1,
-                   help="DFF / SFF offline: F on this many propagated frames of a key interval at once (up to l - 1; "
-                        "faster on the CPU, reports/speed.md), those frames written up to that many frames late")
+                   help="DFF / SFF offline: F on this many propagated frames of a key interval at once (up to l - 1), "
+                        "those frames written up to that many frames late")
     p.add_argument("--compile", action="store_true",
                    help="run N_feat, F and the embedding net through torch.compile with frozen weights: on the CPU "
                         "up to 17%% faster per frame at the papers' sizes (reports/speed.md), after a first frame "
