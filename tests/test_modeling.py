@@ -31,6 +31,27 @@ def test_feature_net_runs_and_is_trainable():
     assert net.conv1.weight.grad is not None
 
 
+@pytest.mark.parametrize("arch,norm", [("resnet18", "batch"), ("resnet50", "frozen")])
+def test_folding_batchnorm_keeps_the_outputs_and_forbids_training(arch, norm):
+    torch.manual_seed(0)
+    net = FeatureNet(arch, out_channels=16, norm=norm)
+    for module in net.modules():  # statistics and affine terms far from the identity, so that folding shows
+        if hasattr(module, "running_var"):
+            module.running_mean.uniform_(-1, 1), module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5), module.bias.data.uniform_(-0.5, 0.5)
+    net.eval()
+    image = torch.randn(1, 3, 48, 64)
+    before = net(image)
+    with pytest.raises(RuntimeError, match="eval"):
+        FeatureNet(arch, out_channels=16, norm=norm).fold_batchnorm()  # a training-mode net keeps its BatchNorm
+    net.fold_batchnorm()
+    assert not any(hasattr(m, "running_var") for m in net.modules())  # every BatchNorm is gone
+    torch.testing.assert_close(net(image), before, rtol=1e-3, atol=1e-4 * before.abs().max().item())
+    net.eval()  # inference mode is still fine; training is not
+    with pytest.raises(RuntimeError, match="folded"):
+        net.train()
+
+
 def test_unknown_networks_are_named_in_errors():
     with pytest.raises(ValueError, match="resnet18"):
         FeatureNet("resnet152")

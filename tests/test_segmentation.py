@@ -69,6 +69,17 @@ def test_the_heads_labels_are_the_argmax_of_its_upsampled_scores_in_either_layou
     assert labels.dtype == torch.uint8 and labels.shape == (2, 70, 100)
     assert torch.equal(labels.long(), expected)
 
+    # compiled (featflow infer --compile): the upsampling and argmax fused, the same labels
+    head.compile_predict()
+    with torch.no_grad():
+        compiled = head.predict(features, (70, 100))
+    assert compiled.dtype == torch.uint8 and (compiled.long() != expected).float().mean() < 1e-3
+
+
+def test_a_model_prepared_for_inference_is_not_saved(tmp_path):
+    model = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16).for_inference()
+    with pytest.raises(ValueError, match="save it before"):  # its BatchNorm is folded: the file would not load
+        save_segmenter(tmp_path / "folded.safetensors", model, ["c"] * NUM_CLASSES)
 
 def test_ablation_switches_freeze_the_right_parts(tmp_path):
     frame = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16)

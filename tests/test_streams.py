@@ -200,10 +200,10 @@ def test_streams_prepare_each_frames_flow_input_once(monkeypatch):
 
 def test_a_compiled_model_streams_what_the_eager_one_does():
     torch.manual_seed(0)
-    eager = small_detector(flow_net="flownet_inception", aggregation="adaptive").for_inference()
+    eager = small_detector(flow_net="flownet_inception", aggregation="adaptive")
     compiled = small_detector(flow_net="flownet_inception", aggregation="adaptive")
     compiled.load_state_dict(eager.state_dict())
-    compiled.for_inference(compile=True)
+    eager.for_inference(), compiled.for_inference(compile=True)
     assert list(compiled.state_dict()) == list(eager.state_dict())  # compiled in place: checkpoints unchanged
     frames = [torch.rand(1, 3, 32, 48) * 255 for _ in range(4)]
     outputs = []

@@ -40,9 +40,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="DFF / SFF offline: F on this many propagated frames of a key interval at once (up to l - 1), "
                         "those frames written up to that many frames late")
     p.add_argument("--compile", action="store_true",
-                   help="run N_feat, F and the embedding net through torch.compile with frozen weights: on the CPU "
-                        "up to 17%% faster per frame at the papers' sizes (reports/speed.md), after a first frame "
-                        "that compiles (seconds to a minute): for long videos")
+                   help="run N_feat, F, the embedding net and a segmenter's labels through torch.compile with "
+                        "frozen weights: on the CPU up to 17%% faster per frame at the papers' sizes "
+                        "(reports/speed.md), after a first frame that compiles (seconds to a minute): for long videos")
     p.add_argument("--fps", type=options.positive_number, default=None,
                    help="frame rate of an image folder (default 25)")
     p.add_argument("--min-score", type=options.probability, default=0.3,

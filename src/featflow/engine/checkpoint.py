@@ -207,6 +207,9 @@ def save_task_model(path: str | os.PathLike, model: TaskModel, class_names: list
     """Save a segmenter or detector with what is needed to rebuild it: the shared settings, the task's own
     (``TaskKind.settings``) and ``extra`` (training records its iteration and config there)."""
     task = task_of(model)
+    if model.feature_net.folded:
+        raise ValueError("this model was prepared for inference (for_inference folded N_feat's BatchNorm into its "
+                         "convolutions): save it before, its file would not load back")
     for part, name in (("flow network", model.flow_name), ("aggregation", model.aggregation)):
         if name == "":  # built by hand, not by build_flow_net / build_aggregation: the file could not rebuild it
             raise ValueError(f"the model's {part} has no registry name (build it with featflow's builder or set "

@@ -80,15 +80,19 @@ class VideoModel(nn.Module):
         return self
 
     def for_inference(self, device: torch.device | str | None = None, compile: bool = False) -> "VideoModel":
-        """Evaluation mode on ``device`` (default: where the model is). On the CPU the weights are stored
-        channels-last, oneDNN's fast layout for convolutions (ResNet-101 at 600x1000: 1.43 s -> 1.16 s).
+        """Evaluation mode on ``device`` (default: where the model is), for inference only: N_feat's BatchNorm is
+        folded into its convolutions (``FeatureNet.fold_batchnorm``; training afterwards raises). On the CPU the
+        weights are stored channels-last, oneDNN's fast layout for convolutions (ResNet-101 at 600x1000: 1.43 s ->
+        1.16 s).
 
-        ``compile``: N_feat, F and the embedding network go through ``torch.compile`` with frozen weights (inductor's
+        ``compile``: N_feat, F, the embedding network and a segmenter's labels (``SegmentationHead.compile_predict``)
+        go through ``torch.compile`` with frozen weights (inductor's
         freezing: weights become constants, prepacked for oneDNN), which on this project's 2-core CPU ran ResNet-101
         at 600x1000 in 1.77 s instead of 2.08 and FlowNet in 154 ms instead of 191 (``reports/speed.md``). The first
         call at each input size pays the compilation (seconds to a minute); the weights must not change after."""
         device = torch.device(device) if device is not None else next(self.parameters()).device
         self.eval().to(device)
+        self.feature_net.fold_batchnorm()  # for inference only: training afterwards raises
         if device.type == "cpu":
             self.to(memory_format=torch.channels_last)
         if compile:
@@ -96,6 +100,7 @@ class VideoModel(nn.Module):
             for part in (self.feature_net, self.flow_net, embedding):
                 if part is not None:
                     part.compile(options={"freezing": True})
+            self.head.compile_predict()  # segmentation: the upsampling and argmax fused
         return self
 
     # the shared steps ---------------------------------------------------------------------------------------
