@@ -20,6 +20,7 @@ From a plan (YAML) naming the trained checkpoints and the held-out VID-layout da
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -321,15 +322,26 @@ def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) 
     return "\n".join(lines)
 
 
-def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "reports",
-                         command: str = "featflow bench det", progress: bool = True,
-                         cache: str | os.PathLike | None = None) -> list[Path]:
-    """Evaluate every row of ``plan`` and write the report; with ``cache``, raw detections are kept in (and
-    reused from) that folder (``benchmarks.detection_cache``)."""
-    data = VidDataset(plan.data, plan.split)
-    total = len(data)
-    if plan.videos is not None:
-        data = data.first(plan.videos)
+def _saved_results(plan: DetReportPlan, report: Path) -> tuple[dict, str, dict]:
+    """The results, reproducing command and machine of the report already in ``report``, checked to be this
+    plan's (every setting but the findings): what ``run_detection_report(..., from_json=True)`` rewrites."""
+    path = report / f"{plan.stem}.json"
+    if not path.is_file():
+        raise FeatflowError(f"--from-json: no {path} to rewrite (run the benchmark first)")
+    saved = json.loads(path.read_text())
+    ours = json.loads(json.dumps(asdict(plan)))
+    theirs = dict(saved.get("plan", {}))
+    ours.pop("findings"), theirs.pop("findings", None)
+    changed = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    if changed:
+        raise FeatflowError(f"--from-json: the plan differs from the one {path} was measured with in "
+                            f"{', '.join(changed)}; only its findings may change (re-run the benchmark)")
+    results = {k: v for k, v in saved.items() if k not in ("command", "plan", "videos", "machine")}
+    return results, saved["command"], saved.get("machine", {})
+
+
+def _evaluate(plan: DetReportPlan, data: VidDataset, progress: bool, cache: str | os.PathLike | None) -> dict:
+    """Every table's numbers: each row of ``plan`` run and scored on ``data``."""
     runner = _Runner(data, progress, DetectionCache(cache) if cache is not None else None)
 
     def rows(plans: tuple[DetRowPlan, ...]) -> list[dict]:
@@ -357,12 +369,29 @@ def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "repor
         results["appearance"] = appearance_results(data, runner.truth, raw, single, plan.bootstrap_samples)
     weights = [r.weights for r in plan.ablation + plan.postprocessing + plan.dff]
     results["training"] = training_records(weights + ([plan.frame_count_weights] if plan.frame_count_weights else []))
+    return results
+
+
+def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "reports",
+                         command: str = "featflow bench det", progress: bool = True,
+                         cache: str | os.PathLike | None = None, from_json: bool = False) -> list[Path]:
+    """Evaluate every row of ``plan`` and write the report; with ``cache``, raw detections are kept in (and
+    reused from) that folder (``benchmarks.detection_cache``). With ``from_json``, nothing is evaluated: the
+    report already in ``report`` is rewritten with the plan's findings (written once its tables were seen),
+    keeping its numbers, machine and reproducing command."""
+    data = VidDataset(plan.data, plan.split)
+    total = len(data)
+    if plan.videos is not None:
+        data = data.first(plan.videos)
     report = Path(report)
+    if from_json:
+        results, command, machine = _saved_results(plan, report)
+    else:
+        results, machine = _evaluate(plan, data, progress, cache), machine_description()
     results["curves"] = curves_plot(report / f"{plan.stem}_curves.png", results["training"], "val_map",
                                     "held-out mAP (%) during training")
     paths = write_report(report, plan.stem, _markdown(plan, data, total, results),
-                         {"plan": asdict(plan), "videos": len(data), **results, "machine": machine_description()},
-                         command)
+                         {"plan": asdict(plan), "videos": len(data), **results, "machine": machine}, command)
     if results["frame_counts"]:
         _plot(report / f"{plan.stem}.png", results["frame_counts"])
         paths.append(report / f"{plan.stem}.png")

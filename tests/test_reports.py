@@ -17,6 +17,16 @@ from featflow.modeling.flow_net import build_flow_net
 
 
 @pytest.mark.slow
+def test_the_machine_description_names_the_cpu_and_its_bfloat16():
+    from featflow.analysis.reports import machine_description
+    from featflow.modeling.precision import bf16_supported
+
+    machine = machine_description()  # speed figures differ several-fold between CPUs of the same architecture
+    assert machine["cpu_bf16"] == bf16_supported(torch.device("cpu"))
+    assert machine["cpu_model"] is None or isinstance(machine["cpu_model"], str) and machine["cpu_model"]
+    assert machine["cpu_count"] == os.cpu_count() and machine["torch_threads"] == torch.get_num_threads()
+
+
 def test_synth_report(tmp_path):
     paths = run_synth_benchmark(tmp_path, videos=2, size=(32, 64), command="featflow bench synth --test",
                                 progress=False)
@@ -337,6 +347,23 @@ def test_detection_report_tables(tmp_path):
     assert all(sum(t["boxes"].values()) == data["num_gt"]["all"] for t in appearance["by_type"])
     assert {d["other"] for d in appearance["differences"]} == {"FGFA", "DFF"}
     assert "## Accuracy by appearance" in text
+    # findings written after the tables were seen: the report is rewritten from its JSON, evaluating nothing
+    # (the weights may be gone by then), with its numbers and reproducing command kept
+    import dataclasses
+
+    for weights in paths.values():
+        os.remove(weights)
+    later = dataclasses.replace(plan, findings=("Written later.",))
+    run_detection_report(later, tmp_path / "report", command="featflow bench det --other", from_json=True)
+    rewritten = json.loads((tmp_path / "report" / "detection.json").read_text())
+    assert rewritten["plan"]["findings"] == ["Written later."] and rewritten["command"] == data["command"]
+    assert rewritten["ablation"] == data["ablation"] and rewritten["machine"] == data["machine"]
+    text = (tmp_path / "report" / "detection.md").read_text()
+    assert "- Written later." in text and "FGFA's weights are a plain average" not in text
+    with pytest.raises(FeatflowError, match="differs .* in window"):
+        run_detection_report(dataclasses.replace(later, window=2), tmp_path / "report", from_json=True)
+    with pytest.raises(FeatflowError, match="no .* to rewrite"):
+        run_detection_report(later, tmp_path / "elsewhere", from_json=True)
 
 
 def test_the_weight_probe_reads_a_plain_average_on_a_still_video():

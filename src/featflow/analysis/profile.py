@@ -10,8 +10,8 @@ on the paper-sized model (random weights, ``analysis.speed``):
   timed milliseconds; each operator goes to the category of its outermost recognised caller (convolution,
   transposed convolution, warp sampling, RoI pooling, NMS, normalisation, activation, memory-layout copies, other);
 - counted: the multiply-adds of its conv and deconv layers (the cost table's rule, ``analysis.cost``), on the
-  eager model before any compilation (``compile``: then N_feat, F and the embedding run through ``torch.compile``
-  with frozen weights, ``VideoModel.for_inference``, and the warm-up call compiles).
+  eager model before any compilation (``compile``: then N_feat, F, the embedding and a segmenter's labels run
+  through ``torch.compile`` with frozen weights, ``VideoModel.for_inference``, and the warm-up call compiles).
 
 ``precision`` autocasts every stage as the streams do (``featflow.modeling.precision``); ``flow_batch`` b > 1
 profiles offline DFF (``StreamOptions.flow_batch``): F runs on b frames of one key frame per call, so a call
@@ -93,7 +93,7 @@ class MethodProfile:
     repeats: int
     threads: int
     device: str
-    compiled: bool = False  # N_feat, F and the embedding through torch.compile (frozen weights)
+    compiled: bool = False  # N_feat, F, the embedding and seg labels through torch.compile (frozen weights)
     precision: str = "fp32"  # the autocast of every stage ("bf16": bfloat16 where native)
     flow_batch: int = 1  # DFF's F on this many frames per call (offline DFF)
 
@@ -289,12 +289,15 @@ REPORT_VARIANTS: tuple[dict, ...] = ({}, {"compile": True}, {"precision": "bf16"
                                      {"precision": "bf16", "flow_batch": "interval"})
 
 
-def report_runs() -> list[dict]:
-    """Every (setting, variant) the report profiles, as ``profile_method`` keyword arguments."""
+def report_runs(native_bf16: bool = True) -> list[dict]:
+    """Every (setting, variant) the report profiles, as ``profile_method`` keyword arguments; without
+    ``native_bf16`` (a CPU without AVX512-BF16 or AMX, where bfloat16 is emulated) the bf16 variants are left out."""
     runs = []
     for setting in REPORT_SETTINGS:
         for variant in REPORT_VARIANTS:
             if "flow_batch" in variant and setting["method"] != "dff":
+                continue
+            if variant.get("precision") == "bf16" and not native_bf16:
                 continue
             batch = {"flow_batch": setting["key_interval"] - 1} if "flow_batch" in variant else {}
             runs.append({**setting, **variant, **batch})
@@ -313,20 +316,29 @@ def _variant(result: MethodProfile) -> str:
     return text + (f", F on {result.flow_batch} frames a call" if result.flow_batch > 1 else "")
 
 
-def speed_markdown(results: list[MethodProfile]) -> str:
-    """The speed report: one profile table per setting, and the stage furthest from its arithmetic in each."""
+def speed_markdown(results: list[MethodProfile], machine: dict | None = None) -> str:
+    """The speed report: one profile table per setting, and the stage furthest from its arithmetic in each;
+    ``machine`` (``featflow.analysis.reports.machine_description``) is named under the title."""
     lines = ["# Speed: where a frame's time goes", "",
              "Paper-sized models (ResNet-101 N_feat, 1024 feature channels) with random weights: these are speed "
              "figures only, no accuracy. Each stage is run on its own and timed; GMAC/s is its multiply-adds "
              "(conv and deconv layers, the cost table's rule) per second, and 'vs N_feat' that rate as a share of "
              "N_feat's, so a stage far below 1 runs far from its arithmetic. The operator split is torch.profiler's "
-             "self time, each operator put in the category of its outermost recognised caller. *compiled*: N_feat, F "
-             "and the embedding net run through torch.compile with frozen weights (featflow infer --compile), "
+             "self time, each operator put in the category of its outermost recognised caller. *compiled*: N_feat, F, "
+             "the embedding net and a segmenter's labels (upsampling and argmax) run through torch.compile with "
+             "frozen weights (featflow infer --compile), "
              "the multiply-adds counted on the eager model.", ""]
+    if machine:
+        bf16 = "yes" if machine.get("cpu_bf16") else "no (the bf16 runs are left out: emulated, it is slower than fp32)"
+        lines += [f"Measured on: {machine.get('cpu_model') or machine.get('cpu')}, {machine.get('torch_threads')} "
+                  f"threads, torch {machine.get('torch')}; native bfloat16: {bf16}.", ""]
     if len(results) > 1:
         lines += ["| setting | run | ms / frame | single frame (ms) | ratio | multiply-adds |",
                   "|---|---|---|---|---|---|"]
-        for r in sorted(results, key=lambda r: [_setting(x) for x in results].index(_setting(r))):
+        order: dict[str, int] = {}  # each setting's rows together, settings in the order they ran
+        for r in results:
+            order.setdefault(_setting(r), len(order))
+        for r in sorted(results, key=lambda r: order[_setting(r)]):
             lines.append(f"| {_setting(r)} | {_variant(r)} | {r.ms_per_frame:.0f} | {r.single_frame_ms:.0f} | "
                          f"{r.measured_ratio:.2f}x | {r.arithmetic_ratio:.2f}x |")
         lines += ["", "Ratio: DFF's speed-up over the single-frame model, FGFA's cost as a multiple of it; the "

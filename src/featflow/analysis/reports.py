@@ -13,10 +13,24 @@ import torch
 from featflow.utils.io import atomic_path, write_json, write_text
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux), e.g. an Intel Xeon with AMX against an AMD EPYC without AVX512: the same
+    report's speed figures differ several-fold between them."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        return None
+
+
 def machine_description() -> dict[str, Any]:
     """Where a measurement ran (speed figures mean little without it)."""
+    from featflow.modeling.precision import bf16_supported
+
     return {
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cpu_bf16": bf16_supported(torch.device("cpu")),  # native bfloat16 (AVX512-BF16 or AMX): --precision auto
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -100,6 +100,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     det.add_argument("--cache", type=Path, default=None,
                      help="keep each row's raw detections in this folder and reuse them when the weights, the "
                           "stream settings and the videos are unchanged (a re-run evaluates only new rows)")
+    det.add_argument("--from-json", action="store_true",
+                     help="evaluate nothing: rewrite the report already in --report with the plan's findings "
+                          "(written once its tables were seen), keeping its numbers and reproducing command")
     det.add_argument("--quiet", action="store_true")
     det.set_defaults(func=run_det)
     prec = bench.add_parser("precision", help="bfloat16 against float32 inference for every shipped model",
@@ -254,12 +257,15 @@ def run_speed(args: argparse.Namespace) -> None:
 
 
 def run_profile(args: argparse.Namespace) -> None:
+    import torch
+
     from featflow.analysis.profile import profile_markdown, profile_method, report_runs, speed_markdown
     from featflow.analysis.reports import machine_description, write_report
+    from featflow.modeling.precision import bf16_supported
 
     if args.task is None and args.report is None:
         raise FeatflowError("bench profile: give --task (one setting) or --report (the report's settings)")
-    settings = report_runs() if args.task is None else [
+    settings = report_runs(bf16_supported(torch.device(args.device))) if args.task is None else [
         {"task": args.task, "method": args.method, "flow_net": args.flow_net, "size": args.size,
          "key_interval": args.key_interval, "window": args.window, "compile": args.compile,
          "precision": args.precision, "flow_batch": args.flow_batch}]
@@ -269,8 +275,10 @@ def run_profile(args: argparse.Namespace) -> None:
         print(profile_markdown(result) + "\n", flush=True)
         results.append(result)
     if args.report:
-        data = {"machine": machine_description(), "profiles": [r.to_json() for r in results]}
-        paths = write_report(args.report, "speed", speed_markdown(results), data, command=options.command_line())
+        machine = machine_description()
+        paths = write_report(args.report, "speed", speed_markdown(results, machine),
+                             {"machine": machine, "profiles": [r.to_json() for r in results]},
+                             command=options.command_line())
         print(f"report: {', '.join(str(p) for p in paths)}", file=sys.stderr)
 
 
@@ -286,5 +294,5 @@ def run_det(args: argparse.Namespace) -> None:
     det_report = harness("det", "det_report")
     plan = harness("det").load_plan(det_report.DetReportPlan, args.plan)
     paths = det_report.run_detection_report(plan, args.report, command=options.command_line(),
-                                            progress=not args.quiet, cache=args.cache)
+                                            progress=not args.quiet, cache=args.cache, from_json=args.from_json)
     print(f"report: {', '.join(str(p) for p in paths)}")
