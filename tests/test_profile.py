@@ -121,7 +121,8 @@ def test_a_bf16_profile_says_its_precision_and_the_report_runs_every_variant():
     assert {(r["task"], r["flow_batch"]) for r in batched} == {(s["task"], s["key_interval"] - 1) for s in dff}
     assert {r.get("precision", "fp32") for r in batched} == {"fp32", "bf16"}
     emulated = report_runs(native_bf16=False)  # bfloat16 emulated: its runs are left out, the others kept
-    assert emulated == [r for r in runs if r.get("precision") != "bf16"] and len(emulated) == len(runs) - len(REPORT_SETTINGS) - len(dff)
+    assert emulated == [r for r in runs if r.get("precision") != "bf16"]
+    assert len(emulated) == len(runs) - len(REPORT_SETTINGS) - len(dff)
     machine = {"cpu_model": "AMD EPYC", "torch_threads": 2, "torch": "2", "cpu_bf16": False}
     assert "Measured on: AMD EPYC, 2 threads" in speed_markdown([result], machine)
     assert "native bfloat16: no (the bf16 runs are left out" in speed_markdown([result], machine)

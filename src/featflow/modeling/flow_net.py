@@ -16,6 +16,9 @@ The last concatenation is at stride 8; DFF pools it 2x2 to stride 16 before the 
 
 For flow pre-training the networks also return their multi-scale predictions (``pyramid=True``),
 each converted to full-resolution image pixels.
+
+The layers are ``featflow.modeling.gemm_conv``'s: torch's, computed as one matrix product on the coarse levels'
+small maps at inference, where oneDNN ran far from its arithmetic.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from featflow.modeling import gemm_conv
 from featflow.registry import FLOW_NETS, check_choice
 
 #: Raw flow predictions times this are in stride-16 feature-map pixels.
@@ -42,11 +46,11 @@ class FlowOutput(NamedTuple):
 
 
 def _conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2), nn.LeakyReLU(0.1))
+    return nn.Sequential(gemm_conv.Conv2d(cin, cout, kernel, stride, padding=kernel // 2), nn.LeakyReLU(0.1))
 
 
 def _deconv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, padding=1), nn.LeakyReLU(0.1))
+    return nn.Sequential(gemm_conv.ConvTranspose2d(cin, cout, 4, 2, padding=1), nn.LeakyReLU(0.1))
 
 
 def _crop_like(x: Tensor, ref: Tensor) -> Tensor:
@@ -69,9 +73,9 @@ class FlowDecoder(nn.Module):
         predict, deconv, upflow = [], [], []
         channels = coarsest_channels
         for skip, dec in zip(reversed(skip_channels), reversed(deconv_channels)):
-            predict.append(nn.Conv2d(channels, 2, 3, padding=1))
+            predict.append(gemm_conv.Conv2d(channels, 2, 3, padding=1))
             deconv.append(_deconv(channels, dec))
-            upflow.append(nn.ConvTranspose2d(2, 2, 4, 2, padding=1, bias=False))
+            upflow.append(gemm_conv.ConvTranspose2d(2, 2, 4, 2, padding=1, bias=False))
             channels = skip + dec + 2
         self.predict = nn.ModuleList(predict)  # coarse to fine
         self.deconv = nn.ModuleList(deconv)
@@ -107,8 +111,8 @@ class FlowNetBase(nn.Module):
     def _build_heads(self) -> None:
         """Create the flow and scale heads, then initialise every layer (call last in ``__init__``)."""
         channels = self.decoder.out_channels
-        self.predict_flow = nn.Conv2d(channels, 2, 3, padding=1)
-        self.scale_conv = nn.Conv2d(channels, self.scale_channels, 1, bias=False)
+        self.predict_flow = gemm_conv.Conv2d(channels, 2, 3, padding=1)
+        self.scale_conv = gemm_conv.Conv2d(channels, self.scale_channels, 1, bias=False)
         for module in self.modules():  # MSRA init for LeakyReLU(0.1), as FlowNet was trained from scratch
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(module.weight, a=0.1, nonlinearity="leaky_relu")
