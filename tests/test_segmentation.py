@@ -76,6 +76,24 @@ def test_the_heads_labels_are_the_argmax_of_its_upsampled_scores_in_either_layou
     assert compiled.dtype == torch.uint8 and (compiled.long() != expected).float().mean() < 1e-3
 
 
+@pytest.mark.parametrize("smooth", [False, True])
+@pytest.mark.parametrize("shape,size", [((1, 19, 32, 64), (512, 1024)), ((2, 5, 7, 9), (97, 131)),
+                                        ((1, 4, 1, 1), (8, 8)), ((1, 4, 6, 6), (3, 12)), ((1, 3, 5, 5), (5, 5))])
+def test_upsampled_argmax_gives_the_labels_of_upsampling_every_class(shape, size, smooth, monkeypatch):
+    from featflow.modeling import heads
+
+    torch.manual_seed(0)
+    n, k, h, w = shape
+    scores = torch.randn(shape)
+    if smooth:  # regions spanning several cells, as a trained model gives: few pixels are mixed one by one
+        scores = F.interpolate(torch.randn(n, k, max(1, h // 4), max(1, w // 4)), size=(h, w), mode="bilinear")
+    expected = F.interpolate(scores, size=size, mode="bilinear", align_corners=False).argmax(1)
+    for share in (heads.MAX_SPLIT_SHARE, 1.0):  # as shipped, and with noise-like scores mixed one by one too
+        monkeypatch.setattr(heads, "MAX_SPLIT_SHARE", share)
+        labels = heads.upsampled_argmax(scores, size)
+        assert labels.dtype == torch.uint8 and torch.equal(labels.long(), expected)
+
+
 def test_a_model_prepared_for_inference_is_not_saved(tmp_path):
     model = VideoSegmenter(NUM_CLASSES, "resnet18", channels=16).for_inference()
     with pytest.raises(ValueError, match="save it before"):  # its BatchNorm is folded: the file would not load
