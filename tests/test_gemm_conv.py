@@ -84,3 +84,33 @@ def test_a_flow_net_gives_the_same_flow_with_and_without_the_gemm_path(monkeypat
         plain = net(current, key)
     torch.testing.assert_close(gemm.flow, plain.flow, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(gemm.scale, plain.scale, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("autocast", [True, False])
+def test_dilated_bf16_gemm_equals_torch_and_keeps_the_dtype(monkeypatch, autocast):
+    """A large-dilation layer takes the GEMM in bfloat16 (under CPU autocast or on bf16 inputs) on any map: the same
+    outputs as torch's bf16 convolution to bf16's precision, in bf16; float32 inference keeps torch's kernel."""
+    monkeypatch.setattr(gemm_conv, "GEMM_MIN_WEIGHTS", 0)
+    torch.manual_seed(0)
+    ours, theirs = _pair(gemm_conv.Conv2d(32, 16, 3, 1, 6, 6), nn.Conv2d(32, 16, 3, 1, 6, 6), channels_last=False)
+    x = torch.randn(2, 32, 19, 23)
+    unfold, columns = gemm_conv.F.unfold, []
+
+    def counted_unfold(x, *args, **kwargs):
+        columns.append(x.dtype)
+        return unfold(x, *args, **kwargs)
+
+    monkeypatch.setattr(gemm_conv.F, "unfold", counted_unfold)
+    with torch.no_grad():
+        if autocast:
+            with torch.autocast("cpu", torch.bfloat16):
+                got, want = ours(x), theirs(x)
+        else:
+            got, want = ours(x.bfloat16()), theirs.bfloat16()(x.bfloat16())
+        assert columns == [torch.bfloat16]  # our layer took the GEMM, its columns written in bf16
+        assert got.dtype == want.dtype == torch.bfloat16
+        torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=2e-2)
+        assert gemm_conv._gemm_dtype(x, 1 << 30, ours.weight, ours.dilation) is None  # float32: oneDNN's kernel
+        with torch.autocast("cpu", torch.bfloat16):
+            assert gemm_conv._gemm_dtype(x, 1 << 30, ours.weight, ours.dilation) == torch.bfloat16
+            assert gemm_conv._gemm_dtype(x, 1 << 30, ours.weight, (2, 2)) is None  # dilation 2: oneDNN's

@@ -5,7 +5,9 @@ The network follows the MSRA ResNet-v1 used by the original DFF / FGFA code:
   (torchvision's "v1.5");
 - res5 keeps stride 1 and every 3x3 conv in it has dilation 2, so features come out at stride 16;
 - ``feat_conv`` (3x3, dilation 6, with bias and ReLU) maps the res5 output to ``out_channels``
-  (1024 in the papers; smaller for the small models this project trains on the CPU).
+  (1024 in the papers; smaller for the small models this project trains on the CPU). It is
+  ``featflow.modeling.gemm_conv``'s layer: in bfloat16 inference it runs as one GEMM, 4-8x faster than oneDNN's
+  dilated kernel on the CPU.
 
 The layers themselves are torchvision's, built with random weights. ``layout="torchvision"`` keeps torchvision's
 own stride placement in the bottlenecks (the 3x3, "v1.5") so that its ImageNet weights load exactly
@@ -25,6 +27,7 @@ from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from featflow.errors import FeatflowError
+from featflow.modeling import gemm_conv
 from featflow.registry import FEATURE_LAYOUTS, FEATURE_NETS, NORMS, check_choice
 
 NormKind = Literal["batch", "frozen"]  # one of NORMS
@@ -93,7 +96,7 @@ class FeatureNet(nn.Module):
         self.res3 = resnet.layer2
         self.res4 = resnet.layer3
         self.res5 = resnet.layer4
-        self.feat_conv = nn.Conv2d(resnet.fc.in_features, out_channels, kernel_size=3, padding=6, dilation=6)
+        self.feat_conv = gemm_conv.Conv2d(resnet.fc.in_features, out_channels, kernel_size=3, padding=6, dilation=6)
         nn.init.normal_(self.feat_conv.weight, std=0.01)
         nn.init.zeros_(self.feat_conv.bias)
 
