@@ -126,3 +126,17 @@ def test_the_in_place_sum_is_the_weighted_sum_and_trains(name):
     for f, w in zip(features, weights):
         expected = w if name == "adaptive" else torch.full((2, 1, 5, 6), w)
         torch.testing.assert_close(f.grad, expected.expand(2, 8, 5, 6))
+
+
+def test_cosine_similarity_is_float32_under_bfloat16_autocast():
+    """The weights' logits are computed in float32 whatever the autocast: bf16 inputs give the float32 cosine of
+    their values, not a bf16-rounded one."""
+    from featflow.methods.fgfa import cosine_similarity
+
+    torch.manual_seed(0)
+    a, b = (torch.randn(2, 64, 5, 7).bfloat16().contiguous(memory_format=torch.channels_last) for _ in range(2))
+    with torch.autocast("cpu", torch.bfloat16):
+        got = cosine_similarity(a, b)
+    assert got.dtype == torch.float32 and got.shape == (2, 1, 5, 7)
+    want = torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=1).unsqueeze(1)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

@@ -21,8 +21,11 @@ from featflow.modeling.precision import bf16_supported
 def test_dff_profile_has_each_stage_at_its_share_of_a_frame():
     result = profile_method("seg", "dff", "resnet18", "flownet_inception", (48, 64), key_interval=4, repeats=1)
     stages = {s.name: s for s in result.stages}
-    assert list(stages) == ["N_feat", "F (flow and scale field)", "W (warp x scale)", "head"]
-    assert [s.calls_per_frame for s in result.stages] == [0.25, 0.75, 0.75, 1.0]
+    # F's half-resolution input is prepared once per frame, as the streams' StreamFlow keeps it for every pair
+    assert list(stages) == ["N_feat", "F's input (half resolution)", "F (flow and scale field)", "W (warp x scale)",
+                            "head"]
+    assert [s.calls_per_frame for s in result.stages] == [0.25, 1.0, 0.75, 0.75, 1.0]
+    assert stages["F's input (half resolution)"].multiply_adds == 0
     # the cost table's counts: N_feat's and F's (scale field included) multiply-adds
     assert stages["N_feat"].multiply_adds == feature_net_cost("resnet18", 48, 64)
     assert stages["F (flow and scale field)"].multiply_adds == flow_net_cost("flownet_inception", 48, 64)
@@ -40,7 +43,8 @@ def test_dff_profile_has_each_stage_at_its_share_of_a_frame():
 def test_fgfa_profile_runs_f_and_the_warp_once_per_pair():
     result = profile_method("det", "fgfa", "resnet18", "flownet_inception", (48, 64), window=2, repeats=1)
     calls = {s.name: s.calls_per_frame for s in result.stages}
-    assert calls == {"N_feat": 1, "embedding": 1, "F (flow)": 4, "W (warp of features and embedding)": 4,
+    assert calls == {"N_feat": 1, "embedding": 1, "F's input (half resolution)": 1, "F (flow)": 4,
+                     "W (warp of features and embedding)": 4,
                      "weights and sum": 1, "head": 1}
     stages = {s.name: s for s in result.stages}
     assert stages["F (flow)"].multiply_adds < flow_net_cost("flownet_inception", 48, 64)  # no scale field in FGFA
@@ -49,7 +53,7 @@ def test_fgfa_profile_runs_f_and_the_warp_once_per_pair():
     assert result.arithmetic_ratio == pytest.approx(total / single) and result.arithmetic_ratio > 1
     assert "Furthest from its arithmetic" in speed_markdown([result])
     data = json.loads(json.dumps(result.to_json()))
-    assert data["window"] == 2 and len(data["stages"]) == 6 and data["stages"][2]["ms_per_frame"] > 0
+    assert data["window"] == 2 and len(data["stages"]) == 7 and data["stages"][3]["ms_per_frame"] > 0
 
 
 def test_operators_take_the_category_of_their_outermost_recognised_caller():
@@ -98,7 +102,7 @@ def test_offline_dff_profiles_f_once_per_batch_and_keeps_the_arithmetic():
     eager = profile_method("seg", "dff", "resnet18", "flownet_inception", (48, 64), key_interval=4, repeats=1)
     batched = profile_method("seg", "dff", "resnet18", "flownet_inception", (48, 64), key_interval=4, repeats=1,
                              flow_batch=3)
-    f_eager, f_batched = eager.stages[1], batched.stages[1]
+    f_eager, f_batched = eager.stages[2], batched.stages[2]
     assert f_batched.name == "F (flow and scale field), 3 frames a call"
     assert f_batched.calls_per_frame == pytest.approx(0.25) and f_batched.multiply_adds == 3 * f_eager.multiply_adds
     assert batched.arithmetic_ratio == pytest.approx(eager.arithmetic_ratio)

@@ -2,7 +2,9 @@
 
 An average DFF frame at key interval l runs 1/l of a key frame (N_feat) and (l-1)/l of a propagated one (F, W), and
 the head on every frame. An FGFA frame runs N_feat and the embedding once, F and the warp once per (current,
-reference) pair (2K of them), the weighting and sum of 2K+1 frames, and the head. Each stage runs here on its own,
+reference) pair (2K of them), the weighting and sum of 2K+1 frames, and the head. Both prepare F's half-resolution
+input once per frame (the streams' ``StreamFlow`` keeps it for every pair the frame is in), so F's stage runs on
+prepared inputs and the preparation is a stage of its own. Each stage runs here on its own,
 on the paper-sized model (random weights, ``analysis.speed``):
 
 - timed: the mean of ``repeats`` calls after a warm-up call;
@@ -36,6 +38,7 @@ from featflow.errors import FeatflowError
 from featflow.methods.fgfa import frame_features
 from featflow.methods.video_model import VideoModel
 from featflow.modeling.precision import autocast, autocast_dtype
+from featflow.modeling.preprocess import flow_input
 from featflow.modeling.warp import propagate, warp
 from featflow.registry import TASKS, check_choice
 
@@ -205,14 +208,18 @@ def profile_method(task: str = "seg", method: str = "dff", feature_net: str = "r
     current, key = (torch.rand(1, 3, *size, device=device) * 255 for _ in range(2))
     currents = torch.rand(flow_batch, 3, *size, device=device) * 255  # a key interval's frames (offline DFF)
     key_features = model.key_features(key)
+    f_net = model.flow_net  # F itself (``flow_net`` names it)
+    # F's inputs, prepared once per frame as the streams do: (1, 3, H/2, W/2), and (b, 3, H/2, W/2) for offline DFF
+    half_current, half_key, half_currents = flow_input(current), flow_input(key), flow_input(currents)
+    prepare = ("F's input (half resolution)", lambda: flow_input(current), 1.0)
     stages: list[tuple[str, Callable[[], object], float]]  # (name, one call, calls per frame)
     if method == "dff":
         flow, scale = model.learned_flow(current, key)
         propagated = propagate(key_features, flow, scale)
         others = (key_interval - 1) / key_interval
         name = "F (flow and scale field)" + (f", {flow_batch} frames a call" if flow_batch > 1 else "")
-        stages = [("N_feat", lambda: model.key_features(key), 1 / key_interval),
-                  (name, lambda: model.learned_flow(currents, key), others / flow_batch),
+        stages = [("N_feat", lambda: model.key_features(key), 1 / key_interval), prepare,
+                  (name, lambda: f_net(half_currents, half_key.expand_as(half_currents)), others / flow_batch),
                   ("W (warp x scale)", lambda: propagate(key_features, flow, scale), others),
                   ("head", lambda: model.predict(propagated, size), 1.0)]
     else:
@@ -228,8 +235,8 @@ def profile_method(task: str = "seg", method: str = "dff", feature_net: str = "r
             return aggregator([f for f, _ in parts], [aggregator.similarity(embedding, e) for _, e in parts])
 
         stages = [("N_feat", lambda: model.key_features(key), 1.0),
-                  ("embedding", lambda: aggregator.embed(features), 1.0),
-                  ("F (flow)", lambda: model.learned_flow(current, key, with_scale=False), pairs),
+                  ("embedding", lambda: aggregator.embed(features), 1.0), prepare,
+                  ("F (flow)", lambda: f_net(half_current, half_key, with_scale=False), pairs),
                   ("W (warp of features and embedding)", lambda: warp(maps, flow), pairs),
                   ("weights and sum", weigh_and_sum, 1.0),
                   ("head", lambda: model.predict(features, size), 1.0)]

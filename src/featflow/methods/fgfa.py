@@ -56,10 +56,16 @@ class EmbeddingNet(nn.Module):
 
 
 def cosine_similarity(current: Tensor, embedding: Tensor) -> Tensor:
-    """Per-pixel cosine of two embeddings (N, E, h, w) -> (N, 1, h, w), the logits of the aggregation weights."""
-    dot = torch.einsum("nchw,nchw->nhw", current, embedding)  # a batched dot product: no (N, E, h, w) temporary
-    norms = torch.linalg.vector_norm(current, dim=1) * torch.linalg.vector_norm(embedding, dim=1)
-    return (dot / norms.clamp_min(1e-12)).unsqueeze(1)
+    """Per-pixel cosine of two embeddings (N, E, h, w) -> (N, 1, h, w), the logits of the aggregation weights.
+
+    Always in float32, outside autocast: bfloat16 would round the dot product of E = 2048 channels, and its
+    batched dot products ran 2.7x slower than casting first (channels-last at 38x63 on 2 AMX Xeon cores: 10.2 ms
+    a frame against 3.8; float32 inputs 1.6 either way)."""
+    with torch.autocast(current.device.type, enabled=False):
+        current, embedding = current.float(), embedding.float()
+        dot = torch.einsum("nchw,nchw->nhw", current, embedding)  # a batched dot product: no (N, E, h, w) temporary
+        norms = torch.linalg.vector_norm(current, dim=1) * torch.linalg.vector_norm(embedding, dim=1)
+        return (dot / norms.clamp_min(1e-12)).unsqueeze(1)
 
 
 def aggregation_weights(similarities: Tensor, temperature: Tensor | float = 1.0) -> Tensor:
