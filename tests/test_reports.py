@@ -463,7 +463,8 @@ def test_every_plan_loads_by_name_and_by_path():
     from benchmarks.seg_report import SegReportPlan
     from featflow.errors import MissingInput
 
-    assert benchmarks.plan_names() == ["detection", "detection_vid", "detection_vid_converge", "segmentation",
+    assert benchmarks.plan_names() == ["detection", "detection_vid", "detection_vid_converge", "detection_vid_plateau",
+                                      "segmentation",
                                       "segmentation_budget", "segmentation_converge", "segmentation_long",
                                       "segmentation_plateau"]
     for name in benchmarks.plan_names():
@@ -473,8 +474,8 @@ def test_every_plan_loads_by_name_and_by_path():
     plan = benchmarks.load_plan(DetReportPlan, "detection_vid")
     assert plan.stem == "detection_vid" and plan.bootstrap_samples >= 1000
     assert benchmarks.load_plan(SegReportPlan, "segmentation_budget").earlier_training == ("reports/segmentation.json",)
-    with pytest.raises(MissingInput,
-                       match="no plan file nothing .*detection, detection_vid, detection_vid_converge, segmentation"):
+    with pytest.raises(MissingInput, match="no plan file nothing .*detection, detection_vid, detection_vid_converge, "
+                                           "detection_vid_plateau, segmentation"):
         benchmarks.load_plan(DetReportPlan, "nothing")
 
 
