@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces reports/detection_vid_plateau.md: the VID-geometry detection benchmark with the single-frame base run
+# Will reproduce reports/detection_vid_plateau.md (not yet written: the base diverges, see vid_frame_r18_plateau): the VID-geometry detection benchmark with the single-frame base run
 # through a 4000-iteration schedule at lr 0.012 (vid_frame_r18: 2500 at 0.02), then single frame, FGFA and DFF
 # 400 iterations each from it at lr 0.002, and the evaluation of 90 held-out videos.
 set -euo pipefail
