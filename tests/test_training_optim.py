@@ -94,6 +94,57 @@ def test_backbone_lr_multiplies_the_backbones_learning_rate(tmp_path):
         train(_task(TinyNet(), backbone=False), SGD, tmp_path / "none", eval_every=6, progress=False)
 
 
+def test_backbone_until_fixes_the_backbone_and_its_statistics_for_the_rest_of_the_run(tmp_path):
+    """backbone_until=0.5 of 6 iterations: the backbone (weights and BatchNorm statistics) trains for 3, then stays
+    bit for bit where it was while the head goes on; without it the backbone would move at every iteration. A run
+    resumed after the switch reproduces the uninterrupted one."""
+    cfg = replace(SGD, backbone_lr=1.0, backbone_until=0.5)  # 1.0: the groups must still be split
+    snapshots: list[dict[str, Tensor]] = []
+
+    class Snapshot(trainer.HookBase):
+        def after_step(self) -> None:
+            snapshots.append({k: v.detach().clone() for k, v in self.trainer.model.state_dict().items()})
+
+    task = _task(TinyNet())
+    run = trainer.Trainer(task, cfg, tmp_path / "whole")
+    run.register(Snapshot())
+    whole = run.train().model
+    backbone = [k for k in snapshots[0] if k.startswith("backbone")]
+    assert any(k.endswith("running_mean") for k in backbone)
+
+    def moved(a: dict[str, Tensor], b: dict[str, Tensor], keys: list[str]) -> bool:
+        return any(not torch.equal(a[k], b[k]) for k in keys)
+
+    assert all(moved(snapshots[i], snapshots[i + 1], backbone) for i in range(2))  # iterations 2 and 3 train it
+    assert not any(moved(snapshots[i], snapshots[i + 1], backbone) for i in range(2, 5))  # 4, 5 and 6 do not
+    assert all(moved(snapshots[i], snapshots[i + 1], ["head.weight"]) for i in range(5))
+    assert all(p.requires_grad is False for p in whole.backbone.parameters())  # no backward through it
+    # without the option the backbone keeps moving after iteration 3
+    free = trainer.Trainer(_task(TinyNet()), replace(cfg, backbone_until=None), tmp_path / "free")
+    late: list[dict[str, Tensor]] = []
+    free.register(type("Late", (trainer.HookBase,), {"after_step": lambda self: late.append(
+        {k: v.detach().clone() for k, v in self.trainer.model.state_dict().items()})})())
+    free.train()
+    assert moved(late[3], late[5], backbone)
+    # interrupted at iteration 4, after the switch: the resumed run ends where the whole one did
+    calls = 0
+
+    def interrupted(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise KeyboardInterrupt
+        return mse_loss(model, batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_task(TinyNet(), interrupted), cfg, tmp_path / "cut", eval_every=4, progress=False)
+    resumed = train(_task(TinyNet()), cfg, tmp_path / "cut", eval_every=4, resume=True, progress=False).model
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="backbone_until: this task has no backbone"):
+        train(_task(TinyNet(), backbone=False), cfg, tmp_path / "none", eval_every=6, progress=False)
+
+
 def _pretrained_batch_norm_net() -> FeatureNet:
     """A small N_feat whose BatchNorm statistics were gathered on 'pre-training' images (uniform in [-50, 50])."""
     torch.manual_seed(0)
@@ -213,6 +264,8 @@ def test_detector_trains_under_bf16_with_its_heads_in_fp32():
     ("train", {"precision": "fp16"}, "precision"),
     ("train", {"momentum": 1.5}, "momentum"),
     ("train", {"backbone_lr": -1.0}, "backbone_lr"),
+    ("train", {"backbone_until": 0.0}, "backbone_until"),
+    ("train", {"backbone_until": 1.5}, "backbone_until"),
     ("model", {"norm": "group"}, "norm"),
 ])
 def test_bad_optimiser_precision_and_norm_names_raise_naming_the_key(section, values, key):

@@ -82,6 +82,10 @@ class OptimConfig:
     optimizer: str = "adamw"  # "adamw" or "sgd" (with momentum, as the papers train)
     momentum: float = 0.9  # SGD only
     backbone_lr: float = 1.0  # the backbone's (N_feat's) learning rate, as a multiple of lr
+    # the backbone trains for this share of the run, then stays fixed while the heads go on (None: to the end).
+    # Why: with frozen BatchNorm nothing holds N_feat's output scale, and late in a long detection run its
+    # gradients grew 30-fold within 50 iterations at a rate of 0.0027 (reports/training_divergence.md)
+    backbone_until: float | None = None
     precision: str = "fp32"  # "fp32" or "bf16" (autocast of the forward pass and loss; fp32 where unsupported)
     schedule: str = "cosine"  # after the warm-up: "cosine" (decay to 1% of lr) or "step" (x gamma at each of steps)
     steps: tuple[float, ...] = (0.667,)  # step schedule: where the rate drops, as fractions of the run
@@ -104,6 +108,8 @@ class OptimConfig:
             raise FeatflowError(f"momentum: must be in [0, 1), got {self.momentum}")
         if self.backbone_lr < 0:
             raise FeatflowError(f"backbone_lr: must be non-negative (a multiple of lr), got {self.backbone_lr}")
+        if self.backbone_until is not None and not 0.0 < self.backbone_until <= 1.0:
+            raise FeatflowError(f"backbone_until: must be a share of the run in (0, 1], got {self.backbone_until}")
         if self.weight_decay < 0:
             raise FeatflowError(f"weight_decay: must be non-negative, got {self.weight_decay}")
         check_choice("schedule", self.schedule, SCHEDULES, key="schedule")
@@ -262,14 +268,26 @@ class _Objective(nn.Module):
         return self.loss(self.model, batch)
 
 
-def param_groups(params: list[nn.Parameter], backbone: nn.Module | None, backbone_lr: float
+def backbone_fixed(iteration: int, cfg: OptimConfig, elapsed_minutes: float) -> bool:
+    """Whether ``iteration`` is past the share of the run the backbone trains for (``backbone_until``, of the
+    iterations or of the time limit, whichever is reached first, as the schedule's progress)."""
+    if cfg.backbone_until is None:
+        return False
+    progress = iteration / cfg.iterations
+    if cfg.time_limit_minutes:
+        progress = max(progress, elapsed_minutes / cfg.time_limit_minutes)
+    return progress >= cfg.backbone_until
+
+
+def param_groups(params: list[nn.Parameter], backbone: nn.Module | None, backbone_lr: float, split: bool = False
                  ) -> list[tuple[list[nn.Parameter], float]]:
     """The trained parameters as (group, learning-rate multiplier): the backbone's (at ``backbone_lr``) first, then
-    the rest (at 1). One group when every multiplier is 1 (as before backbone_lr existed, so older training states
+    the rest (at 1). ``split`` keeps the two groups apart at any multiplier (``backbone_until`` later sets the
+    backbone's to 0). One group when every multiplier is 1 (as before backbone_lr existed, so older training states
     resume); empty groups are left out (a frozen backbone)."""
     if backbone is None and backbone_lr != 1.0:
         raise FeatflowError("backbone_lr: this task has no backbone to train at another learning rate")
-    if backbone is None or backbone_lr == 1.0:
+    if backbone is None or (backbone_lr == 1.0 and not split):
         return [(params, 1.0)]
     inside = {id(p) for p in backbone.parameters()}
     groups = [([p for p in params if id(p) in inside], backbone_lr),
@@ -562,8 +580,11 @@ class Trainer:
                        else [p for p in self.model.parameters() if p.requires_grad])
         if not self.params:
             raise FeatflowError(f"{task.name}: nothing to train (every parameter is frozen)")
-        groups = param_groups(self.params, task.backbone, cfg.backbone_lr)
+        if cfg.backbone_until is not None and task.backbone is None:
+            raise FeatflowError("backbone_until: this task has no backbone to fix")
+        groups = param_groups(self.params, task.backbone, cfg.backbone_lr, split=cfg.backbone_until is not None)
         self.scales = [scale for _, scale in groups]  # from the config, also on resume
+        self.backbone_ids = {id(p) for p in task.backbone.parameters()} if task.backbone is not None else set()
         self.optimizer = build_optimizer(groups, cfg)
         self.cast = autocast_dtype(cfg.precision, ctx.device)
         self.start, self.history, self.wall_before = 0, [], 0.0
@@ -634,7 +655,12 @@ class Trainer:
         cfg, ctx = self.cfg, self.ctx
         minutes = mean_over_ranks(self.wall() / 60, ctx) if cfg.time_limit_minutes else 0.0  # one clock for all ranks
         self.lr = cfg.lr * lr_factor(self.iteration, cfg, minutes)
-        set_lr(self.optimizer, self.scales, self.lr)
+        scales = self.scales
+        if backbone_fixed(self.iteration, cfg, minutes):
+            self._fix_backbone()
+            scales = [0.0 if any(id(p) in self.backbone_ids for p in g["params"]) else s
+                      for g, s in zip(self.optimizer.param_groups, scales)]
+        set_lr(self.optimizer, scales, self.lr)
         seed_iteration(self.task.seed, self.iteration, ctx.rank)
         with autocast(ctx.device, self.cast):
             loss = self.objective(to_device(batch, ctx.device)).float()
@@ -650,6 +676,16 @@ class Trainer:
         self.smooth = self.loss if self.smooth is None else 0.98 * self.smooth + 0.02 * self.loss
         if self.first_smooth is None:
             self.first_smooth = self.smooth
+
+    def _fix_backbone(self) -> None:
+        """The backbone from now on: no updates (its group's rate is 0, which also holds under DDP), no BatchNorm
+        statistics gathered (inference mode, set again after each evaluation's ``model.train()``), and in a
+        single process no gradients either, so the backward pass stops at its output."""
+        backbone = self.task.backbone
+        assert backbone is not None
+        backbone.eval()
+        if not self.ctx.distributed:  # DDP expects a gradient for every parameter it was built with
+            backbone.requires_grad_(False)
 
     def evaluate(self) -> None:
         """The task's held-out metrics at this iteration, appended to the history (rank 0; the others wait)."""
