@@ -90,3 +90,30 @@ def test_infer_and_eval_take_a_precision(tmp_path, tiny_models, capsys):
     assert len(lines.read_text().splitlines()) == 3
     with pytest.raises(SystemExit):
         main(["infer", str(folder), "--precision", "fp64"])
+
+
+@pytest.mark.skipif(not NATIVE, reason="this CPU has no native bfloat16")
+def test_rfcn_maps_run_in_bf16_at_inference_and_float32_in_training():
+    """Under autocast, R-FCN's 1x1 convs (most of the head's multiply-adds) run in bfloat16 at inference, their
+    maps pooled in float32 with float32 boxes; training keeps them in float32 (as the models were trained)."""
+    from featflow.modeling.heads import DetectionHead
+
+    torch.manual_seed(0)
+    head = DetectionHead(32, num_classes=3).eval()
+    seen: list[torch.dtype] = []
+    head.rfcn.cls_maps.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    features = torch.randn(2, 32, 12, 20) * 3
+    with torch.no_grad():
+        ref = head.predict(features, (192, 320))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = head.predict(features, (192, 320))
+    assert seen == [torch.float32, torch.bfloat16]
+    for a, b in zip(ref, low):
+        assert b.boxes.dtype == np.float32 and len(b.scores) > 0
+        top_a, top_b = np.argsort(-a.scores)[:5], np.argsort(-b.scores)[:5]
+        np.testing.assert_allclose(np.sort(a.scores[top_a]), np.sort(b.scores[top_b]), rtol=0.05)
+    head.train()
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 80.0, 90.0]]), "labels": torch.tensor([1])}] * 2
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        head(features, (192, 320), targets)
+    assert seen[-1] == torch.float32

@@ -150,9 +150,14 @@ class DetectionHead(nn.Module):
                 targets: list[Target] | None = None) -> list[Detections] | dict[str, Tensor]:
         """Detections, or losses given targets. The heads run in float32 even under (bfloat16) autocast: anchors,
         proposals and RoI targets are pixel coordinates that bfloat16 would round to 2 px at 256, and
-        torchvision's PS RoI pooling has no bfloat16."""
-        with torch.autocast(features.device.type, enabled=False):
-            return self._detect(features.float(), tuple(size), targets)
+        torchvision's PS RoI pooling has no bfloat16. At inference R-FCN's two 1x1 convs, the bulk of the head's
+        multiply-adds, still run in the autocast dtype (their maps pooled in float32); training keeps them in
+        float32, as the shipped models were trained."""
+        device = features.device.type
+        cast = (torch.get_autocast_dtype(device)
+                if torch.is_autocast_enabled(device) and not self.training else None)
+        with torch.autocast(device, enabled=False):
+            return self._detect(features.float(), tuple(size), targets, cast)
 
     def predict(self, features: Tensor, size: tuple[int, int]) -> list[Detections]:
         """Features (N, C, h, w) -> each frame's detections."""
@@ -162,8 +167,8 @@ class DetectionHead(nn.Module):
         """Nothing: the proposals' and boxes' decoding and NMS work on per-frame lists of varying length, which
         torch.compile would split into many graphs; the head's convolutions are a small share of a frame."""
 
-    def _detect(self, features: Tensor, image_size: tuple[int, int],
-                targets: list[Target] | None) -> list[Detections] | dict[str, Tensor]:
+    def _detect(self, features: Tensor, image_size: tuple[int, int], targets: list[Target] | None,
+                cast: torch.dtype | None = None) -> list[Detections] | dict[str, Tensor]:
         n, _, h, w = features.shape
         rpn_features, rfcn_features = features.split(self.channels // 2, dim=1)
         # Anchors are laid out on the padded frame (h * 16, w * 16), so their stride is exactly 16.
@@ -175,7 +180,7 @@ class DetectionHead(nn.Module):
             targets = [trainable(t) for t in targets]
         proposals, rpn_losses = self.rpn(images, {"0": rpn_features}, targets)  # [(R_i, 4)], detached
         if targets is None:
-            scores, deltas = self.rfcn(rfcn_features, proposals)
+            scores, deltas = self.rfcn(rfcn_features, proposals, cast)
             return self.rfcn.detections(scores, deltas, proposals, image_size)
         rois, labels, box_targets = self.rfcn.targets(proposals, [t["boxes"] for t in targets],
                                                       [t["labels"] for t in targets])
