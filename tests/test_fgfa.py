@@ -140,3 +140,31 @@ def test_cosine_similarity_is_float32_under_bfloat16_autocast():
     assert got.dtype == torch.float32 and got.shape == (2, 1, 5, 7)
     want = torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=1).unsqueeze(1)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("online", [False, True])
+def test_the_stream_runs_a_frames_pairs_in_one_flow_call_with_the_pair_by_pair_result(online):
+    """With the learned F the stream computes frame t's 2K flows (K online) in one batched call; a flow source
+    that is not the stream's own (any callable) goes pair by pair. Both give the same aggregated features."""
+    torch.manual_seed(0)
+    model = small_detector(flow_net="flownet_inception", aggregation="adaptive").eval()
+    frames = [torch.rand(1, 3, 32, 48) * 255 for _ in range(6)]
+    batched = AggregatedFeatures(model, window=2, online=online)
+    calls: list[int] = []
+    forward = model.flow_net.forward
+
+    def counted(*args, **kwargs):
+        calls.append(len(args[0]))
+        return forward(*args, **kwargs)
+
+    model.flow_net.forward = counted
+    fast = [item for frame in frames for item in batched.push(frame)] + batched.finish()
+    model.flow_net.forward = forward
+    pairwise = AggregatedFeatures(model, window=2, online=online,
+                                  source=lambda current, key: model.learned_flow(current, key, with_scale=False))
+    slow = [item for frame in frames for item in pairwise.push(frame)] + pairwise.finish()
+    assert [a.index for a in fast] == [b.index for b in slow] == list(range(6))
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a.features, b.features, rtol=1e-4, atol=1e-4)
+    # one call per frame with all of its distinct neighbours (the ends repeat frames; online, frame 0 has none)
+    assert calls == ([1, 2, 2, 2, 2] if online else [2, 3, 4, 4, 3, 2])

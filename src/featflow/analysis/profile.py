@@ -1,11 +1,11 @@
 """Where a video method's time goes: each stage's milliseconds against its multiply-adds.
 
 An average DFF frame at key interval l runs 1/l of a key frame (N_feat) and (l-1)/l of a propagated one (F, W), and
-the head on every frame. An FGFA frame runs N_feat and the embedding once, F and the warp once per (current,
-reference) pair (2K of them), the weighting and sum of 2K+1 frames, and the head. Both prepare F's half-resolution
-input once per frame (the streams' ``StreamFlow`` keeps it for every pair the frame is in), so F's stage runs on
-prepared inputs and the preparation is a stage of its own. Each stage runs here on its own,
-on the paper-sized model (random weights, ``analysis.speed``):
+the head on every frame. An FGFA frame runs N_feat and the embedding once, F on its 2K (current, reference) pairs
+in one batched call as the stream does, the warp once per pair, the weighting and sum of 2K+1 frames, and the
+head. Both prepare F's half-resolution input once per frame (the streams' ``StreamFlow`` keeps it for every pair
+the frame is in), so F's stage runs on prepared inputs and the preparation is a stage of its own. Each stage runs
+here on its own, on the paper-sized model (random weights, ``analysis.speed``):
 
 - timed: the mean of ``repeats`` calls after a warm-up call;
 - split by operator: the shares of torch.profiler's self time of the operators the stage ran, applied to the
@@ -224,6 +224,7 @@ def profile_method(task: str = "seg", method: str = "dff", feature_net: str = "r
                   ("head", lambda: model.predict(propagated, size), 1.0)]
     else:
         pairs = 2 * window
+        half_keys = half_key.repeat(max(pairs, 1), 1, 1, 1)  # (2K, 3, H/2, W/2): the other frames' prepared inputs
         features, embedding = frame_features(model, key)
         maps = torch.cat([features, embedding], 1).contiguous(memory_format=torch.channels_last)
         flow, _ = model.learned_flow(current, key, with_scale=False)
@@ -236,7 +237,9 @@ def profile_method(task: str = "seg", method: str = "dff", feature_net: str = "r
 
         stages = [("N_feat", lambda: model.key_features(key), 1.0),
                   ("embedding", lambda: aggregator.embed(features), 1.0), prepare,
-                  ("F (flow)", lambda: f_net(half_current, half_key, with_scale=False), pairs),
+                  (f"F (flow), {pairs} pairs a call",  # the stream's one call per frame (StreamFlow.pairs)
+                   lambda: f_net(half_current.expand_as(half_keys), half_keys, with_scale=False),
+                   1.0 if pairs else 0.0),
                   ("W (warp of features and embedding)", lambda: warp(maps, flow), pairs),
                   ("weights and sum", weigh_and_sum, 1.0),
                   ("head", lambda: model.predict(features, size), 1.0)]

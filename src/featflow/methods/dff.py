@@ -86,6 +86,15 @@ class StreamFlow:
         out = self.flow_net(prepared, self._prepared(key).expand_as(prepared), with_scale=self.with_scale)
         return out.flow, out.scale
 
+    def pairs(self, current: Tensor, others: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+        """One frame (1, 3, H, W) against each of ``others`` [(1, 3, H, W)] in one F call (FGFA's 2K pairs of a
+        frame: a batch of b pairs keeps F's small convolutions busier than b calls) -> the current -> other flows
+        (b, 2, h, w) and scale fields (or None), in the order of ``others``."""
+        prepared = self._prepared(current)
+        keys = torch.cat([self._prepared(other) for other in others])  # (b, 3, H/2, W/2)
+        out = self.flow_net(prepared.expand(len(others), -1, -1, -1), keys, with_scale=self.with_scale)
+        return out.flow, out.scale
+
 
 def propagate_features(model: "VideoModel", key_features: Tensor, current: Tensor, key: Tensor,
                        source: FlowSource | None = None) -> Tensor:

@@ -176,7 +176,13 @@ def aligned_similarity(model: "VideoModel", maps: Tensor, current: Tensor, refer
                        ) -> tuple[Tensor, Tensor | None]:
     """A reference frame's maps (N, C + E, h, w) aligned to ``current``: its warped features (N, C, h, w) and their
     cosine map against the current frame's embedding (N, 1, h, w; None without adaptive weights)."""
-    warped = align(model, maps, current, reference, source)
+    return warped_similarity(model, align(model, maps, current, reference, source), current_embedding, channels)
+
+
+def warped_similarity(model: "VideoModel", warped: Tensor, current_embedding: Tensor, channels: int
+                      ) -> tuple[Tensor, Tensor | None]:
+    """A reference frame's warped maps (N, C + E, h, w) -> its features (N, C, h, w) and their cosine map against
+    the current frame's embedding (N, 1, h, w; None without adaptive weights)."""
     features, embedding = warped.split([channels, warped.shape[1] - channels], 1)
     return features, _aggregator(model).similarity(current_embedding, embedding)
 

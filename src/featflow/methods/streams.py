@@ -32,12 +32,13 @@ from torch import Tensor
 
 from featflow.errors import FeatflowError
 from featflow.methods.dff import FlowSource, ShallowFlow, StreamFlow, propagate_features
-from featflow.methods.fgfa import aligned_similarity, frame_features
+from featflow.methods.fgfa import aligned_similarity, frame_features, warped_similarity
 from featflow.methods.schedulers import FixedInterval, KeyFrameScheduler
 from featflow.methods.video_model import VideoModel
 from featflow.modeling.precision import autocast, autocast_dtype
 from featflow.modeling.preprocess import image_to_tensor
 from featflow.modeling.shallow_flow import DISFlow
+from featflow.modeling.warp import warp
 from featflow.registry import STRATEGIES, check_choice
 
 
@@ -195,13 +196,20 @@ class AggregatedFeatures:
         current = by_index[t]
         own_features, own_embedding = current.maps.split([self.channels, current.maps.shape[1] - self.channels], 1)
         aligned = {t: (own_features, self.aggregator.similarity(own_embedding, own_embedding))}
-        features, similarities = [], []
-        for j in range(t - self.window, high + 1):
-            j = min(max(j, 0), last)  # the ends repeat the first / last frame
-            if j not in aligned:  # F once per (current, reference) pair
+        window = [min(max(j, 0), last) for j in range(t - self.window, high + 1)]  # the ends repeat the first / last
+        others = list(dict.fromkeys(j for j in window if j != t))  # F once per (current, reference) pair
+        if isinstance(self.source, StreamFlow) and others:  # the learned F: every pair of frame t in one call
+            flows, _ = self.source.pairs(current.image, [by_index[j].image for j in others])  # (b, 2, h, w)
+            for i, j in enumerate(others):
+                aligned[j] = warped_similarity(self.model, warp(by_index[j].maps, flows[i:i + 1]), own_embedding,
+                                               self.channels)
+        for j in others:
+            if j not in aligned:  # another flow source (shallow flow, the exact-flow diagnostic): pair by pair
                 ref = by_index[j]
                 aligned[j] = aligned_similarity(self.model, ref.maps, current.image, ref.image, own_embedding,
                                                 self.channels, self.source)
+        features, similarities = [], []
+        for j in window:
             features.append(aligned[j][0])
             similarities.append(aligned[j][1])
         return self.aggregator(features, similarities)
