@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Will reproduce reports/detection_vid_plateau.md (not yet written: the base diverges, see vid_frame_r18_plateau):
-# the VID-geometry detection benchmark with the single-frame base run through a 4000-iteration schedule at lr 0.012 (vid_frame_r18: 2500 at 0.02), then single frame, FGFA and DFF
-# 400 iterations each from it at lr 0.002, and the evaluation of 90 held-out videos.
+# Reproduces reports/detection_vid_plateau.md: the VID-geometry detection benchmark with the single-frame base run
+# through a 4000-iteration schedule at lr 0.012 (vid_frame_r18: 2500 at 0.02), N_feat fixed after the first half,
+# then single frame, FGFA and DFF 400 iterations each from it at lr 0.002, and the evaluation of 90 held-out videos.
 set -euo pipefail
 featflow synth --format vid --geometry vid --out data/vid_geo_val --videos 0 --val-videos 120 --frames 30 \
     --size 224x384 --seed 1 --quiet
