@@ -584,7 +584,10 @@ class Trainer:
             raise FeatflowError("backbone_until: this task has no backbone to fix")
         groups = param_groups(self.params, task.backbone, cfg.backbone_lr, split=cfg.backbone_until is not None)
         self.scales = [scale for _, scale in groups]  # from the config, also on resume
-        self.backbone_ids = {id(p) for p in task.backbone.parameters()} if task.backbone is not None else set()
+        inside = {id(p) for p in task.backbone.parameters()} if task.backbone is not None else set()
+        # the optimizer group backbone_until sets to rate 0 (None: no backbone group)
+        self.backbone_group = next((i for i, (group, _) in enumerate(groups) if id(group[0]) in inside), None
+                                   ) if cfg.backbone_until is not None else None
         self.optimizer = build_optimizer(groups, cfg)
         self.cast = autocast_dtype(cfg.precision, ctx.device)
         self.start, self.history, self.wall_before = 0, [], 0.0
@@ -658,8 +661,7 @@ class Trainer:
         scales = self.scales
         if backbone_fixed(self.iteration, cfg, minutes):
             self._fix_backbone()
-            scales = [0.0 if any(id(p) in self.backbone_ids for p in g["params"]) else s
-                      for g, s in zip(self.optimizer.param_groups, scales)]
+            scales = [0.0 if i == self.backbone_group else s for i, s in enumerate(scales)]
         set_lr(self.optimizer, scales, self.lr)
         seed_iteration(self.task.seed, self.iteration, ctx.rank)
         with autocast(ctx.device, self.cast):
@@ -684,8 +686,9 @@ class Trainer:
         backbone = self.task.backbone
         assert backbone is not None
         backbone.eval()
-        if not self.ctx.distributed:  # DDP expects a gradient for every parameter it was built with
-            backbone.requires_grad_(False)
+        if not self.ctx.distributed and self.backbone_group is not None:  # DDP expects every parameter's gradient
+            if self.optimizer.param_groups[self.backbone_group]["params"][0].requires_grad:  # once
+                backbone.requires_grad_(False)
 
     def evaluate(self) -> None:
         """The task's held-out metrics at this iteration, appended to the history (rank 0; the others wait)."""

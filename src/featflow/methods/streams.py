@@ -203,8 +203,8 @@ class AggregatedFeatures:
             for i, j in enumerate(others):
                 aligned[j] = warped_similarity(self.model, warp(by_index[j].maps, flows[i:i + 1]), own_embedding,
                                                self.channels)
-        for j in others:
-            if j not in aligned:  # another flow source (shallow flow, the exact-flow diagnostic): pair by pair
+        else:  # another flow source (shallow flow, the exact-flow diagnostic) or none: pair by pair
+            for j in others:
                 ref = by_index[j]
                 aligned[j] = aligned_similarity(self.model, ref.maps, current.image, ref.image, own_embedding,
                                                 self.channels, self.source)
