@@ -8,8 +8,10 @@ detectors can run with F replaced by that flow, brought to the feature grid in t
 
 If the exact flow does no better than the learned F, the loss comes from propagating stride-16 features,
 not from flow errors. Runs on the first VIDEOS held-out videos of a VID-layout export that carries its
-generator settings (``featflow_synth.json``, written by ``featflow data synth --format vid``) and writes
-``reports/detection_exact_flow.{md,json}``.
+generator settings (``featflow_synth.json``, written by ``featflow synth --format vid``) and writes
+``reports/STEM.{md,json}`` (default ``detection_exact_flow``). Each exact-flow row is compared with its method's
+learned F, and every row with single frame, per motion category with a paired 95% bootstrap interval over the
+videos (``--bootstrap`` resamples; 0: none).
 
     python benchmarks/exact_flow_diagnostic.py --data data/vid_synth_val --videos 12 \
         --frame runs/det/frame_r18_long/model.safetensors \
@@ -38,6 +40,7 @@ from featflow.data.synthetic.video import SyntheticVideo
 from featflow.data.vid import VidDataset
 from featflow.engine.checkpoint import load_detector
 from featflow.engine.det_inference import ground_truth
+from featflow.evaluation.bootstrap import vid_map_differences
 from featflow.evaluation.vid_map import evaluate_vid
 from featflow.methods.detection import VideoDetector
 from featflow.methods.schedulers import FixedInterval
@@ -112,12 +115,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dff", required=True)
     parser.add_argument("--fgfa", required=True)
     parser.add_argument("--report", type=Path, default=Path("reports"))
+    parser.add_argument("--stem", default="detection_exact_flow", help="the report's file name, without extension")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="resamples of the videos for each difference's 95%% interval (0: none)")
     args = parser.parse_args(argv)
+    if __package__ in (None, ""):  # run as a file: the harness's modules sit at the repository root
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.cells import difference
+
     if not (args.data / "featflow_synth.json").is_file():
         parser.error(f"{args.data} has no featflow_synth.json: the exact flow needs data exported by "
                      "`featflow synth --format vid`, whose generator settings it records")
     if args.videos < 1:
         parser.error(f"--videos must be at least 1, got {args.videos}")
+    if args.bootstrap < 0:
+        parser.error(f"--bootstrap must be 0 or more, got {args.bootstrap}")
     for weights in (args.frame, args.dff, args.fgfa):
         if not Path(weights).is_file():
             parser.error(f"no weights at {weights}")
@@ -127,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     for method, weights in (("dff", args.dff), ("fgfa", args.fgfa)):
         runs += [(f"{method.upper()}, learned F", method, weights, None)]
         runs += [(f"{method.upper()}, exact flow ({s})", method, weights, s) for s in SAMPLINGS]
-    rows = []
+    rows, outputs = [], {}
     for name, method, weights, sampling in runs:
         model = load_detector(weights)[0].for_inference()
         detections = []
@@ -135,21 +147,38 @@ def main(argv: list[str] | None = None) -> None:
             frames = [data.image(v, t) for t in range(data.num_frames(v))]
             source = ExactFlow(synth_video(args.data, v, args.split), sampling, frames) if sampling else None
             detections.append(detect(model, method, frames, source))
+        outputs[name] = detections
         r = evaluate_vid(detections, truth, len(data.classes))
         rows.append({"name": name, "method": method, "weights": weights, "flow": sampling or "learned",
                      **r.to_json()})
         print(f"{name}: mAP {100 * r.map:.1f} (slow {100 * r.slow:.1f}, medium {100 * r.medium:.1f}, "
               f"fast {100 * r.fast:.1f})", flush=True)
+    comparisons = []
+    if args.bootstrap:
+        for name, method, _, sampling in runs[1:]:
+            against = ["single frame"] + ([f"{method.upper()}, learned F"] if sampling else [])
+            for base in against:
+                d = vid_map_differences(outputs[base], outputs[name], truth, len(data.classes), args.bootstrap)
+                comparisons.append({"row": name, "against": base, **{c: v.to_json() for c, v in d.items()}})
     lines = ["# DFF and FGFA with the exact flow", "",
-             f"Held-out data: the first {len(data)} videos of `{args.data}` (split `{args.split}`). The detectors "
-             "trained for `reports/detection.md`; F replaced by the generator's exact flow, pooled over 17x17 "
-             "around image pixel 16j or read at pixel 16j. DFF: key interval 10; FGFA: 21 frames, offline.", "",
+             f"Held-out data: the first {len(data)} videos of `{args.data}` (split `{args.split}`). Detectors: "
+             f"single frame `{args.frame}`, DFF `{args.dff}`, FGFA `{args.fgfa}`; F replaced by the generator's "
+             "exact flow, pooled over 17x17 around image pixel 16j or read at pixel 16j. DFF: key interval 10; "
+             "FGFA: 21 frames, offline.", "",
              "| method | mAP (%) | slow | medium | fast |", "|---|---|---|---|---|"]
     lines += [f"| {r['name']} | {100 * r['map']:.1f} | {100 * r['slow']:.1f} | {100 * r['medium']:.1f} | "
               f"{100 * r['fast']:.1f} |" for r in rows]
+    if comparisons:
+        lines += ["", f"Differences in mAP points, with paired 95% bootstrap intervals over the {len(data)} videos "
+                  f"({args.bootstrap} resamples):", "",
+                  "| row | against | all | slow | medium | fast |", "|---|---|---|---|---|---|"]
+        lines += [f"| {c['row']} | {c['against']} | " + " | ".join(difference(c[k]) for k in
+                                                                  ("all", "slow", "medium", "fast")) + " |"
+                  for c in comparisons]
     command = "python " + " ".join([sys.argv[0].replace(str(Path.cwd()) + "/", "")] + sys.argv[1:])
-    write_report(args.report, "detection_exact_flow", "\n".join(lines),
-                 {"videos": len(data), "rows": rows, "machine": machine_description()}, command)
+    write_report(args.report, args.stem, "\n".join(lines),
+                 {"videos": len(data), "rows": rows, "comparisons": comparisons, "machine": machine_description()},
+                 command)
 
 
 if __name__ == "__main__":
