@@ -329,8 +329,8 @@ def _markdown(scores: dict[str, dict[str, FlowScore]], trained: dict[str, dict],
 
 def run_flow_benchmark(weights: dict[str, str | os.PathLike] | None, pairs: int = 100,
                        size: tuple[int, int] = (256, 512), seed: int = 0, report: str | os.PathLike = "reports",
-                       command: str = "featflow bench flow", progress: bool = True) -> list[Path]:
-    """Evaluate every method on clean and degraded held-out pairs; write flow.md / flow.json / flow.png."""
+                       command: str = "featflow bench flow", progress: bool = True, stem: str = "flow") -> list[Path]:
+    """Evaluate every method on clean and degraded held-out pairs; write STEM.md / STEM.json / STEM.png."""
     if pairs < 1:
         raise FeatflowError("--pairs must be at least 1")
     weights = {k: Path(v) for k, v in (weights or {"shipped": shipped_flow_weights()}).items()}
@@ -353,11 +353,11 @@ def run_flow_benchmark(weights: dict[str, str | os.PathLike] | None, pairs: int 
     warp_pairs = min(pairs, 50)
     warp = _feature_warp(weights, methods, held_out["degraded"][:warp_pairs], progress)
     report = Path(report)
-    _plot(report / "flow.png", scores)
+    _plot(report / f"{stem}.png", scores)
     markdown = (_markdown(scores, trained, pairs, size, shipped_name, real, warp, warp_pairs, videos)
-                + "\n\n![EPE against time](flow.png)")
+                + f"\n\n![EPE against time]({stem}.png)")
     data = {"pairs": pairs, "size": list(size), "seed": seed, "machine": machine_description(), "trained": trained,
             "scores": {c: {n: asdict(s) for n, s in by.items()} for c, by in scores.items()},
             "real_footage": real, "real_videos": videos, "feature_warp_error": warp, "feature_warp_pairs": warp_pairs,
             "features_model": FEATURES_MODEL, "reference": REFERENCE, "shipped": shipped_name}
-    return write_report(report, "flow", markdown, data, command) + [report / "flow.png"]
+    return write_report(report, stem, markdown, data, command) + [report / f"{stem}.png"]

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from featflow.modeling.feature_net import FEATURE_NETS, FeatureNet, feature_map_size
-from featflow.modeling.flow_net import FLOW_NETS, build_flow_net
+from featflow.modeling.flow_net import FLOW_NETS, build_flow_net, correlation
 from featflow.modeling.preprocess import PIXEL_MEANS, feature_input, flow_input
 
 
@@ -68,8 +68,10 @@ def test_flow_net_output_lines_up_with_features(name, size):
     h16, w16 = feature_map_size(*size)
     assert out.flow.shape == (1, 2, h16, w16)
     assert out.scale.shape == (1, 24, h16, w16)
-    assert out.pyramid[8].shape == (1, 2, -(-size[0] // 8), -(-size[1] // 8))
-    assert set(out.pyramid) == {8, 16, 32, 64, 128}
+    expected = {8, 16, 32, 64} if name == "pwcnet_lite" else {8, 16, 32, 64, 128}  # PWC-Net Lite ends at 64
+    assert set(out.pyramid) == expected
+    for stride, level in out.pyramid.items():
+        assert level.shape == (1, 2, -(-size[0] // stride), -(-size[1] // stride))
 
 
 @pytest.mark.parametrize("name", FLOW_NETS)
@@ -79,6 +81,31 @@ def test_scale_field_starts_at_exactly_one(name):
     assert torch.equal(out.scale, torch.ones_like(out.scale))
     # the bias of 1 is a constant, not a parameter: training cannot move it
     assert all(p.shape != (8,) for p in net.scale_conv.parameters())
+
+
+def test_the_cost_volume_peaks_at_the_displacement_to_the_key_frame():
+    torch.manual_seed(0)
+    key = torch.nn.functional.normalize(torch.randn(2, 8, 12, 14), dim=1)  # unit vectors: each is its own best match
+    dx, dy = 2, -1  # the key's content sits (dx, dy) from the current frame's: key(p + (dx, dy)) = current(p)
+    current = torch.zeros_like(key)
+    current[..., 1:, : 14 - dx] = key[..., : 11, dx:]
+    cost = correlation(current, key, max_displacement=3)  # (2, 49, 12, 14), offsets row-major, dy outer
+    assert cost.shape == (2, 49, 12, 14)
+    best = cost[..., 2:-2, 2:-4].argmax(1)  # away from the borders the shifted copy covers
+    assert (best == (dy + 3) * 7 + (dx + 3)).all()
+    torch.testing.assert_close(cost[:, 24], (current * key).mean(1))  # offset (0, 0)
+    assert (cost[:, 0, 0] == 0).all()  # offset (-3, -3) from the top-left corner reads the zero padding
+
+
+def test_every_layer_of_pwcnet_lite_learns_from_the_flow_loss():
+    """The pyramid, each level's estimator and correction, and both heads all reach the output: none is left
+    untrained by a level that never feeds the next."""
+    net = build_flow_net("pwcnet_lite", scale_channels=4)
+    out = net(torch.randn(1, 3, 40, 56), torch.randn(1, 3, 40, 56), pyramid=True)
+    (out.flow.square().sum() + sum(level.square().sum() for level in out.pyramid.values())
+     + out.scale.sum()).backward()
+    silent = [name for name, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert silent == []
 
 
 def test_flow_net_rejects_mismatched_frames():

@@ -43,17 +43,27 @@ def test_synth_report(tmp_path):
     assert "Reproduce with" in (tmp_path / "synth.md").read_text()
 
 
+def test_bench_flow_refuses_a_report_name_that_leaves_the_report_folder(capsys):
+    from featflow.cli import main
+
+    for stem in ("../flow", "a/b", ""):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["bench", "flow", "--stem", stem])
+        assert exit_info.value.code == 2 and "argument --stem" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_flow_report_with_a_given_net(tmp_path):
-    save_flow_net(tmp_path / "w.safetensors", build_flow_net("flownet_inception"), "flownet_inception",
+    """Any flow net (here PWC-Net Lite) under a report name of its own (``--stem``)."""
+    save_flow_net(tmp_path / "w.safetensors", build_flow_net("pwcnet_lite"), "pwcnet_lite",
                   {"iterations": "0", "config": "{}"})
     paths = run_flow_benchmark({"untrained": tmp_path / "w.safetensors"}, pairs=2, size=(48, 64), report=tmp_path,
-                               progress=False)
-    assert {p.name for p in paths} == {"flow.md", "flow.json", "flow.png"}
-    data = json.loads((tmp_path / "flow.json").read_text())
+                               progress=False, stem="flow_pwc")
+    assert {p.name for p in paths} == {"flow_pwc.md", "flow_pwc.json", "flow_pwc.png"}
+    data = json.loads((tmp_path / "flow_pwc.json").read_text())
     assert set(data["scores"]) == {"degraded", "clean", "real textures"}
     assert {"zero flow", "DIS medium", "DIS ultrafast", "untrained"} <= set(data["scores"]["clean"])
-    assert data["trained"]["untrained"]["model"] == "flownet_inception"
+    assert data["trained"]["untrained"]["model"] == "pwcnet_lite"
     real = {(r["pair"], r["method"]): r for r in data["real_footage"]}
     zero = real["motorcycle (Middlebury 2014)", "zero flow"]
     dis = real["motorcycle (Middlebury 2014)", "DIS medium"]
@@ -62,13 +72,13 @@ def test_flow_report_with_a_given_net(tmp_path):
     warp = data["feature_warp_error"]
     assert warp["zero flow"] == pytest.approx(1.0) and "untrained (its stride-16 output)" in warp
     assert data["features_model"] == "seg-frame-r18-synth"
-    assert "## Real footage" in (tmp_path / "flow.md").read_text()
-    assert "### Error by displacement" in (tmp_path / "flow.md").read_text()
+    assert "## Real footage" in (tmp_path / "flow_pwc.md").read_text()
+    assert "### Error by displacement" in (tmp_path / "flow_pwc.md").read_text()
     videos = [r for r in data["real_videos"] if r["method"] == "DIS medium"]
     assert {r["video"] for r in videos} == {"bikes", "carphone"} and len(videos) >= 30
     assert np.mean([r["removed"] for r in videos]) > 0.2  # real motion that DIS aligns
-    assert "## Real video" in (tmp_path / "flow.md").read_text()
-    side_by_side = (tmp_path / "flow.md").read_text().split("Each net against the targets' tests")[1]
+    assert "## Real video" in (tmp_path / "flow_pwc.md").read_text()
+    side_by_side = (tmp_path / "flow_pwc.md").read_text().split("Each net against the targets' tests")[1]
     pairs = sum(1 for r in data["real_videos"] if r["method"] == "untrained")
     assert "| untrained |" in side_by_side and f"/ {pairs} |" in side_by_side
     assert sum(b["share"] for b in dis["by_displacement"]) == pytest.approx(1.0)  # 0-64 px hold every disparity

@@ -32,7 +32,7 @@ FEATURE_LAYOUTS: tuple[str, ...] = ("msra", "torchvision")
 #: N_feat's BatchNorm: "batch" (statistics trained) or "frozen" (the papers' fixed statistics and affine).
 NORMS: tuple[str, ...] = ("batch", "frozen")
 #: F: FlowNet-Simple, FlowNet Half and FlowNet Inception (``featflow.modeling.flow_net``).
-FLOW_NETS: tuple[str, ...] = ("flownet", "flownet_half", "flownet_inception")
+FLOW_NETS: tuple[str, ...] = ("flownet", "flownet_half", "flownet_inception", "pwcnet_lite")
 #: How F is trained: on flow ground truth (multi-scale end-point error) or on real video without it (photometric).
 FLOW_LOSSES: tuple[str, ...] = ("epe", "unsupervised")
 #: FGFA's aggregation: none, adaptive weights from the embedding network, the plain mean (an ablation), or adaptive

@@ -33,13 +33,15 @@ def add(sub: argparse._SubParsersAction) -> None:
     flow = bench.add_parser("flow", help="EPE and time per pair of flow nets against zero flow and OpenCV's DIS",
                             description="Evaluate flow networks and off-the-shelf flow (DIS ultrafast / medium, "
                                         "Farneback) on held-out synthetic pairs, clean and degraded, at full "
-                                        "resolution; write flow.md, flow.json and flow.png.")
+                                        "resolution; write flow.md, flow.json and flow.png (or --stem's).")
     flow.add_argument("--weights", type=options.named_path, action="append", default=None, metavar="NAME=PATH",
                       help="a flow net to evaluate (repeatable; default: the shipped one)")
     flow.add_argument("--pairs", type=options.positive, default=100, help="held-out pairs per condition (default 100)")
     flow.add_argument("--size", type=options.size, default=(256, 512))
     flow.add_argument("--seed", type=options.non_negative, default=0)
     flow.add_argument("--report", type=Path, default=Path("reports"), help="report folder (default reports/)")
+    flow.add_argument("--stem", type=options.report_stem, default="flow",
+                      help="the report's file names, without extension (default flow)")
     flow.add_argument("--quiet", action="store_true")
     flow.set_defaults(func=run_flow)
     speed = bench.add_parser("speed", help="per-frame against DFF (or FGFA) wall-clock speed, paper-sized nets, "
@@ -198,7 +200,8 @@ def run_flow(args: argparse.Namespace) -> None:
     flow_report = harness("flow", "flow_report")
     weights = dict(args.weights) if args.weights else None
     paths = flow_report.run_flow_benchmark(weights, pairs=args.pairs, size=args.size, seed=args.seed,
-                                           report=args.report, command=options.command_line(), progress=not args.quiet)
+                                           report=args.report, command=options.command_line(), progress=not args.quiet,
+                                           stem=args.stem)
     print(f"report: {', '.join(str(p) for p in paths)}")
 
 

@@ -79,6 +79,14 @@ def named_path(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def report_stem(text: str) -> str:
+    """A report's file name without extension ('flow_pwcnet'): letters, digits, '_' and '-' only, so that it
+    names files inside the report folder and nowhere else."""
+    if not text or not all(c.isalnum() or c in "_-" for c in text):
+        raise argparse.ArgumentTypeError(f"a report name takes letters, digits, '_' and '-' only, got {text!r}")
+    return text
+
+
 def command_line() -> str:
     """The command as typed, for reports to say how to reproduce them."""
     return "featflow " + " ".join(sys.argv[1:])

@@ -1,4 +1,4 @@
-"""F: the flow networks of DFF (FlowNet, FlowNet Half, FlowNet Inception).
+"""F: the flow networks of DFF (FlowNet, FlowNet Half, FlowNet Inception), and PWC-Net Lite.
 
 Every flow network takes the current frame and the key frame at half resolution (pooled and normalised by
 ``featflow.modeling.preprocess.flow_input``), concatenated along channels (current first), and returns at
@@ -17,6 +17,12 @@ The last concatenation is at stride 8; DFF pools it 2x2 to stride 16 before the 
 For flow pre-training the networks also return their multi-scale predictions (``pyramid=True``),
 each converted to full-resolution image pixels.
 
+PWC-Net Lite (``pwcnet_lite``, not in the papers: the talk's "better flow learning") replaces the stacked-frame
+encoder by a feature pyramid shared by both frames, and learns correspondence from cost volumes: at each level,
+coarse to fine, the key frame's features are warped along the flow so far and correlated with the current frame's
+over a small window, and a small estimator predicts the correction. Large motions are found on the coarse levels,
+where FlowNet Simple / Inception, which must learn matching from stacked pixels, stop short of them.
+
 The layers are ``featflow.modeling.gemm_conv``'s: torch's, computed as one matrix product on the coarse levels'
 small maps at inference, where oneDNN ran far from its arithmetic.
 """
@@ -30,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from featflow.modeling import gemm_conv
+from featflow.modeling.warp import warp
 from featflow.registry import FLOW_NETS, check_choice
 
 #: Raw flow predictions times this are in stride-16 feature-map pixels.
@@ -108,9 +115,10 @@ class FlowNetBase(nn.Module):
         self.scale_channels = scale_channels
         self.stride = FLOW_STRIDE
 
-    def _build_heads(self) -> None:
-        """Create the flow and scale heads, then initialise every layer (call last in ``__init__``)."""
-        channels = self.decoder.out_channels
+    def _build_heads(self, channels: int | None = None) -> None:
+        """Create the flow and scale heads on ``channels`` (default: the decoder's output), then initialise every
+        layer (call last in ``__init__``)."""
+        channels = self.decoder.out_channels if channels is None else channels
         self.predict_flow = gemm_conv.Conv2d(channels, 2, 3, padding=1)
         self.scale_conv = gemm_conv.Conv2d(channels, self.scale_channels, 1, bias=False)
         for module in self.modules():  # MSRA init for LeakyReLU(0.1), as FlowNet was trained from scratch
@@ -215,8 +223,95 @@ class FlowNetInception(FlowNetBase):
         return c6, [c2, c3, c4, c5]
 
 
+def correlation(current: Tensor, key: Tensor, max_displacement: int) -> Tensor:
+    """The cost volume: (N, C, h, w) features of both frames -> (N, (2d+1)**2, h, w), at each current pixel the
+    mean over channels of its product with the key's at every offset (dx, dy) in [-d, d]**2 (row-major, dy outer);
+    offsets outside the map read zeros."""
+    d = max_displacement
+    h, w = current.shape[-2:]
+    padded = F.pad(key, (d, d, d, d))
+    costs = [(current * padded[..., dy:dy + h, dx:dx + w]).mean(1)
+             for dy in range(2 * d + 1) for dx in range(2 * d + 1)]
+    return torch.stack(costs, dim=1)
+
+
+def _upsample_flow(flow: Tensor, like: Tensor) -> Tensor:
+    """A level's flow (in its pixels) at the next finer level's size, in that level's pixels (x2)."""
+    return 2.0 * F.interpolate(flow, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class PWCNetLite(FlowNetBase):
+    """A small PWC-Net: a 5-level feature pyramid (strides 4 ... 64 of the full image, shared by both frames); at
+    strides 64, 32 and 16, coarse to fine, the key features warped along the upsampled flow, a cost volume of
+    displacement +-4 level pixels (+-256 full-image pixels reached at stride 64), and an estimator that predicts
+    the flow's correction from [cost, current features, flow]. It stops at stride 16, the stride DFF warps at
+    (1.73 G multiply-adds at 600x1000 with a 1024-channel scale field, as FlowNet Inception); its stride-8 flow,
+    for flow training and ``featflow flow``, is the stride-16 one upsampled. The heads (a flow correction x2.5 and
+    the scale field) read the stride-16 estimator's features and flow, as the FlowNets' read their decoder's."""
+
+    #: Channels of the pyramid's levels, strides 4, 8, 16, 32, 64 of the full image.
+    PYRAMID = (16, 32, 64, 96, 128)
+    #: The strides of the pyramid's levels that estimate flow, finest first.
+    ESTIMATED = (16, 32, 64)
+    #: The cost volume's reach in pixels of each level.
+    MAX_DISPLACEMENT = 4
+
+    def __init__(self, scale_channels: int = 1024) -> None:
+        super().__init__(scale_channels)
+        levels, cin = [], 3
+        for c in self.PYRAMID:
+            levels.append(nn.Sequential(_conv(cin, c, 3, 2), _conv(c, c)))
+            cin = c
+        self.pyramid = nn.ModuleList(levels)
+        cost = (2 * self.MAX_DISPLACEMENT + 1) ** 2
+        estimated = self.PYRAMID[-len(self.ESTIMATED):]
+        self.estimators = nn.ModuleList(  # finest first
+            nn.Sequential(_conv(cost + c + 2, 96), _conv(96, 64), _conv(64, 32)) for c in estimated)
+        self.residual = nn.ModuleList(gemm_conv.Conv2d(32, 2, 3, padding=1) for _ in estimated)
+        self._build_heads(32 + 2)  # the stride-16 estimator's features and flow
+
+    def _features(self, x: Tensor) -> list[Tensor]:
+        """(N, 3, H/2, W/2) -> the pyramid's maps at the ESTIMATED strides of the full image, finest first."""
+        maps = []
+        for level in self.pyramid:
+            x = level(x)
+            maps.append(x)
+        return maps[-len(self.ESTIMATED):]
+
+    def forward(self, current: Tensor, key: Tensor, pyramid: bool = False, with_scale: bool = True) -> FlowOutput:
+        """As ``FlowNetBase.forward``: half-resolution frames -> flow and scale at stride 16 of the full image."""
+        if current.shape != key.shape:
+            raise ValueError(f"current {tuple(current.shape)} and key {tuple(key.shape)} differ in shape")
+        n = current.shape[0]
+        both = self._features(torch.cat([current, key], dim=0))  # one pass for both frames
+        flow: Tensor | None = None  # in pixels of the level being refined
+        hidden: Tensor | None = None
+        levels: dict[int, Tensor] = {}
+        for k in reversed(range(len(both))):  # coarse to fine
+            mine, theirs = both[k][:n], both[k][n:]  # (N, C_k, h_k, w_k)
+            if flow is None:
+                flow = mine.new_zeros(n, 2, *mine.shape[-2:])
+                warped = theirs
+            else:
+                flow = _upsample_flow(flow, mine)
+                warped = warp(theirs, flow)
+            cost = F.leaky_relu(correlation(mine, warped, self.MAX_DISPLACEMENT), 0.1)
+            hidden = self.estimators[k](torch.cat([cost, mine, flow], dim=1))  # (N, 32, h_k, w_k)
+            flow = flow + self.residual[k](hidden)
+            if pyramid:
+                levels[self.ESTIMATED[k]] = flow * self.ESTIMATED[k]  # full-image pixels
+        assert flow is not None and hidden is not None
+        heads_in = torch.cat([hidden, flow / FLOW_SCALE], dim=1)  # (N, 34, H/16, W/16), flow as raw predictions
+        out = flow + self.predict_flow(heads_in) * FLOW_SCALE  # stride-16 feature pixels
+        scale = self.scale_conv(heads_in) + 1.0 if with_scale else None
+        if pyramid:
+            h8, w8 = -(-current.shape[-2] // 4), -(-current.shape[-1] // 4)  # the half-resolution input's stride 4
+            levels[8] = F.interpolate(out, size=(h8, w8), mode="bilinear", align_corners=False) * FLOW_STRIDE
+        return FlowOutput(out, scale, levels)
+
+
 def build_flow_net(name: str, scale_channels: int = 1024) -> FlowNetBase:
-    """F by its name: ``flownet``, ``flownet_half`` or ``flownet_inception``."""
+    """F by its name: ``flownet``, ``flownet_half``, ``flownet_inception`` or ``pwcnet_lite``."""
     check_choice("flow network", name, FLOW_NETS)
     net: FlowNetBase
     if name == "flownet":
@@ -225,6 +320,8 @@ def build_flow_net(name: str, scale_channels: int = 1024) -> FlowNetBase:
         net = FlowNetSimple(0.5, scale_channels)
     elif name == "flownet_inception":
         net = FlowNetInception(scale_channels)
+    elif name == "pwcnet_lite":
+        net = PWCNetLite(scale_channels)
     else:
         raise AssertionError(f"FLOW_NETS names {name!r} but nothing builds it")
     net.name = name
