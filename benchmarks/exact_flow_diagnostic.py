@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dff", required=True)
     parser.add_argument("--fgfa", required=True)
     parser.add_argument("--report", type=Path, default=Path("reports"))
+    parser.add_argument("--samplings", nargs="+", choices=SAMPLINGS, default=list(SAMPLINGS),
+                        help="how the exact flow is brought to the feature grid (default: both)")
     parser.add_argument("--stem", default="detection_exact_flow", help="the report's file name, without extension")
     parser.add_argument("--bootstrap", type=int, default=1000,
                         help="resamples of the videos for each difference's 95%% interval (0: none)")
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = [("single frame", "frame", args.frame, None)]
     for method, weights in (("dff", args.dff), ("fgfa", args.fgfa)):
         runs += [(f"{method.upper()}, learned F", method, weights, None)]
-        runs += [(f"{method.upper()}, exact flow ({s})", method, weights, s) for s in SAMPLINGS]
+        runs += [(f"{method.upper()}, exact flow ({s})", method, weights, s) for s in args.samplings]
     rows, outputs = [], {}
     for name, method, weights, sampling in runs:
         model = load_detector(weights)[0].for_inference()
