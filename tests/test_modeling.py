@@ -108,6 +108,16 @@ def test_every_layer_of_pwcnet_lite_learns_from_the_flow_loss():
     assert silent == []
 
 
+def test_pwcnet_lite_starts_near_zero_flow():
+    """Its corrections start near 0 (with MSRA's init they were tens of pixels at random and training collapsed
+    to a constant flow)."""
+    torch.manual_seed(0)
+    out = build_flow_net("pwcnet_lite", scale_channels=4)(torch.randn(2, 3, 64, 96), torch.randn(2, 3, 64, 96),
+                                                         pyramid=True)
+    assert out.flow.abs().max() < 0.5  # stride-16 feature pixels (MSRA: several)
+    assert all(level.abs().max() < 8.0 for level in out.pyramid.values())  # full-image pixels
+
+
 def test_flow_net_rejects_mismatched_frames():
     net = build_flow_net("flownet_inception", scale_channels=4)
     with pytest.raises(ValueError, match="differ in shape"):

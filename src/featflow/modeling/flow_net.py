@@ -269,6 +269,11 @@ class PWCNetLite(FlowNetBase):
             nn.Sequential(_conv(cost + c + 2, 96), _conv(96, 64), _conv(64, 32)) for c in estimated)
         self.residual = nn.ModuleList(gemm_conv.Conv2d(32, 2, 3, padding=1) for _ in estimated)
         self._build_heads(32 + 2)  # the stride-16 estimator's features and flow
+        # Every correction starts near 0, so that the flow does: with MSRA's init the first corrections were tens of
+        # pixels at random, the warps read outside the maps, and training collapsed to a constant flow.
+        for predictor in (*self.residual, self.predict_flow):
+            nn.init.normal_(predictor.weight, std=1e-3)
+            nn.init.zeros_(predictor.bias)
 
     def _features(self, x: Tensor) -> list[Tensor]:
         """(N, 3, H/2, W/2) -> the pyramid's maps at the ESTIMATED strides of the full image, finest first."""
