@@ -35,6 +35,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from featflow.analysis.reports import machine_description, write_report
+from featflow.cli.options import report_stem
 from featflow.data.synthetic.scene import SynthConfig
 from featflow.data.synthetic.video import SyntheticVideo
 from featflow.data.vid import VidDataset
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", type=Path, default=Path("reports"))
     parser.add_argument("--samplings", nargs="+", choices=SAMPLINGS, default=list(SAMPLINGS),
                         help="how the exact flow is brought to the feature grid (default: both)")
-    parser.add_argument("--stem", default="detection_exact_flow", help="the report's file name, without extension")
+    parser.add_argument("--stem", type=report_stem, default="detection_exact_flow",
+                        help="the report's file name, without extension")
     parser.add_argument("--bootstrap", type=int, default=1000,
                         help="resamples of the videos for each difference's 95%% interval (0: none)")
     args = parser.parse_args(argv)
