@@ -43,7 +43,6 @@ from featflow.engine.det_inference import DetStreamConfig, detect_dataset, groun
 from featflow.errors import FeatflowError  # noqa: E402
 from featflow.evaluation.bootstrap import vid_map_differences  # noqa: E402
 from featflow.evaluation.vid_map import evaluate_vid  # noqa: E402
-from featflow.methods.fgfa import aggregation_weights  # noqa: E402
 from featflow.structures import Detections, VideoDetections, VideoGroundTruth  # noqa: E402
 
 
@@ -74,6 +73,7 @@ class DetReportPlan:
     key_interval: int = 10  # DFF
     window: int = 10  # FGFA: 2K+1 test frames
     ablation: tuple[DetRowPlan, ...] = ()
+    ablation_title: str = "The seed's FGFA ablation table"  # the heading of the ablation rows' table
     postprocessing: tuple[DetRowPlan, ...] = ()
     dff: tuple[DetRowPlan, ...] = ()
     frame_count_weights: str | None = None  # an FGFA checkpoint for the frame-count table
@@ -102,9 +102,9 @@ class WeightProbe:
         if len(similarities) < 2:
             return
         own = len(similarities) - 1 if self.online else len(similarities) // 2  # the current frame's position
-        logits = torch.stack(similarities, 1).float()  # (N, T, 1, h, w)
-        weights = aggregation_weights(logits, module.temperature)
-        others = torch.cat([logits[:, :own], logits[:, own + 1:]], 1)
+        weights = module.weights(similarities)  # (N, T, 1, h, w)
+        cosines = torch.stack(similarities, 1)[:, :, :1].float()  # (N, T, 1, h, w); a quality logit is channel 1
+        others = torch.cat([cosines[:, :own], cosines[:, own + 1:]], 1)
         self.sums["current_weight"] += weights[:, own].mean().item()
         self.sums["reference_cosine"] += others.mean().item()
         self.count += 1
@@ -250,7 +250,7 @@ def _markdown(plan: DetReportPlan, data: VidDataset, total: int, results: dict) 
     single = next((r for r in results["ablation"] if r["method"] == "frame"), None)
     fgfa = next((r for r in results["ablation"] if r["name"] == "FGFA"), None)
     if results["ablation"]:
-        lines += ["", "## The seed's FGFA ablation table", ""] + _map_table(results["ablation"])
+        lines += ["", f"## {plan.ablation_title}", ""] + _map_table(results["ablation"])
         if single and fgfa:
             gains = {c: (fgfa[c] or 0) - (single[c] or 0) for c in ("map", "slow", "medium", "fast")}
             lines += ["", f"- FGFA (FlowNet Inception) gains {100 * gains['map']:+.1f} mAP over single frame (target: "

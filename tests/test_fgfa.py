@@ -168,3 +168,64 @@ def test_the_stream_runs_a_frames_pairs_in_one_flow_call_with_the_pair_by_pair_r
         torch.testing.assert_close(a.features, b.features, rtol=1e-4, atol=1e-4)
     # one call per frame with all of its distinct neighbours (the ends repeat frames; online, frame 0 has none)
     assert calls == ([1, 2, 2, 2, 2] if online else [2, 3, 4, 4, 3, 2])
+
+
+def test_quality_starts_as_the_temperature_model_and_can_prefer_a_dissimilar_frame(tmp_path):
+    """adaptive-quality: softmax(T * cos + Q(e_j)). Q starts at zero (the temperature model's weights); once trained,
+    a frame whose own embedding Q rates high can outweigh the current frame that the cosine alone favours."""
+    from featflow.engine.checkpoint import load_detector, save_detector
+
+    torch.manual_seed(0)
+    agg = build_aggregation("adaptive-quality", 8)
+    assert agg.log_temperature is not None and agg.quality is not None
+    a, b = torch.randn(1, 8, 3, 3), torch.randn(1, 8, 3, 3)
+    ea, eb = agg.embed(a), agg.embed(b)
+    sims = [agg.similarity(ea, ea), agg.similarity(ea, eb)]
+    assert sims[0].shape == (1, 2, 3, 3) and torch.all(sims[0][:, 1] == 0)  # cosine, then the zero quality
+    plain = aggregation_weights(torch.stack([s[:, :1] for s in sims], 1)).unbind(1)
+    torch.testing.assert_close(agg([a, b], sims), plain[0] * a + plain[1] * b)
+    assert (plain[0] > plain[1]).all()  # the cosine favours the current frame
+    agg([a, b], sims).square().mean().backward()
+    assert agg.quality.weight.grad.abs().sum() > 0 and agg.log_temperature.grad is not None
+    with torch.no_grad():  # Q rates b's embedding 5 higher than a's, everywhere
+        direction = (eb - ea).mean((0, 2, 3))
+        agg.quality.weight.copy_((direction / direction.square().sum()).view(1, -1, 1, 1) * 5.0)
+        agg.quality.bias.zero_()
+        sims = [agg.similarity(ea, ea), agg.similarity(ea, eb)]
+        weights = agg.weights(sims)
+    assert weights.shape == (1, 2, 1, 3, 3)
+    assert weights[:, 1].mean() > weights[:, 0].mean()  # the higher-quality neighbour now weighs more
+    torch.testing.assert_close(weights.sum(1), torch.ones(1, 1, 3, 3))
+    # a detector with it saves and loads its quality head
+    model = small_detector(flow_net="flownet_inception", aggregation="adaptive-quality")
+    with torch.no_grad():
+        model.aggregator.quality.bias.fill_(0.5)
+    save_detector(tmp_path / "q.safetensors", model, ["a", "b", "c"])
+    loaded = load_detector(tmp_path / "q.safetensors")[0]
+    assert loaded.aggregation == "adaptive-quality" and loaded.aggregator.quality.bias.item() == 0.5
+
+
+def test_train_with_current_aggregates_the_current_frame_as_the_test_window_does():
+    """FGFA's training path aggregates the references only (the papers); with ``train_with_current`` the current
+    frame joins them, as at test. The config refuses it without an aggregation."""
+    from featflow.engine.models import DetModelConfig, build_video_model
+    from featflow.errors import FeatflowError
+
+    torch.manual_seed(0)
+    current = torch.rand(1, 3, 32, 48) * 255
+    refs = torch.stack([torch.rand(1, 3, 32, 48) * 255 for _ in range(2)], 1)  # (N, R, 3, H, W)
+    same = torch.zeros(1, 2, dtype=torch.bool)
+    cfg = DetModelConfig(channels=16, aggregation="adaptive", anchor_sizes=(16, 32, 64), train_with_current=True)
+    model = build_video_model(cfg, 3).eval()
+    assert model.train_with_current
+    with torch.no_grad():
+        with_current = model.clip_features(current, refs, same)
+        torch.testing.assert_close(with_current, aggregated_features(model, current, list(refs.unbind(1)), True))
+        model.train_with_current = False
+        torch.testing.assert_close(model.clip_features(current, refs, same),
+                                   aggregated_features(model, current, list(refs.unbind(1))))
+        assert not torch.allclose(with_current, model.clip_features(current, refs, same))
+    assert not build_video_model(DetModelConfig(channels=16, aggregation="adaptive", anchor_sizes=(16, 32, 64)),
+                                 3).train_with_current
+    with pytest.raises(FeatflowError, match="train_with_current needs an aggregation"):
+        DetModelConfig(train_with_current=True)

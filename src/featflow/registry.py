@@ -35,9 +35,10 @@ NORMS: tuple[str, ...] = ("batch", "frozen")
 FLOW_NETS: tuple[str, ...] = ("flownet", "flownet_half", "flownet_inception", "pwcnet_lite")
 #: How F is trained: on flow ground truth (multi-scale end-point error) or on real video without it (photometric).
 FLOW_LOSSES: tuple[str, ...] = ("epe", "unsupervised")
-#: FGFA's aggregation: none, adaptive weights from the embedding network, the plain mean (an ablation), or adaptive
-#: weights with a learned softmax temperature (``featflow.methods.fgfa``; not in the paper).
-AGGREGATIONS: tuple[str | None, ...] = (None, "adaptive", "mean", "adaptive-temperature")
+#: FGFA's aggregation: none, adaptive weights from the embedding network, the plain mean (an ablation), adaptive
+#: weights with a learned softmax temperature, or with that temperature and a learned per-pixel quality logit of
+#: each frame (``featflow.methods.fgfa``; the last two are not in the paper).
+AGGREGATIONS: tuple[str | None, ...] = (None, "adaptive", "mean", "adaptive-temperature", "adaptive-quality")
 
 # ---- video methods ---------------------------------------------------------------------------------------------
 

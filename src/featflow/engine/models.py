@@ -52,6 +52,9 @@ class ModelConfig:
     freeze_stem: bool = False  # N_feat's conv1 and res2 fixed (the papers', with ImageNet weights)
     freeze_flow: bool = False  # DFF fix F; FGFA "without end-to-end training"
     freeze_scale: bool = False  # DFF's scale field kept at 1 (F's flow still trained)
+    # FGFA: training aggregates the current frame with its two references, as the test window does (the papers'
+    # training aggregates the two references only, facts.md §3; a training-only setting, not in the checkpoint)
+    train_with_current: bool = False
 
     #: The task model these settings build (each task's config sets it).
     task: ClassVar[TaskKind]
@@ -65,6 +68,8 @@ class ModelConfig:
         if frozen and self.flow_net is None:
             raise FeatflowError(f"{' and '.join(frozen)} {'needs' if len(frozen) == 1 else 'need'} a flow network "
                                 "(flow_net is null)")
+        if self.train_with_current and not self.aggregation:
+            raise FeatflowError("train_with_current needs an aggregation (it is FGFA's training)")
         if self.init and self.features_init:
             raise FeatflowError("init and features_init are alternatives (init already holds N_feat)")
 
@@ -249,6 +254,7 @@ def build_video_model(cfg: ModelConfig, num_classes: int) -> TaskModel:
                 load_features_into(model, features_source(cfg.features_init))
     if new_flow and cfg.flow_init is not None:
         load_flow_into(model, None if cfg.flow_init == "shipped" else cfg.flow_init)
+    model.train_with_current = cfg.train_with_current
     model.feature_net.requires_grad_(not cfg.freeze_features)
     if cfg.freeze_stem:
         model.feature_net.freeze_stem()

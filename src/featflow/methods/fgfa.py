@@ -20,6 +20,12 @@ almost uniformly: the measured current-frame weight of the VID-geometry FGFA mod
 The gradient of one scalar s is small beside the network's (about 5e-3 at the start of training there), so s
 is stored as s / ``TEMPERATURE_RATE`` (T = exp(s)): under SGD that is a ``TEMPERATURE_RATE ** 2`` larger learning
 rate for s. Trained there, T rose to about 1000 and the current frame's weight to 0.67 (reports/detection_vid.md).
+
+``quality`` (aggregation ``adaptive-quality``, not in the paper) adds, to the learned temperature, a per-pixel
+quality logit q_j = Q(e_j), a 1x1 convolution on each frame's own warped embedding:
+w_{j->t} = softmax_j(T * cos(e_t, e_j) + q_j). The cosine can only favour frames that look like the current one,
+blur and occlusion included; q lets a sharp neighbour outweigh a deteriorated current frame, the case FGFA exists
+for. Q starts at zero, so training starts from the temperature model's (and at T = 1 the paper's) weights.
 """
 
 from __future__ import annotations
@@ -68,10 +74,12 @@ def cosine_similarity(current: Tensor, embedding: Tensor) -> Tensor:
         return (dot / norms.clamp_min(1e-12)).unsqueeze(1)
 
 
-def aggregation_weights(similarities: Tensor, temperature: Tensor | float = 1.0) -> Tensor:
+def aggregation_weights(similarities: Tensor, temperature: Tensor | float = 1.0,
+                        quality: Tensor | None = None) -> Tensor:
     """Cosines of T frames (N, T, 1, h, w) -> their weights, a softmax across the frames of the cosines times
-    ``temperature`` (the paper: 1)."""
-    return (similarities * temperature).softmax(dim=1)
+    ``temperature`` (the paper: 1), plus each frame's quality logits (N, T, 1, h, w) where given."""
+    logits = similarities * temperature
+    return (logits if quality is None else logits + quality).softmax(dim=1)
 
 
 def build_aggregation(name: str | None, channels: int) -> "FlowGuidedAggregation | None":
@@ -81,7 +89,8 @@ def build_aggregation(name: str | None, channels: int) -> "FlowGuidedAggregation
         return None
     check_choice("aggregation", name, AGGREGATIONS)
     aggregation = FlowGuidedAggregation(channels, adaptive=name != "mean",
-                                        learned_temperature=name == "adaptive-temperature")
+                                        learned_temperature=name in ("adaptive-temperature", "adaptive-quality"),
+                                        quality=name == "adaptive-quality")
     aggregation.name = name
     return aggregation
 
@@ -89,21 +98,27 @@ def build_aggregation(name: str | None, channels: int) -> "FlowGuidedAggregation
 class FlowGuidedAggregation(nn.Module):
     """The embedding network and the weighted average of already-warped features.
 
-    The aggregation takes one cosine map per frame rather than the warped embeddings themselves, so that a
+    The aggregation takes one similarity map per frame (``similarity``) rather than the warped embeddings, so that a
     stream can compare each reference with the current frame as soon as it is warped and drop its
     embedding (2C channels) at once: memory and time then grow with the features alone.
     """
 
     name: str = ""  # the registry's name (``build_aggregation`` sets it): what checkpoints record
 
-    def __init__(self, channels: int, adaptive: bool = True, learned_temperature: bool = False) -> None:
+    def __init__(self, channels: int, adaptive: bool = True, learned_temperature: bool = False,
+                 quality: bool = False) -> None:
         super().__init__()
-        if learned_temperature and not adaptive:
-            raise ValueError("a learned temperature needs adaptive weights")
+        if (learned_temperature or quality) and not adaptive:
+            raise ValueError("a learned temperature or quality needs adaptive weights")
         self.adaptive = adaptive
         self.embedding = EmbeddingNet(channels) if adaptive else None
         # T = exp(TEMPERATURE_RATE * log_temperature); starts at the paper's T = 1
         self.log_temperature = nn.Parameter(torch.zeros(())) if learned_temperature else None
+        # Q: a frame's embedding (N, 2C, h, w) -> its quality logit (N, 1, h, w); zero at the start
+        self.quality = nn.Conv2d(2 * channels, 1, 1) if quality else None
+        if self.quality is not None:
+            nn.init.zeros_(self.quality.weight)
+            nn.init.zeros_(self.quality.bias)
 
     @property
     def temperature(self) -> Tensor | float:
@@ -117,19 +132,30 @@ class FlowGuidedAggregation(nn.Module):
         return self.embedding(features)
 
     def similarity(self, current_embedding: Tensor, embedding: Tensor) -> Tensor | None:
-        """The cosine map (N, 1, h, w) of a warped frame's embedding against the current frame's; None
+        """What a warped frame's weight depends on, per pixel: the cosine of its embedding against the current
+        frame's (N, 1, h, w), and with a quality head its quality logit as a second channel (N, 2, h, w); None
         without adaptive weights."""
-        return cosine_similarity(current_embedding, embedding) if self.adaptive else None
+        if not self.adaptive:
+            return None
+        cosine = cosine_similarity(current_embedding, embedding)
+        if self.quality is None:
+            return cosine
+        return torch.cat([cosine, self.quality(embedding).float()], 1)
+
+    def weights(self, similarities: Sequence[Tensor]) -> Tensor:
+        """The similarity maps of T frames [(N, 1 or 2, h, w)] * T -> their weights (N, T, 1, h, w)."""
+        maps = torch.stack(list(similarities), 1)  # (N, T, 1 or 2, h, w)
+        quality = maps[:, :, 1:] if self.quality is not None else None
+        return aggregation_weights(maps[:, :, :1], self.temperature, quality)
 
     def forward(self, features: Sequence[Tensor], similarities: Sequence[Tensor | None]) -> Tensor:
-        """Warped features [(N, C, h, w)] * T and their cosine maps [(N, 1, h, w)] * T -> (N, C, h, w)."""
+        """Warped features [(N, C, h, w)] * T and their similarity maps [(N, 1 or 2, h, w)] * T -> (N, C, h, w)."""
         if not features:
             raise ValueError("aggregation needs at least one frame")
         if len(similarities) != len(features):
             raise ValueError(f"{len(features)} frames but {len(similarities)} similarity maps")
         if self.adaptive:
-            logits = torch.stack(list(similarities), 1)  # (N, T, 1, h, w)
-            weights = aggregation_weights(logits, self.temperature).unbind(1)  # [(N, 1, h, w)] * T
+            weights = self.weights(similarities).unbind(1)  # [(N, 1, h, w)] * T
         else:
             weights = [1.0 / len(features)] * len(features)
         out = features[0] * weights[0]
@@ -175,14 +201,14 @@ def aligned_similarity(model: "VideoModel", maps: Tensor, current: Tensor, refer
                        current_embedding: Tensor, channels: int, source: "FlowSource | None" = None
                        ) -> tuple[Tensor, Tensor | None]:
     """A reference frame's maps (N, C + E, h, w) aligned to ``current``: its warped features (N, C, h, w) and their
-    cosine map against the current frame's embedding (N, 1, h, w; None without adaptive weights)."""
+    similarity map against the current frame's embedding (``FlowGuidedAggregation.similarity``)."""
     return warped_similarity(model, align(model, maps, current, reference, source), current_embedding, channels)
 
 
 def warped_similarity(model: "VideoModel", warped: Tensor, current_embedding: Tensor, channels: int
                       ) -> tuple[Tensor, Tensor | None]:
-    """A reference frame's warped maps (N, C + E, h, w) -> its features (N, C, h, w) and their cosine map against
-    the current frame's embedding (N, 1, h, w; None without adaptive weights)."""
+    """A reference frame's warped maps (N, C + E, h, w) -> its features (N, C, h, w) and their similarity map
+    against the current frame's embedding (``FlowGuidedAggregation.similarity``; None without adaptive weights)."""
     features, embedding = warped.split([channels, warped.shape[1] - channels], 1)
     return features, _aggregator(model).similarity(current_embedding, embedding)
 

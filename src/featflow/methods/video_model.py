@@ -33,6 +33,10 @@ class VideoModel(nn.Module):
     computed directly); with an aggregator and no F it aggregates unwarped features (FGFA's "without flow"
     ablation)."""
 
+    #: FGFA's training path also aggregates the current frame, as the test window does (the papers: the
+    #: references only); set by the training config (``ModelConfig.train_with_current``), not saved.
+    train_with_current: bool = False
+
     def __init__(self, feature_net: FeatureNet, head: TaskHead, flow_net: FlowNetBase | None = None,
                  aggregator: FlowGuidedAggregation | None = None) -> None:
         super().__init__()
@@ -128,10 +132,11 @@ class VideoModel(nn.Module):
 
     def clip_features(self, current: Tensor, references: Tensor, same: Tensor) -> Tensor:
         """The training features of a batch of clips by the model's method: current (N, 3, H, W), references
-        (N, R, 3, H, W), same (N, R) -> (N, C, h, w). FGFA aggregates the references (the model has an
-        aggregation), DFF propagates from the first (it has F), per frame uses neither."""
+        (N, R, 3, H, W), same (N, R) -> (N, C, h, w). FGFA aggregates the references, with the current frame
+        where ``train_with_current`` (the model has an aggregation), DFF propagates from the first (it has F),
+        per frame uses neither."""
         if self.aggregator is not None:  # FGFA and its ablations
-            return aggregated_features(self, current, list(references.unbind(1)))
+            return aggregated_features(self, current, list(references.unbind(1)), self.train_with_current)
         if self.flow_net is not None:
             return self.features(current, references[:, 0], same[:, 0])
         return self.key_features(current)
