@@ -464,6 +464,48 @@ def test_the_exact_flow_diagnostic_detects_as_its_own_loop_did():
                     np.testing.assert_array_equal(getattr(new, field), getattr(old, field))
 
 
+
+def test_the_exact_flow_diagnostic_compares_every_row_with_paired_intervals(tmp_path):
+    """End to end on a tiny export: each exact-flow row is compared with its method's learned F and every row with
+    single frame, as objects with delta and its interval; ``--samplings`` picks the rows, ``--bootstrap 0`` drops
+    the comparisons."""
+    from benchmarks import exact_flow_diagnostic as script
+    from featflow.cli import main
+    from featflow.engine.checkpoint import save_detector
+    from featflow.methods.detection import VideoDetector
+    from featflow.modeling.rpn import RPNConfig
+
+    data = tmp_path / "vid"
+    assert main(["synth", "--format", "vid", "--out", str(data), "--videos", "0", "--val-videos", "2",
+                 "--frames", "5", "--size", "64x96", "--quiet"]) == 0
+    weights = {}
+    for method, flow, aggregation in (("frame", None, None), ("dff", "flownet_inception", None),
+                                      ("fgfa", "flownet_inception", "adaptive")):
+        torch.manual_seed(0)
+        model = VideoDetector(8, "resnet18", 16, flow, aggregation, rpn=RPNConfig(anchor_sizes=(16, 32)))
+        weights[method] = tmp_path / f"{method}.safetensors"
+        save_detector(weights[method], model, [f"c{k}" for k in range(8)])
+    common = ["--data", str(data), "--videos", "2", "--report", str(tmp_path / "r"),
+              *[arg for m, w in weights.items() for arg in (f"--{m}", str(w))]]
+    script.main([*common, "--samplings", "point", "--bootstrap", "20", "--stem", "diag"])
+    report = json.loads((tmp_path / "r" / "diag.json").read_text())
+    assert [r["name"] for r in report["rows"]] == ["single frame", "DFF, learned F", "DFF, exact flow (point)",
+                                                    "FGFA, learned F", "FGFA, exact flow (point)"]
+    pairs = [(c["row"], c["against"]) for c in report["comparisons"]]
+    assert pairs == [("DFF, learned F", "single frame"), ("DFF, exact flow (point)", "single frame"),
+                     ("DFF, exact flow (point)", "DFF, learned F"), ("FGFA, learned F", "single frame"),
+                     ("FGFA, exact flow (point)", "single frame"), ("FGFA, exact flow (point)", "FGFA, learned F")]
+    for c in report["comparisons"]:
+        for category in ("all", "slow", "medium", "fast"):
+            d = c[category]  # points; a percentile interval need not hold its point estimate, but is ordered
+            assert set(d) >= {"delta", "ci_low", "ci_high"} and d["ci_low"] <= d["ci_high"] + 1e-9
+    assert "| FGFA, exact flow (point) | FGFA, learned F |" in (tmp_path / "r" / "diag.md").read_text()
+    script.main([*common, "--samplings", "pooled", "--bootstrap", "0", "--stem", "plain"])
+    plain = json.loads((tmp_path / "r" / "plain.json").read_text())
+    assert plain["comparisons"] == [] and plain["rows"][2]["name"] == "DFF, exact flow (pooled)"
+    assert "bootstrap intervals" not in (tmp_path / "r" / "plain.md").read_text()
+
+
 # ---- the plans and how featflow bench finds the harness ------------------------------------------------------
 
 
