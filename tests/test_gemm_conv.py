@@ -114,3 +114,33 @@ def test_dilated_bf16_gemm_equals_torch_and_keeps_the_dtype(monkeypatch, autocas
         with torch.autocast("cpu", torch.bfloat16):
             assert gemm_conv._gemm_dtype(x, 1 << 30, ours.weight, ours.dilation) == torch.bfloat16
             assert gemm_conv._gemm_dtype(x, 1 << 30, ours.weight, (2, 2)) is None  # dilation 2: oneDNN's
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("autocast", [True, False])
+def test_dilated_bf16_transposed_gemm_equals_torch(monkeypatch, autocast, channels_last):
+    """The transposed layer's bfloat16 path (dilation >= GEMM_MIN_DILATION, any map): torch's bf16 result to bf16's
+    precision, in bf16, in either weight layout; and its float32 GEMM with a dilation is exact."""
+    monkeypatch.setattr(gemm_conv, "GEMM_MIN_WEIGHTS", 0)
+    torch.manual_seed(0)
+    ours, theirs = _pair(gemm_conv.ConvTranspose2d(24, 8, 3, 2, 5, dilation=4),
+                         nn.ConvTranspose2d(24, 8, 3, 2, 5, dilation=4), channels_last)
+    x = torch.randn(2, 24, 9, 11)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    fold, calls = gemm_conv.F.fold, []
+    monkeypatch.setattr(gemm_conv.F, "fold", lambda cols, *a, **k: calls.append(cols.dtype) or fold(cols, *a, **k))
+    with torch.no_grad():
+        if autocast:
+            with torch.autocast("cpu", torch.bfloat16):
+                got, want = ours(x), theirs(x)
+        else:
+            got, want = ours(x.bfloat16()), theirs.bfloat16()(x.bfloat16())
+        assert calls == [torch.bfloat16]  # our layer took the GEMM, col2im on bf16 columns
+        assert got.dtype == want.dtype == torch.bfloat16 and got.shape == want.shape
+        torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=3e-2)
+        monkeypatch.setattr(gemm_conv, "GEMM_MAX_POSITIONS", 1 << 30)
+        ours32, theirs32 = _pair(gemm_conv.ConvTranspose2d(24, 8, 3, 2, 5, dilation=4),
+                                 nn.ConvTranspose2d(24, 8, 3, 2, 5, dilation=4), channels_last)
+        torch.testing.assert_close(ours32(x), theirs32(x), rtol=1e-5, atol=1e-5)
+        assert calls[-1] == torch.float32
