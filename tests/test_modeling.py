@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from featflow.modeling.feature_net import FEATURE_NETS, FeatureNet, feature_map_size
-from featflow.modeling.flow_net import FLOW_NETS, build_flow_net, correlation
+from featflow.modeling.flow_net import FLOW_NETS, build_flow_net, correlation, cosine_correlation
 from featflow.modeling.preprocess import PIXEL_MEANS, feature_input, flow_input
 
 
@@ -96,6 +96,18 @@ def test_the_cost_volume_peaks_at_the_displacement_to_the_key_frame():
     torch.testing.assert_close(cost[:, 24], (current * key).mean(1))  # offset (0, 0)
     assert (cost[:, 0, 0] == 0).all()  # offset (-3, -3) from the top-left corner reads the zero padding
 
+
+
+def test_the_cosine_cost_volume_ignores_the_features_scale():
+    """PWC-Net Lite's cost: cosines of unit feature vectors, the same for features a thousand times smaller (a first
+    training let its pyramid's features shrink to 1e-3, and a plain product's cost fell to 1e-7: no signal)."""
+    torch.manual_seed(0)
+    current, key = torch.randn(2, 8, 10, 12), torch.randn(2, 8, 10, 12)
+    cost = cosine_correlation(current, key, 2)
+    torch.testing.assert_close(cosine_correlation(current * 1e-3, key * 1e-3, 2), cost)
+    assert cost.abs().max() <= 1.0 + 1e-6
+    torch.testing.assert_close(cosine_correlation(current, current, 2)[:, 12], torch.ones(2, 10, 12))  # (0, 0)
+    torch.testing.assert_close(cost[:, 12], torch.nn.functional.cosine_similarity(current, key, dim=1))
 
 def test_every_layer_of_pwcnet_lite_learns_from_the_flow_loss():
     """The pyramid, each level's estimator and correction, and both heads all reach the output: none is left

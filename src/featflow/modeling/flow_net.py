@@ -235,6 +235,13 @@ def correlation(current: Tensor, key: Tensor, max_displacement: int) -> Tensor:
     return torch.stack(costs, dim=1)
 
 
+def cosine_correlation(current: Tensor, key: Tensor, max_displacement: int) -> Tensor:
+    """``correlation`` of the per-pixel unit feature vectors: (N, (2d+1)**2, h, w) cosines in [-1, 1], whatever the
+    features' scale (zero where the key is off the map)."""
+    channels = current.shape[1]
+    return correlation(F.normalize(current, dim=1), F.normalize(key, dim=1), max_displacement) * channels
+
+
 def _upsample_flow(flow: Tensor, like: Tensor) -> Tensor:
     """A level's flow (in its pixels) at the next finer level's size, in that level's pixels (x2)."""
     return 2.0 * F.interpolate(flow, size=like.shape[-2:], mode="bilinear", align_corners=False)
@@ -242,17 +249,20 @@ def _upsample_flow(flow: Tensor, like: Tensor) -> Tensor:
 
 class PWCNetLite(FlowNetBase):
     """A small PWC-Net: a 5-level feature pyramid (strides 4 ... 64 of the full image, shared by both frames); at
-    strides 64, 32 and 16, coarse to fine, the key features warped along the upsampled flow, a cost volume of
-    displacement +-4 level pixels (+-256 full-image pixels reached at stride 64), and an estimator that predicts
-    the flow's correction from [cost, current features, flow]. It stops at stride 16, the stride DFF warps at
-    (1.73 G multiply-adds at 600x1000 with a 1024-channel scale field, as FlowNet Inception); its stride-8 flow,
-    for flow training and ``featflow flow``, is the stride-16 one upsampled. The heads (a flow correction x2.5 and
-    the scale field) read the stride-16 estimator's features and flow, as the FlowNets' read their decoder's."""
+    strides 64, 32, 16 and 8, coarse to fine, the key features warped along the upsampled flow, a cost volume of
+    displacement +-4 level pixels (+-256 full-image pixels reached at stride 64) over the unit feature vectors
+    (``cosine_correlation``), and an estimator that predicts the flow's correction from [cost, current features,
+    flow]. It ends at stride 8, as the FlowNets' decoders do: most motions of a pair are under a stride-16 pixel,
+    which a cost volume at stride 16 cannot resolve (a first version that stopped there learned a constant flow).
+    The heads (a flow correction x2.5 and the scale field) read the stride-8 estimator's features and flow pooled
+    to stride 16, as the FlowNets' read their decoder's."""
 
     #: Channels of the pyramid's levels, strides 4, 8, 16, 32, 64 of the full image.
     PYRAMID = (16, 32, 64, 96, 128)
     #: The strides of the pyramid's levels that estimate flow, finest first.
-    ESTIMATED = (16, 32, 64)
+    ESTIMATED = (8, 16, 32, 64)
+    #: Each estimating level's estimator widths, finest first (the stride-8 one narrower: it has 4x the positions).
+    WIDTHS = ((64, 48, 32), (96, 64, 32), (96, 64, 32), (96, 64, 32))
     #: The cost volume's reach in pixels of each level.
     MAX_DISPLACEMENT = 4
 
@@ -266,9 +276,10 @@ class PWCNetLite(FlowNetBase):
         cost = (2 * self.MAX_DISPLACEMENT + 1) ** 2
         estimated = self.PYRAMID[-len(self.ESTIMATED):]
         self.estimators = nn.ModuleList(  # finest first
-            nn.Sequential(_conv(cost + c + 2, 96), _conv(96, 64), _conv(64, 32)) for c in estimated)
-        self.residual = nn.ModuleList(gemm_conv.Conv2d(32, 2, 3, padding=1) for _ in estimated)
-        self._build_heads(32 + 2)  # the stride-16 estimator's features and flow
+            nn.Sequential(_conv(cost + c + 2, a), _conv(a, b), _conv(b, out))
+            for c, (a, b, out) in zip(estimated, self.WIDTHS))
+        self.residual = nn.ModuleList(gemm_conv.Conv2d(widths[-1], 2, 3, padding=1) for widths in self.WIDTHS)
+        self._build_heads(self.WIDTHS[0][-1] + 2)  # the stride-8 estimator's features and flow, pooled to 16
         # Every correction starts near 0, so that the flow does: with MSRA's init the first corrections were tens of
         # pixels at random, the warps read outside the maps, and training collapsed to a constant flow.
         for predictor in (*self.residual, self.predict_flow):
@@ -300,18 +311,17 @@ class PWCNetLite(FlowNetBase):
             else:
                 flow = _upsample_flow(flow, mine)
                 warped = warp(theirs, flow)
-            cost = F.leaky_relu(correlation(mine, warped, self.MAX_DISPLACEMENT), 0.1)
+            cost = F.leaky_relu(cosine_correlation(mine, warped, self.MAX_DISPLACEMENT), 0.1)
             hidden = self.estimators[k](torch.cat([cost, mine, flow], dim=1))  # (N, 32, h_k, w_k)
             flow = flow + self.residual[k](hidden)
             if pyramid:
                 levels[self.ESTIMATED[k]] = flow * self.ESTIMATED[k]  # full-image pixels
         assert flow is not None and hidden is not None
-        heads_in = torch.cat([hidden, flow / FLOW_SCALE], dim=1)  # (N, 34, H/16, W/16), flow as raw predictions
-        out = flow + self.predict_flow(heads_in) * FLOW_SCALE  # stride-16 feature pixels
+        flow16 = F.avg_pool2d(flow, 2, ceil_mode=True) / 2.0  # stride-8 pixels -> stride-16 feature pixels
+        pooled = F.avg_pool2d(hidden, 2, ceil_mode=True)  # (N, 32, H/16, W/16)
+        heads_in = torch.cat([pooled, flow16 / FLOW_SCALE], dim=1)  # (N, 34, H/16, W/16)
+        out = flow16 + self.predict_flow(heads_in) * FLOW_SCALE  # stride-16 feature pixels
         scale = self.scale_conv(heads_in) + 1.0 if with_scale else None
-        if pyramid:
-            h8, w8 = -(-current.shape[-2] // 4), -(-current.shape[-1] // 4)  # the half-resolution input's stride 4
-            levels[8] = F.interpolate(out, size=(h8, w8), mode="bilinear", align_corners=False) * FLOW_STRIDE
         return FlowOutput(out, scale, levels)
 
 
