@@ -26,3 +26,16 @@ eval: {samples: 2, every: 1}
     assert "validation mIoU" in capsys.readouterr().out
     assert (tmp_path / "d" / "model.safetensors").is_file() and (tmp_path / "s" / "model.safetensors").is_file()
     assert main(["train", "det", "--config", str(tmp_path / "nope.yaml")]) == 2
+
+
+def test_train_init_takes_what_a_config_init_takes(tmp_path, capsys):
+    """--init is the setting model.init: a run: reference or a shipped model's name resolves as in a config file."""
+    from featflow.cli import main
+
+    (tmp_path / "det.yaml").write_text("model: {arch: resnet18, channels: 16, anchor_sizes: [16, 32]}\n")
+    out = ["--out", str(tmp_path / "d"), "--quiet"]
+    assert main(["train", "det", "--config", str(tmp_path / "det.yaml"), "--init", "run:det/nonesuch", *out]) == 2
+    assert "no packaged det config 'nonesuch'" in capsys.readouterr().err
+    # the shipped detector is found (and then refused: it was trained with 128 channels, not 16)
+    assert main(["train", "det", "--config", str(tmp_path / "det.yaml"), "--init", "det-frame-r18-vid", *out]) == 2
+    assert "det_frame_r18_vid_synth.safetensors does not fit the config: it has channels 128" in capsys.readouterr().err

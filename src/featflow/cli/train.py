@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -41,7 +40,8 @@ def _add_task(train: argparse._SubParsersAction, what: str, help: str, descripti
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the config's output)")
     p.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
     if init:
-        p.add_argument("--init", default=None, help="override the checkpoint to start from (model.init; flow: init)")
+        p.add_argument("--init", default=None, help="override the checkpoint to start from (model.init; flow: init): "
+                       "a file, run:NAME or a shipped model's name")
     p.add_argument("--iterations", type=options.positive, default=None, help="override train.iterations")
     p.add_argument("--time-limit", type=options.positive_number, default=None,
                    help="override train.time_limit_minutes")
@@ -93,10 +93,9 @@ def run(args: argparse.Namespace) -> int | None:
     else:
         from featflow.engine.det_training import DetTrainConfig as Config, train_detection as train
         metric, label = "val_map", "mAP"
-    cfg = override_train(load_config(Config, args.config, kind=args.what, overrides=args.set), args.iterations,
-                         args.time_limit)
-    if args.init is not None:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
+    overrides = list(args.set) + ([f"model.init={args.init}"] if args.init is not None else [])
+    cfg = override_train(load_config(Config, args.config, kind=args.what, overrides=overrides), args.iterations,
+                         args.time_limit)  # --init as a setting: a run: reference or a shipped name resolves
     result = train(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
     if (code := _interrupted(result)) is not None:
         return code
