@@ -8,6 +8,8 @@ import pytest
 from featflow.analysis.cost import feature_net_cost, flow_net_cost
 from featflow.analysis.profile import (
     REPORT_SETTINGS,
+    MethodProfile,
+    StageProfile,
     _category,
     profile_markdown,
     profile_method,
@@ -131,3 +133,34 @@ def test_a_bf16_profile_says_its_precision_and_the_report_runs_every_variant():
     machine = {"cpu_model": "AMD EPYC", "torch_threads": 2, "torch": "2", "cpu_bf16": False}
     assert "Measured on: AMD EPYC, 2 threads" in speed_markdown([result], machine)
     assert "native bfloat16: no (the bf16 runs are left out" in speed_markdown([result], machine)
+
+
+def test_the_every_stage_bound_counts_the_head_and_a_saved_report_re_renders_unchanged(tmp_path, capsys):
+    """DFF's talk's-rule bound takes the head as free; the every-stage ratio does not. With R-FCN's 2.4 GMAC head
+    beside a 164 GMAC N_feat and a 1.72 GMAC F at l=10, the talk's 9.14x is really 8.18x."""
+    def stage(name, calls, macs):
+        return StageProfile(name, calls, 10.0, int(macs * 1e9))
+
+    stages = (stage("N_feat", 0.1, 164.0), stage("F (flow and scale field)", 0.9, 1.72), stage("W", 0.9, 0),
+              stage("head", 1, 2.4))
+    dff = MethodProfile("det", "dff", "resnet101", "flownet_inception", (600, 1000), 10, 0, stages, 3, 2, "cpu")
+    assert dff.arithmetic_ratio == pytest.approx(10 / (1 + 9 * 1.72 / 164.0))  # 9.14
+    assert dff.stage_ratio == pytest.approx(166.4 / (16.4 + 0.9 * 1.72 + 2.4))  # 8.18
+    assert round(dff.arithmetic_ratio, 2) == 9.14 and round(dff.stage_ratio, 2) == 8.18
+    assert "9.14x by the talk's rule (N_feat and F only) and at 8.18x with every stage" in profile_markdown(dff)
+    # FGFA: one floor either way
+    fgfa = MethodProfile("det", "fgfa", "resnet101", "flownet", (600, 1000), 1, 10, stages, 3, 2, "cpu")
+    assert fgfa.arithmetic_ratio == fgfa.stage_ratio
+    # a saved report comes back as the profiles it was written from
+    assert MethodProfile.from_json(json.loads(json.dumps(dff.to_json()))) == dff
+    from featflow.cli import main
+
+    assert main(["bench", "profile", "--report", str(tmp_path), "--from-json"]) == 2
+    assert "no " in capsys.readouterr().err
+    (tmp_path / "speed.json").write_text(json.dumps({"command": "featflow bench profile --report r", "machine": {},
+                                                     "profiles": [dff.to_json(), fgfa.to_json()]}))
+    assert main(["bench", "profile", "--report", str(tmp_path), "--from-json"]) == 0
+    text = (tmp_path / "speed.md").read_text()
+    assert "| 9.14x | 8.18x |" in text and "featflow bench profile --report r" in text
+    assert json.loads((tmp_path / "speed.json").read_text())["profiles"][0]["stage_ratio"] == pytest.approx(
+        dff.stage_ratio)

@@ -81,6 +81,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     prof.add_argument("--report", type=Path, default=None,
                       help="write speed.md and speed.json into this folder: every report setting eager, compiled, "
                            "in bf16, and (DFF) with F batched over the key interval")
+    prof.add_argument("--from-json", action="store_true",
+                      help="with --report: re-render speed.md from the speed.json already there, without re-timing "
+                           "(its machine and command kept)")
     prof.set_defaults(func=run_profile)
     seg = bench.add_parser("seg", help="the segmentation report: ablation table, trade-off curves, paper-size speed",
                            description="Evaluate the trained segmenters a plan names (per-frame, DFF, ablations, SFF) "
@@ -262,10 +265,23 @@ def run_speed(args: argparse.Namespace) -> None:
 def run_profile(args: argparse.Namespace) -> None:
     import torch
 
-    from featflow.analysis.profile import profile_markdown, profile_method, report_runs, speed_markdown
+    from featflow.analysis.profile import MethodProfile, profile_markdown, profile_method, report_runs, speed_markdown
     from featflow.analysis.reports import machine_description, write_report
     from featflow.modeling.precision import bf16_supported
 
+    if args.from_json:
+        if args.report is None:
+            raise FeatflowError("bench profile --from-json: give --report, the folder whose speed.json to re-render")
+        path = args.report / "speed.json"
+        if not path.is_file():
+            raise FeatflowError(f"--from-json: no {path} to rewrite (run bench profile --report first)")
+        data = json.loads(path.read_text())
+        results = [MethodProfile.from_json(p) for p in data["profiles"]]
+        paths = write_report(args.report, "speed", speed_markdown(results, data["machine"]),
+                             {**data, "profiles": [r.to_json() for r in results]},
+                             command=data.get("command") or options.command_line())
+        print(f"report: {', '.join(str(p) for p in paths)}", file=sys.stderr)
+        return
     if args.task is None and args.report is None:
         raise FeatflowError("bench profile: give --task (one setting) or --report (the report's settings)")
     settings = report_runs(bf16_supported(torch.device(args.device))) if args.task is None else [
