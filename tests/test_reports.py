@@ -607,7 +607,8 @@ def test_precision_report_measures_every_shipped_model_in_both_precisions(tmp_pa
     save_detector(det8, VideoDetector(8, "resnet18", 16, "flownet_inception", "adaptive",
                                       rpn=RPNConfig(anchor_sizes=(16, 32))), [f"c{k}" for k in range(8)])
     fake = [ModelInfo("seg-x", "seg.safetensors", "seg", ("dff",), (48, 64), "a segmenter"),
-            ModelInfo("det-x", "det8.safetensors", "det", ("fgfa",), (48, 64), "a detector")]
+            ModelInfo("det-x", "det8.safetensors", "det", ("fgfa",), (48, 64), "a detector"),
+            ModelInfo("det-f", "det8.safetensors", "det", ("frame",), (48, 64), "a single-frame detector")]
     monkeypatch.setattr(ModelInfo, "path", property(lambda self: tmp_path / self.file))
     monkeypatch.setattr(precision_report, "shipped_models", lambda: fake)
     paths = precision_report.run_precision_report(tmp_path / "cs", tmp_path / "vid", videos=2,
@@ -615,11 +616,36 @@ def test_precision_report_measures_every_shipped_model_in_both_precisions(tmp_pa
     data = json.loads((tmp_path / "r" / "precision.json").read_text())
     assert {p.name for p in paths} == {"precision.md", "precision.json"}
     assert [(r["model"], r["method"]) for r in data["rows"]] == [("seg-x", "dff"), ("seg-x", "frame"),
-                                                                 ("det-x", "fgfa"), ("det-x", "frame")]
+                                                                 ("det-x", "fgfa"), ("det-x", "frame"),
+                                                                 ("det-f", "frame")]
+    assert data["rows"][0]["data"] == str(tmp_path / "cs") and data["rows"][2]["videos"] == 2
     for r in data["rows"]:
         assert r["delta"] == pytest.approx(r["bf16"] - r["fp32"], abs=1e-6) and r["fps_fp32"] > 0
     assert data["rows"][2]["ci_low"] is not None  # detection changes carry their interval over videos
-    assert "| det-x | fgfa 21 frames | mAP |" in (tmp_path / "r" / "precision.md").read_text()
+    assert f"| det-x | `{tmp_path / 'vid'}` | fgfa 21 frames | mAP |" in (tmp_path / "r" / "precision.md").read_text()
+
+
+def test_precision_report_measures_each_model_with_what_it_holds_on_its_reports_held_out_data(tmp_path):
+    from benchmarks.precision_report import held_out_data, model_runs
+    from featflow.registry import ModelInfo
+
+    def info(task, methods, benchmark=None):
+        return ModelInfo("m", "m.safetensors", task, methods, (48, 64), "", benchmark or {})
+
+    assert model_runs(info("seg", ("frame", "dff"))) == (("dff", 5), ("frame", 1))
+    assert model_runs(info("seg", ("frame",))) == (("frame", 1),)
+    assert model_runs(info("det", ("frame", "dff", "fgfa"))) == (("fgfa", 10), ("frame", 0))
+    assert model_runs(info("det", ("frame", "dff"))) == (("dff", 10),)
+    assert model_runs(info("det", ("frame",))) == (("frame", 0),)  # no F: no DFF row
+    (tmp_path / "geo").mkdir(), (tmp_path / "fallback").mkdir()
+    report = tmp_path / "det_report.json"
+    report.write_text(json.dumps({"plan": {"data": str(tmp_path / "geo"), "seed_note": "seed 1"}}))
+    assert held_out_data(info("det", ("frame",), {"source": f"{report}, ablation row single frame"}),
+                         tmp_path / "fallback") == tmp_path / "geo"
+    assert held_out_data(info("det", ("frame",)), tmp_path / "fallback") == tmp_path / "fallback"
+    report.write_text(json.dumps({"plan": {"data": str(tmp_path / "gone"), "seed_note": "seed 1"}}))
+    with pytest.raises(FeatflowError, match=r"gone: no such folder \(the held-out set of .*det_report.json: seed 1\)"):
+        held_out_data(info("det", ("frame",), {"source": str(report)}), tmp_path / "fallback")
 
 
 @pytest.mark.slow

@@ -112,12 +112,15 @@ def add(sub: argparse._SubParsersAction) -> None:
     det.set_defaults(func=run_det)
     prec = bench.add_parser("precision", help="bfloat16 against float32 inference for every shipped model",
                             description="Evaluate each shipped model's headline method in fp32 and with bfloat16 "
-                                        "autocast on held-out data (mIoU / mAP change with intervals, frames/s); "
+                                        "autocast on the held-out data of its report (mIoU / mAP change with "
+                                        "intervals, frames/s); "
                                         "write precision.md and precision.json.")
     prec.add_argument("--seg-data", type=Path, default=Path("data/cityscapes_synth_val"),
-                      help="a Cityscapes-layout folder (default data/cityscapes_synth_val)")
+                      help="a Cityscapes-layout folder for a model whose report names none (default "
+                           "data/cityscapes_synth_val)")
     prec.add_argument("--det-data", type=Path, default=Path("data/vid_synth_val"),
-                      help="an ImageNet VID-layout folder (default data/vid_synth_val)")
+                      help="an ImageNet VID-layout folder for a model whose report names none (default "
+                           "data/vid_synth_val)")
     prec.add_argument("--videos", type=options.positive, default=12, help="detection: the first N videos")
     prec.add_argument("--report", type=Path, default=Path("reports"))
     prec.add_argument("--quiet", action="store_true")
