@@ -104,8 +104,10 @@ def group_counts(groups: list[list[np.ndarray]], names: tuple[str, ...]) -> dict
     return {name: int((every == name).sum()) for name in names}
 
 
-def _group_maps(detections: list[VideoDetections], truth: list[VideoGroundTruth], num_classes: int,
-                groups: list[list[np.ndarray]], names: tuple[str, ...]) -> dict[str, float | None]:
+def group_maps(detections: list[VideoDetections], truth: list[VideoGroundTruth], num_classes: int,
+               groups: list[list[np.ndarray]], names: tuple[str, ...]) -> dict[str, float | None]:
+    """mAP of each group of boxes (per video and frame, each box's name), scored as a motion category is: boxes of
+    the other groups are neither found nor missed (None: a group without boxes)."""
     ranked = rank_outcomes(per_video_outcomes(detections, truth, num_classes, groups, names), num_classes)
     out = {}
     for name in ranked.categories:
@@ -122,14 +124,14 @@ def appearance_results(data: VidDataset, truth: list[VideoGroundTruth], detectio
     num_classes = len(data.classes)
     measures = box_deterioration(data, truth)
     groups = appearance_groups(truth, measures)
-    rows = [{"name": name, "map": _group_maps(dets, truth, num_classes, groups, GROUPS)}
+    rows = [{"name": name, "map": group_maps(dets, truth, num_classes, groups, GROUPS)}
             for name, dets in detections.items()]
     by_type = []
     for name in DETERIORATION_LEVELS:
         split = type_groups(measures, name)
         by_type.append({"deterioration": name, "levels": list(DETERIORATION_LEVELS[name]),
                         "boxes": group_counts(split, TYPE_GROUPS),
-                        "map": _group_maps(detections[single], truth, num_classes, split, TYPE_GROUPS)})
+                        "map": group_maps(detections[single], truth, num_classes, split, TYPE_GROUPS)})
     differences = []
     if samples:
         for name, dets in detections.items():

@@ -7,16 +7,20 @@ detectors can run with F replaced by that flow, brought to the feature grid in t
 - point: read at image pixel 16j, where feature pixel j sits.
 
 If the exact flow does no better than the learned F, the loss comes from propagating stride-16 features,
-not from flow errors. Runs on the first VIDEOS held-out videos of a VID-layout export that carries its
-generator settings (``featflow_synth.json``, written by ``featflow synth --format vid``) and writes
-``reports/STEM.{md,json}`` (default ``detection_exact_flow``). Each exact-flow row is compared with its method's
-learned F, and every row with single frame, per motion category with a paired 95% bootstrap interval over the
-videos (``--bootstrap`` resamples; 0: none).
+not from flow errors. Two more views of DFF say where its loss is: its own model run on every frame ("DFF's
+model, per frame": what its N_feat and head give before any propagation), and each row's mAP by frames since the
+key frame (0: the key frame itself; the other frames of each interval in three groups), scored on the same frames.
+
+Runs on the first VIDEOS held-out videos of a VID-layout export that carries its generator settings
+(``featflow_synth.json``, written by ``featflow synth --format vid``) and writes ``reports/STEM.{md,json}``
+(default ``detection_exact_flow``). Each exact-flow row is compared with its method's learned F, and every row
+with single frame, per motion category with a paired 95% bootstrap interval over the videos (``--bootstrap``
+resamples; 0: none).
 
     python benchmarks/exact_flow_diagnostic.py --data data/vid_synth_val --videos 12 \
         --frame runs/det/frame_r18_long/model.safetensors \
         --dff runs/det/dff_r18_inception/model.safetensors \
-        --fgfa runs/det/fgfa_r18_inception/model.safetensors
+        --fgfa runs/det/fgfa_r18_inception/model.safetensors   # optional: without it, no FGFA rows
 """
 
 from __future__ import annotations
@@ -48,9 +52,23 @@ from featflow.methods.schedulers import FixedInterval
 from featflow.methods.streams import StreamOptions, run_stream
 from featflow.modeling.feature_net import FEATURE_STRIDE
 from featflow.modeling.preprocess import image_to_tensor
-from featflow.structures import Detections
+from featflow.structures import Detections, VideoGroundTruth
 
 SAMPLINGS = ("pooled", "point")
+KEY_INTERVAL = 10  # DFF's l, as the detection reports use it
+#: Frames since the key frame, grouped: the key frame itself, then the rest of its interval in thirds.
+OFFSET_GROUPS = ("0 (key frame)", "1-3", "4-6", "7-9")
+PER_FRAME_DFF = "DFF's model, per frame"
+
+
+def key_offset_groups(truth: list[VideoGroundTruth], key_interval: int = KEY_INTERVAL) -> list[list[np.ndarray]]:
+    """Per video and frame, each box's group of OFFSET_GROUPS: how many frames its frame lies after the last key
+    frame of a fixed interval starting at frame 0."""
+    def group(offset: int) -> str:
+        return OFFSET_GROUPS[0] if offset == 0 else OFFSET_GROUPS[min(1 + (offset - 1) * 3 // (key_interval - 1), 3)]
+
+    return [[np.full(len(boxes), group(t % key_interval), dtype=object).astype(str)
+             for t, boxes in enumerate(gt.boxes)] for gt in truth]
 
 
 def _fingerprint(image: Tensor) -> bytes:
@@ -114,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--videos", type=int, default=12)
     parser.add_argument("--frame", required=True)
     parser.add_argument("--dff", required=True)
-    parser.add_argument("--fgfa", required=True)
+    parser.add_argument("--fgfa", default=None, help="the FGFA detector (default: no FGFA rows)")
     parser.add_argument("--report", type=Path, default=Path("reports"))
     parser.add_argument("--samplings", nargs="+", choices=SAMPLINGS, default=list(SAMPLINGS),
                         help="how the exact flow is brought to the feature grid (default: both)")
@@ -125,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if __package__ in (None, ""):  # run as a file: the harness's modules sit at the repository root
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.appearance import group_maps
     from benchmarks.cells import difference
 
     if not (args.data / "featflow_synth.json").is_file():
@@ -135,14 +154,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.bootstrap < 0:
         parser.error(f"--bootstrap must be 0 or more, got {args.bootstrap}")
     for weights in (args.frame, args.dff, args.fgfa):
-        if not Path(weights).is_file():
+        if weights is not None and not Path(weights).is_file():
             parser.error(f"no weights at {weights}")
     data = VidDataset(args.data, args.split).first(args.videos)
     truth = ground_truth(data)
     runs = [("single frame", "frame", args.frame, None)]
     for method, weights in (("dff", args.dff), ("fgfa", args.fgfa)):
+        if weights is None:
+            continue
         runs += [(f"{method.upper()}, learned F", method, weights, None)]
         runs += [(f"{method.upper()}, exact flow ({s})", method, weights, s) for s in args.samplings]
+        if method == "dff":
+            runs += [(PER_FRAME_DFF, "frame", weights, None)]
     rows, outputs = [], {}
     for name, method, weights, sampling in runs:
         model = load_detector(weights)[0].for_inference()
@@ -157,9 +180,12 @@ def main(argv: list[str] | None = None) -> None:
                      **r.to_json()})
         print(f"{name}: mAP {100 * r.map:.1f} (slow {100 * r.slow:.1f}, medium {100 * r.medium:.1f}, "
               f"fast {100 * r.fast:.1f})", flush=True)
+    offsets = [{"name": name, "map": group_maps(outputs[name], truth, len(data.classes),
+                                                key_offset_groups(truth, KEY_INTERVAL), OFFSET_GROUPS)}
+               for name, method, weights, _ in runs if weights == args.dff or name == "single frame"]
     comparisons = []
     if args.bootstrap:
-        for name, method, _, sampling in runs[1:]:
+        for name, method, weights, sampling in runs[1:]:
             against = ["single frame"] + ([f"{method.upper()}, learned F"] if sampling else [])
             for base in against:
                 d = vid_map_differences(outputs[base], outputs[name], truth, len(data.classes), args.bootstrap)
@@ -179,9 +205,16 @@ def main(argv: list[str] | None = None) -> None:
         lines += [f"| {c['row']} | {c['against']} | " + " | ".join(difference(c[k]) for k in
                                                                   ("all", "slow", "medium", "fast")) + " |"
                   for c in comparisons]
+    lines += ["", f"mAP (%) by frames since the key frame (DFF's key interval {KEY_INTERVAL}; each group scored on its "
+              "own frames, as a motion category is; single frame and DFF's model per frame run every frame, so "
+              "their groups differ only by which frames they hold):", "",
+              "| method | " + " | ".join(OFFSET_GROUPS) + " |", "|---" * (len(OFFSET_GROUPS) + 1) + "|"]
+    lines += [f"| {o['name']} | " + " | ".join("-" if o["map"][g] is None else f"{100 * o['map'][g]:.1f}"
+                                               for g in OFFSET_GROUPS) + " |" for o in offsets]
     command = "python " + " ".join([sys.argv[0].replace(str(Path.cwd()) + "/", "")] + sys.argv[1:])
     write_report(args.report, args.stem, "\n".join(lines),
-                 {"videos": len(data), "rows": rows, "comparisons": comparisons, "machine": machine_description()},
+                 {"videos": len(data), "rows": rows, "comparisons": comparisons, "by_key_offset": offsets,
+                  "key_interval": KEY_INTERVAL, "machine": machine_description()},
                  command)
 
 

@@ -465,6 +465,22 @@ def test_the_exact_flow_diagnostic_detects_as_its_own_loop_did():
 
 
 
+def test_key_offset_groups_follow_a_fixed_interval_from_frame_0():
+    import numpy as np
+
+    from benchmarks.exact_flow_diagnostic import OFFSET_GROUPS, key_offset_groups
+    from featflow.structures import VideoGroundTruth
+
+    box = np.array([[0.0, 0.0, 9.0, 9.0]])
+    frames = 12
+    gt = VideoGroundTruth(tuple(box if t != 5 else np.zeros((0, 4)) for t in range(frames)),
+                          tuple(np.ones(1 if t != 5 else 0, np.int64) for t in range(frames)),
+                          tuple(np.ones(1 if t != 5 else 0, np.int64) for t in range(frames)))
+    groups = key_offset_groups([gt], 10)[0]
+    assert [g.tolist() for g in groups] == [[OFFSET_GROUPS[k]] if t != 5 else [] for t, k in
+                                            enumerate([0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 0, 1])]
+
+
 def test_the_exact_flow_diagnostic_compares_every_row_with_paired_intervals(tmp_path):
     """End to end on a tiny export: each exact-flow row is compared with its method's learned F and every row with
     single frame, as objects with delta and its interval; ``--samplings`` picks the rows, ``--bootstrap 0`` drops
@@ -490,19 +506,30 @@ def test_the_exact_flow_diagnostic_compares_every_row_with_paired_intervals(tmp_
     script.main([*common, "--samplings", "point", "--bootstrap", "20", "--stem", "diag"])
     report = json.loads((tmp_path / "r" / "diag.json").read_text())
     assert [r["name"] for r in report["rows"]] == ["single frame", "DFF, learned F", "DFF, exact flow (point)",
-                                                    "FGFA, learned F", "FGFA, exact flow (point)"]
+                                                    "DFF's model, per frame", "FGFA, learned F",
+                                                    "FGFA, exact flow (point)"]
+    assert report["rows"][3]["method"] == "frame" and report["rows"][3]["weights"] == str(weights["dff"])
     pairs = [(c["row"], c["against"]) for c in report["comparisons"]]
     assert pairs == [("DFF, learned F", "single frame"), ("DFF, exact flow (point)", "single frame"),
-                     ("DFF, exact flow (point)", "DFF, learned F"), ("FGFA, learned F", "single frame"),
-                     ("FGFA, exact flow (point)", "single frame"), ("FGFA, exact flow (point)", "FGFA, learned F")]
+                     ("DFF, exact flow (point)", "DFF, learned F"), ("DFF's model, per frame", "single frame"),
+                     ("FGFA, learned F", "single frame"), ("FGFA, exact flow (point)", "single frame"),
+                     ("FGFA, exact flow (point)", "FGFA, learned F")]
+    # mAP by frames since the key frame, for single frame and the DFF rows (5 frames: offsets 0-4 only)
+    offsets = {o["name"]: o["map"] for o in report["by_key_offset"]}
+    assert list(offsets) == ["single frame", "DFF, learned F", "DFF, exact flow (point)", "DFF's model, per frame"]
+    assert all(set(m) == {"all", *script.OFFSET_GROUPS} and m["7-9"] is None for m in offsets.values())
+    rows = {r["name"]: r for r in report["rows"]}
+    assert all(m["all"] == pytest.approx(rows[name]["map"]) for name, m in offsets.items())  # the groups' whole
     for c in report["comparisons"]:
         for category in ("all", "slow", "medium", "fast"):
             d = c[category]  # points; a percentile interval need not hold its point estimate, but is ordered
             assert set(d) >= {"delta", "ci_low", "ci_high"} and d["ci_low"] <= d["ci_high"] + 1e-9
     assert "| FGFA, exact flow (point) | FGFA, learned F |" in (tmp_path / "r" / "diag.md").read_text()
-    script.main([*common, "--samplings", "pooled", "--bootstrap", "0", "--stem", "plain"])
+    no_fgfa = [a for a in common if a not in ("--fgfa", str(weights["fgfa"]))]
+    script.main([*no_fgfa, "--samplings", "pooled", "--bootstrap", "0", "--stem", "plain"])
     plain = json.loads((tmp_path / "r" / "plain.json").read_text())
     assert plain["comparisons"] == [] and plain["rows"][2]["name"] == "DFF, exact flow (pooled)"
+    assert not any(r["method"] == "fgfa" for r in plain["rows"])  # --fgfa is optional
     assert "bootstrap intervals" not in (tmp_path / "r" / "plain.md").read_text()
 
 
