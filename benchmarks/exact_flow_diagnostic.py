@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
                 comparisons.append({"row": name, "against": base, **{c: v.to_json() for c, v in d.items()}})
     lines = ["# DFF and FGFA with the exact flow", "",
              f"Held-out data: the first {len(data)} videos of `{args.data}` (split `{args.split}`). Detectors: "
-             f"single frame `{args.frame}`, DFF `{args.dff}`, FGFA `{args.fgfa}`; F replaced by the generator's "
+             f"single frame `{args.frame}`, DFF `{args.dff}`, "
+             + (f"FGFA `{args.fgfa}`" if args.fgfa else "no FGFA") + "; F replaced by the generator's "
              "exact flow, pooled over 17x17 around image pixel 16j or read at pixel 16j. DFF: key interval 10; "
              "FGFA: 21 frames, offline.", "",
              "| method | mAP (%) | slow | medium | fast |", "|---|---|---|---|---|"]
