@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import matplotlib
@@ -330,7 +330,10 @@ def _saved_results(plan: DetReportPlan, report: Path) -> tuple[dict, str, dict]:
         raise FeatflowError(f"--from-json: no {path} to rewrite (run the benchmark first)")
     saved = json.loads(path.read_text())
     ours = json.loads(json.dumps(asdict(plan)))
-    theirs = dict(saved.get("plan", {}))
+    # a setting added after the report was measured reads as its default there
+    defaults = json.loads(json.dumps(asdict(type(plan)(**{f.name: getattr(plan, f.name) for f in fields(plan)
+                                                           if f.default is MISSING and f.default_factory is MISSING}))))
+    theirs = {**{k: v for k, v in defaults.items() if k not in saved.get("plan", {})}, **saved.get("plan", {})}
     ours.pop("findings"), theirs.pop("findings", None)
     changed = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
     if changed:

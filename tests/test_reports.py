@@ -372,6 +372,14 @@ def test_detection_report_tables(tmp_path):
     assert "- Written later." in text and "FGFA's weights are a plain average" not in text
     with pytest.raises(FeatflowError, match="differs .* in window"):
         run_detection_report(dataclasses.replace(later, window=2), tmp_path / "report", from_json=True)
+    # a report measured before a plan setting existed: the setting reads as its default there, not as a change
+    saved = json.loads((tmp_path / "report" / "detection.json").read_text())
+    del saved["plan"]["ablation_title"]
+    (tmp_path / "report" / "detection.json").write_text(json.dumps(saved))
+    run_detection_report(later, tmp_path / "report", from_json=True)
+    with pytest.raises(FeatflowError, match="differs .* in ablation_title"):
+        run_detection_report(dataclasses.replace(later, ablation_title="another"), tmp_path / "report",
+                             from_json=True)
     with pytest.raises(FeatflowError, match="no .* to rewrite"):
         run_detection_report(later, tmp_path / "elsewhere", from_json=True)
 
