@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -34,7 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from benchmarks.appearance import appearance_lines, appearance_results  # noqa: E402
 from benchmarks.cells import difference, percent  # noqa: E402
 from benchmarks.detection_cache import DetectionCache, entry_key  # noqa: E402
-from benchmarks.training import curves_plot, plateau_gain, training_lines, training_records  # noqa: E402
+from benchmarks.training import curves_plot, earlier_records, plateau_gain, training_lines, training_records  # noqa: E402
 from featflow.analysis.reports import machine_description, save_figure, write_report  # noqa: E402
 from featflow.analysis.speed import measure_fgfa_speed, measure_speed  # noqa: E402
 from featflow.data.vid import VidDataset  # noqa: E402
@@ -83,6 +84,9 @@ class DetReportPlan:
     appearance: bool = False  # accuracy by appearance group (data written by featflow synth only)
     stem: str = "detection"  # the report's file names: {stem}.md, {stem}.json, {stem}.png, {stem}_curves.png
     seed_note: str = ""  # how the held-out data was made (its generator seed), quoted in the report
+    # report JSONs whose training records describe checkpoints whose run folder is gone (a shipped model's run):
+    # what each row's budget sums along its init chain when runs/ no longer holds the start
+    earlier_training: tuple[str, ...] = ()
     # what the tables show, written by whoever ran them (the report prints it under "What the tables show")
     findings: tuple[str, ...] = ()
 
@@ -334,7 +338,8 @@ def _saved_results(plan: DetReportPlan, report: Path) -> tuple[dict, str, dict]:
     defaults = json.loads(json.dumps(asdict(type(plan)(**{f.name: getattr(plan, f.name) for f in fields(plan)
                                                            if f.default is MISSING and f.default_factory is MISSING}))))
     theirs = {**{k: v for k, v in defaults.items() if k not in saved.get("plan", {})}, **saved.get("plan", {})}
-    ours.pop("findings"), theirs.pop("findings", None)
+    for setting in ("findings", "earlier_training"):  # neither changes what was measured
+        ours.pop(setting), theirs.pop(setting, None)
     changed = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
     if changed:
         raise FeatflowError(f"--from-json: the plan differs from the one {path} was measured with in "
@@ -370,9 +375,17 @@ def _evaluate(plan: DetReportPlan, data: VidDataset, progress: bool, cache: str 
             raise FeatflowError("the appearance tables compare with single frame: the plan's ablation has no "
                                 "method: frame row")
         results["appearance"] = appearance_results(data, runner.truth, raw, single, plan.bootstrap_samples)
-    weights = [r.weights for r in plan.ablation + plan.postprocessing + plan.dff]
-    results["training"] = training_records(weights + ([plan.frame_count_weights] if plan.frame_count_weights else []))
+    results["training"] = _training(plan)
     return results
+
+
+def _training(plan: DetReportPlan, saved: Sequence[dict] = ()) -> list[dict]:
+    """The training records of the plan's checkpoints and their init chains, each with its chain's total budget:
+    from each run's metrics.json where runs/ still holds it, else from ``saved`` (the report's own earlier records)
+    or the plan's ``earlier_training`` reports."""
+    weights = [r.weights for r in plan.ablation + plan.postprocessing + plan.dff]
+    known = {**earlier_records(plan.earlier_training), **{r["weights"]: r for r in saved}}
+    return training_records(weights + ([plan.frame_count_weights] if plan.frame_count_weights else []), known)
 
 
 def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "reports",
@@ -389,6 +402,7 @@ def run_detection_report(plan: DetReportPlan, report: str | os.PathLike = "repor
     report = Path(report)
     if from_json:
         results, command, machine = _saved_results(plan, report)
+        results["training"] = _training(plan, results.get("training", []))
     else:
         results, machine = _evaluate(plan, data, progress, cache), machine_description()
     results["curves"] = curves_plot(report / f"{plan.stem}_curves.png", results["training"], "val_map",

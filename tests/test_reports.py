@@ -292,6 +292,26 @@ def test_training_budgets_add_up_along_init_chains_and_plateau_is_read_off_the_c
     assert (records[cont]["total_samples"], records[cont]["total_minutes"]) == (160 + 80, 5.0)
 
 
+def test_a_detection_report_rewritten_from_json_sums_budgets_through_an_earlier_report(tmp_path):
+    """The runs of a report are gone (runs/ lasts a session) and so is the run of the shipped model they started
+    from: their records come from the report's own JSON, the start's from the plan's earlier_training report."""
+    from benchmarks.det_report import DetReportPlan, DetRowPlan, _training
+
+    row, start = "runs/det/gone_row/model.safetensors", "runs/det/gone_start/model.safetensors"
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"training": [
+        {"weights": start, "init": None, "iterations": 100, "batch_size": 8, "minutes": 10.0}]}))
+    saved = [{"weights": row, "init": start, "iterations": 40, "batch_size": 8, "samples": 320, "minutes": 4.0,
+              "total_samples": 320, "total_minutes": 4.0}]
+    plan = DetReportPlan(data="unused", ablation=(DetRowPlan("single frame", row),), earlier_training=(str(earlier),))
+    records = {r["weights"]: r for r in _training(plan, saved)}
+    assert (records[row]["total_samples"], records[row]["total_minutes"]) == (320 + 800, 14.0)
+    assert records[start]["total_samples"] == 800
+    # without the earlier report the chain stops at the row (what the report said before): no guess
+    alone = _training(DetReportPlan(data="unused", ablation=(DetRowPlan("single frame", row),)), saved)
+    assert [(r["weights"], r["total_samples"]) for r in alone] == [(row, 320)]
+
+
 # ---- the detection report (moved from test_detection.py / test_fgfa.py with the harness) ------------------
 
 
