@@ -13,11 +13,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train models")
     train = p.add_subparsers(dest="what", required=True, metavar="WHAT")
     flow = _add_task(train, "flow", "pre-train a flow network on pairs with known flow (the FlyingChairs step), or "
-                     "fine-tune it on your own videos", "Train FlowNet / FlowNet Half / FlowNet Inception with a "
-                     "multi-scale end-point-error loss on synthetic pairs (optionally mixed with pairs on real "
-                     "photographs) or a FlyingChairs folder; or, with --unsupervised DIR, fine-tune it on the videos "
-                     "of a folder, which need no flow ground truth (photometric + smoothness loss, occlusions left "
-                     "out).", "flownet, flownet_half, flownet_inception, flownet_inception_real, unsupervised",
+                     "fine-tune it on your own videos", "Train FlowNet / FlowNet Half / FlowNet Inception / "
+                     "PWC-Net Lite with a multi-scale end-point-error loss on synthetic pairs (optionally mixed with "
+                     "pairs on real photographs) or a FlyingChairs folder; or, with --unsupervised DIR, fine-tune it "
+                     "on the videos of a folder, which need no flow ground truth (photometric + smoothness loss, "
+                     "occlusions left out).", "see featflow/configs/flow/: flownet, flownet_half, flownet_inception, "
+                     "pwcnet_lite, unsupervised, ...",
                      init=True, config_required=False)
     flow.add_argument("--unsupervised", type=Path, default=None, metavar="VIDEOS_DIR",
                       help="fine-tune on the videos (files, or folders of images) in this folder without flow "
