@@ -571,7 +571,7 @@ def test_every_plan_loads_by_name_and_by_path():
     from featflow.errors import MissingInput
 
     assert benchmarks.plan_names() == ["detection", "detection_vid", "detection_vid_converge", "detection_vid_plateau",
-                                      "detection_vid_weighting", "segmentation",
+                                      "detection_vid_quality", "detection_vid_weighting", "segmentation",
                                       "segmentation_budget", "segmentation_converge", "segmentation_long",
                                       "segmentation_plateau"]
     for name in benchmarks.plan_names():
@@ -582,7 +582,8 @@ def test_every_plan_loads_by_name_and_by_path():
     assert plan.stem == "detection_vid" and plan.bootstrap_samples >= 1000
     assert benchmarks.load_plan(SegReportPlan, "segmentation_budget").earlier_training == ("reports/segmentation.json",)
     with pytest.raises(MissingInput, match="no plan file nothing .*detection, detection_vid, detection_vid_converge, "
-                                           "detection_vid_plateau, detection_vid_weighting, segmentation"):
+                                           "detection_vid_plateau, detection_vid_quality, detection_vid_weighting, "
+                                           "segmentation"):
         benchmarks.load_plan(DetReportPlan, "nothing")
 
 
