@@ -11,10 +11,38 @@ from featflow.evaluation.flow_metrics import end_point_error, held_out_pairs
 
 
 def test_shipped_weights_are_small_and_load():
-    path = shipped_flow_weights()
-    assert path.is_file() and path.stat().st_size < 10 * 2**20
-    net, meta = load_flow_net()
-    assert meta["featflow.model"] == "flownet_inception" and int(meta["iterations"]) > 1000
+    """Each shipped F loads as its own network; the default F (no path) is PWC-Net Lite, reports/flow_pwcnet.md's
+    winner; a network featflow ships no weights for gets a one-line error that names what it ships."""
+    import pytest
+
+    from featflow.engine.checkpoint import SHIPPED_FLOW_WEIGHTS
+    from featflow.errors import FeatflowError
+
+    for name in SHIPPED_FLOW_WEIGHTS:
+        path = shipped_flow_weights(name)
+        assert path.is_file() and path.stat().st_size < 10 * 2**20
+        net, meta = load_flow_net(path)
+        assert meta["featflow.model"] == name and int(meta["iterations"]) > 1000
+    assert shipped_flow_weights() == shipped_flow_weights("pwcnet_lite")
+    assert load_flow_net()[1]["featflow.model"] == "pwcnet_lite"
+    with pytest.raises(FeatflowError, match="no pre-trained weights for flownet .*pwcnet_lite, flownet_inception"):
+        shipped_flow_weights("flownet")
+
+
+def test_flow_init_shipped_takes_the_weights_of_the_models_own_flow_net():
+    """A DFF model with FlowNet Inception keeps getting the shipped FlowNet Inception now that the default F is
+    PWC-Net Lite, and one with PWC-Net Lite gets PWC-Net Lite's."""
+    import torch
+
+    from featflow.engine.checkpoint import load_flow_into
+    from featflow.methods.segmentation import VideoSegmenter
+
+    for name in ("flownet_inception", "pwcnet_lite"):
+        model = VideoSegmenter(3, "resnet18", 16, name)
+        load_flow_into(model, None)
+        shipped, _ = load_flow_net(shipped_flow_weights(name), scale_channels=16)
+        state = shipped.state_dict()
+        assert all(torch.equal(v, state[k]) for k, v in model.flow_net.state_dict().items()), name
 
 
 def test_flow_command_estimates_motion(tmp_path, capsys):
@@ -33,7 +61,7 @@ def test_flow_command_estimates_motion(tmp_path, capsys):
         zero_errors.append(end_point_error(np.zeros_like(pair.flow), pair.flow))
     assert np.mean(errors) < 0.5 * np.mean(zero_errors)
     assert read_image(tmp_path / "flow.png").shape == (256, 512, 3)
-    assert "flownet_inception" in capsys.readouterr().out
+    assert "pwcnet_lite" in capsys.readouterr().out  # the default F
 
 
 def test_flow_command_errors(tmp_path, capsys):

@@ -8,7 +8,7 @@ from featflow.cli import main
 from featflow.data.synthetic import SynthConfig, SyntheticVideo
 from featflow.data.video import write_video
 from featflow.data.video_pairs import VideoFramePairs, video_entries
-from featflow.engine.checkpoint import load_flow_net
+from featflow.engine.checkpoint import load_flow_net, shipped_flow_weights
 from featflow.engine.flow_training import FlowLossConfig, _non_occluded, unsupervised_loss
 from featflow.errors import FeatflowError, MissingInput
 from featflow.modeling.flow_net import FlowOutput
@@ -113,7 +113,7 @@ def test_train_flow_unsupervised_from_the_shipped_weights(tmp_path, videos, caps
     assert main(args) == 0
     net, meta = load_flow_net(out / "model.safetensors")
     assert meta["featflow.model"] == "flownet_inception" and meta["iterations"] == "2"
-    shipped, _ = load_flow_net()
+    shipped, _ = load_flow_net(shipped_flow_weights("flownet_inception"))  # the config's net, not the default F
     moved = sum(float((a - b).abs().sum().detach()) for a, b in zip(net.parameters(), shipped.parameters()))
     assert moved > 0  # it started from the shipped weights and trained
     assert "validation EPE" in capsys.readouterr().out

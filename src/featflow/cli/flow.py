@@ -16,7 +16,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("key", type=Path)
     p.add_argument("--out", required=True, type=Path, help="output .flo file")
     p.add_argument("--weights", type=Path, default=None,
-                   help="flow-net weights (default: the shipped FlowNet Inception)")
+                   help="flow-net weights (default: the shipped PWC-Net Lite, reports/flow_pwcnet.md)")
     p.add_argument("--stride", type=int, choices=(8, 16), default=8,
                    help="8: FlowNet's finest prediction (default); 16: the output DFF warps features with")
     p.add_argument("--visualize", type=Path, default=None, help="also write a colour-coded PNG of the flow")

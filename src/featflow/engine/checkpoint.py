@@ -32,8 +32,11 @@ from featflow.modeling.heads import DetectionHead, SegmentationHead
 from featflow.modeling.rpn import RPNConfig
 from featflow.utils.io import atomic_path
 
-#: The flow network shipped with featflow (trained on synthetic pairs by ``featflow train flow``).
-SHIPPED_FLOW_WEIGHTS = "flownet_inception_synth.safetensors"
+#: The pre-trained flow weights shipped with featflow, by flow network (trained on synthetic pairs by ``featflow train
+#: flow``; ``reports/flow_pwcnet.md``). ``flow_init: shipped`` takes its own network's; the first is the default F
+#: (``featflow flow``, ``bench flow``): PWC-Net Lite, the better on synthetic pairs and on real footage.
+SHIPPED_FLOW_WEIGHTS: dict[str, str] = {"pwcnet_lite": "pwcnet_lite_synth.safetensors",
+                                        "flownet_inception": "flownet_inception_synth.safetensors"}
 
 
 def save_weights(path: str | os.PathLike, model: nn.Module, metadata: dict[str, Any],
@@ -84,8 +87,15 @@ def pack_weights(source: str | os.PathLike, target: str | os.PathLike) -> int:
     return Path(target).stat().st_size
 
 
-def shipped_flow_weights() -> Path:
-    return Path(str(resources.files("featflow") / "weights" / SHIPPED_FLOW_WEIGHTS))
+def shipped_flow_weights(flow_net: str | None = None) -> Path:
+    """The package's pre-trained weights of ``flow_net`` (default: the default F, the first of
+    ``SHIPPED_FLOW_WEIGHTS``)."""
+    name = flow_net or next(iter(SHIPPED_FLOW_WEIGHTS))
+    if name not in SHIPPED_FLOW_WEIGHTS:
+        raise FeatflowError(f"featflow ships no pre-trained weights for {name} (it ships "
+                            f"{', '.join(SHIPPED_FLOW_WEIGHTS)}): pre-train it with featflow train flow and name "
+                            f"the file instead of shipped")
+    return Path(str(resources.files("featflow") / "weights" / SHIPPED_FLOW_WEIGHTS[name]))
 
 
 def save_flow_net(path: str | os.PathLike, net: FlowNetBase, name: str, extra: dict[str, Any] | None = None,
@@ -274,10 +284,11 @@ def load_detector(path: str | os.PathLike, flow_net: str | None = None, aggregat
 
 
 def load_flow_into(model: VideoModel, path: str | os.PathLike | None) -> None:
-    """Put pre-trained flow weights (default: the shipped ones) into ``model.flow_net``; its scale
-    field starts at 1."""
+    """Put pre-trained flow weights (default: those shipped for the model's flow network) into ``model.flow_net``;
+    its scale field starts at 1."""
     if model.flow_net is None:
         raise FeatflowError("the model has no flow network to load weights into")
+    path = shipped_flow_weights(model.flow_name) if path is None else path
     net, metadata = load_flow_net(path, scale_channels=model.channels)
     if metadata["featflow.model"] != model.flow_name:
         raise FeatflowError(f"flow weights are for {metadata['featflow.model']}, the model uses {model.flow_name}")

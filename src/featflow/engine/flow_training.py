@@ -32,7 +32,7 @@ from featflow.data.mixing import Mixed
 from featflow.data.real_textures import RealTexturePairs
 from featflow.data.synthetic import Degradations, SynthConfig
 from featflow.data.video_pairs import VideoFramePairs
-from featflow.engine.checkpoint import load_flow_net, save_flow_net
+from featflow.engine.checkpoint import load_flow_net, save_flow_net, shipped_flow_weights
 from featflow.engine.config import check_paths, to_dict
 from featflow.engine.flow_inference import FlowNetEstimator
 from featflow.engine.trainer import OptimConfig, TrainResult, TrainTask, train
@@ -222,7 +222,7 @@ def _initial_net(cfg: FlowTrainConfig) -> FlowNetBase:
     """F as training starts: fresh, or the ``init`` weights (which must be the same network)."""
     if cfg.init is None:
         return build_flow_net(cfg.model)
-    net, meta = load_flow_net(None if cfg.init == "shipped" else cfg.init)
+    net, meta = load_flow_net(shipped_flow_weights(cfg.model) if cfg.init == "shipped" else cfg.init)
     if meta["featflow.model"] != cfg.model:
         raise FeatflowError(f"init: {cfg.init} holds {meta['featflow.model']}, the config trains {cfg.model}")
     net.name = cfg.model
