@@ -86,6 +86,14 @@ def test_a_flow_net_gives_the_same_flow_with_and_without_the_gemm_path(monkeypat
     torch.testing.assert_close(gemm.scale, plain.scale, rtol=1e-4, atol=1e-4)
 
 
+def _in_bf16(ours: nn.Module, theirs: nn.Module, x: torch.Tensor, autocast: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both layers' outputs in bfloat16: under CPU autocast, or with their inputs (and torch's weights) cast."""
+    if autocast:
+        with torch.autocast("cpu", torch.bfloat16):
+            return ours(x), theirs(x)
+    return ours(x.bfloat16()), theirs.bfloat16()(x.bfloat16())
+
+
 @pytest.mark.parametrize("autocast", [True, False])
 def test_dilated_bf16_gemm_equals_torch_and_keeps_the_dtype(monkeypatch, autocast):
     """A large-dilation layer takes the GEMM in bfloat16 (under CPU autocast or on bf16 inputs) on any map: the same
@@ -102,11 +110,7 @@ def test_dilated_bf16_gemm_equals_torch_and_keeps_the_dtype(monkeypatch, autocas
 
     monkeypatch.setattr(gemm_conv.F, "unfold", counted_unfold)
     with torch.no_grad():
-        if autocast:
-            with torch.autocast("cpu", torch.bfloat16):
-                got, want = ours(x), theirs(x)
-        else:
-            got, want = ours(x.bfloat16()), theirs.bfloat16()(x.bfloat16())
+        got, want = _in_bf16(ours, theirs, x, autocast)
         assert columns == [torch.bfloat16]  # our layer took the GEMM, its columns written in bf16
         assert got.dtype == want.dtype == torch.bfloat16
         torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=2e-2)
@@ -131,11 +135,7 @@ def test_dilated_bf16_transposed_gemm_equals_torch(monkeypatch, autocast, channe
     fold, calls = gemm_conv.F.fold, []
     monkeypatch.setattr(gemm_conv.F, "fold", lambda cols, *a, **k: calls.append(cols.dtype) or fold(cols, *a, **k))
     with torch.no_grad():
-        if autocast:
-            with torch.autocast("cpu", torch.bfloat16):
-                got, want = ours(x), theirs(x)
-        else:
-            got, want = ours(x.bfloat16()), theirs.bfloat16()(x.bfloat16())
+        got, want = _in_bf16(ours, theirs, x, autocast)
         assert calls == [torch.bfloat16]  # our layer took the GEMM, col2im on bf16 columns
         assert got.dtype == want.dtype == torch.bfloat16 and got.shape == want.shape
         torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=3e-2)
