@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from featflow.analysis.reports import save_figure
+from featflow.errors import FeatflowError
 from featflow.registry import shipped_models
 
 
@@ -53,6 +54,9 @@ def earlier_records(reports: Sequence[str | os.PathLike]) -> dict[str, dict]:
     whose folder is gone (``runs/`` lasts a session) was, for the checkpoint shipped from it."""
     known: dict[str, dict] = {}
     for path in reports:
+        if not Path(path).is_file():
+            raise FeatflowError(f"earlier_training: no report {path} (the plan names the report JSON whose training "
+                                f"records it reads)")
         for record in json.loads(Path(path).read_text()).get("training", []):
             known.setdefault(record["weights"], {**record, "source": str(path)})
     return known

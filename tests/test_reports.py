@@ -310,6 +310,12 @@ def test_a_detection_report_rewritten_from_json_sums_budgets_through_an_earlier_
     # without the earlier report the chain stops at the row (what the report said before): no guess
     alone = _training(DetReportPlan(data="unused", ablation=(DetRowPlan("single frame", row),)), saved)
     assert [(r["weights"], r["total_samples"]) for r in alone] == [(row, 320)]
+    # a plan naming a report that is not there: one line naming the setting and the file
+    from featflow.errors import FeatflowError
+
+    with pytest.raises(FeatflowError, match="earlier_training: no report .*missing.json"):
+        _training(DetReportPlan(data="unused", ablation=(DetRowPlan("single frame", row),),
+                                earlier_training=(str(tmp_path / "missing.json"),)), saved)
 
 
 # ---- the detection report (moved from test_detection.py / test_fgfa.py with the harness) ------------------
